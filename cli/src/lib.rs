@@ -1,0 +1,7 @@
+//! The `sweep` command: submit a sweep file, watch it, and query status, trials and
+//! the best configuration. Tables for people, `-o json` for scripts; errors go to
+//! stderr with a non-zero exit code.
+
+pub mod client;
+pub mod output;
+pub mod watch;

@@ -1,0 +1,61 @@
+//! Who is calling. Every request carries `authorization: Bearer <token>`: an API
+//! token (admin or client) for the client service, a join token to register, and a
+//! worker credential for every other agent call. Nothing is served without one.
+
+use sqlx::PgPool;
+use tonic::Request;
+use uuid::Uuid;
+
+use crate::db::tokens::{self, Role};
+use crate::db::workers;
+use crate::error::{CoordinatorError, Result};
+
+fn bearer<T>(req: &Request<T>) -> Result<&str> {
+    let value = req.metadata().get("authorization").ok_or_else(|| {
+        CoordinatorError::Unauthenticated("missing authorization: Bearer <token>".into())
+    })?;
+    let value = value.to_str().map_err(|_| {
+        CoordinatorError::Unauthenticated("authorization header is not ASCII".into())
+    })?;
+    value
+        .strip_prefix("Bearer ")
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or_else(|| {
+            CoordinatorError::Unauthenticated("authorization must be `Bearer <token>`".into())
+        })
+}
+
+/// A client (CLI) call: an admin or client API token.
+pub async fn client<T>(db: &PgPool, req: &Request<T>) -> Result<Role> {
+    match tokens::lookup(db, bearer(req)?).await? {
+        Some((_, role @ (Role::Admin | Role::Client))) => Ok(role),
+        Some((_, Role::Join)) => Err(CoordinatorError::PermissionDenied(
+            "a join token can only register workers".into(),
+        )),
+        None => Err(CoordinatorError::Unauthenticated(
+            "unknown or revoked token".into(),
+        )),
+    }
+}
+
+/// A worker registering: a join token (or an admin token).
+pub async fn join<T>(db: &PgPool, req: &Request<T>) -> Result<()> {
+    match tokens::lookup(db, bearer(req)?).await? {
+        Some((_, Role::Join | Role::Admin)) => Ok(()),
+        Some((_, Role::Client)) => Err(CoordinatorError::PermissionDenied(
+            "register needs a join token".into(),
+        )),
+        None => Err(CoordinatorError::Unauthenticated(
+            "unknown or revoked join token".into(),
+        )),
+    }
+}
+
+/// A registered, unrevoked worker.
+pub async fn worker<T>(db: &PgPool, req: &Request<T>) -> Result<Uuid> {
+    workers::authenticate(db, bearer(req)?)
+        .await?
+        .ok_or_else(|| {
+            CoordinatorError::Unauthenticated("unknown or revoked worker credential".into())
+        })
+}

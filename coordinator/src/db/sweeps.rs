@@ -1,0 +1,190 @@
+//! Sweeps and their expansion into trials.
+
+use std::collections::BTreeMap;
+
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::error::{CoordinatorError, Result};
+
+/// Rows per INSERT round trip when storing a grid.
+pub const INSERT_CHUNK: usize = 5_000;
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct SweepRow {
+    pub id: Uuid,
+    pub name: String,
+    pub method: String,
+    pub metric_name: String,
+    pub metric_goal: String,
+    pub spec_yaml: String,
+    pub state: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+pub struct Submitted {
+    pub sweep_id: Uuid,
+    pub created: bool,
+    pub total: u64,
+    pub added: u64,
+}
+
+/// Stores a sweep and its trials in the caller's transaction. A sweep is identified by
+/// its name and a trial by (sweep, config hash): submitting the same file again, or an
+/// extended grid, adds only the cells that are new.
+pub async fn submit(
+    conn: &mut PgConnection,
+    spec: &sweep_spec::SweepSpec,
+    spec_yaml: &str,
+    trials: &[sweep_spec::Trial],
+) -> Result<Submitted> {
+    let inserted: Option<(Uuid,)> = sqlx::query_as(
+        "INSERT INTO sweeps (id, name, method, metric_name, metric_goal, spec_yaml, max_attempts)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (name) DO NOTHING RETURNING id",
+    )
+    .bind(Uuid::new_v4())
+    .bind(&spec.name)
+    .bind(spec.method.as_str())
+    .bind(&spec.metric.name)
+    .bind(spec.metric.goal.as_str())
+    .bind(spec_yaml)
+    .bind(spec.max_attempts as i32)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (sweep_id, created) = match inserted {
+        Some((id,)) => (id, true),
+        None => {
+            let (id, metric_name, goal): (Uuid, String, String) = sqlx::query_as(
+                "SELECT id, metric_name, metric_goal FROM sweeps WHERE name = $1 FOR UPDATE",
+            )
+            .bind(&spec.name)
+            .fetch_one(&mut *conn)
+            .await?;
+            if metric_name != spec.metric.name || goal != spec.metric.goal.as_str() {
+                return Err(CoordinatorError::AlreadyExists(format!(
+                    "sweep `{}` exists with objective {goal} {metric_name}; give the new objective a new sweep name",
+                    spec.name
+                )));
+            }
+            sqlx::query("UPDATE sweeps SET spec_yaml = $2, max_attempts = $3 WHERE id = $1")
+                .bind(id)
+                .bind(spec_yaml)
+                .bind(spec.max_attempts as i32)
+                .execute(&mut *conn)
+                .await?;
+            (id, false)
+        }
+    };
+    let mut added = 0u64;
+    for (chunk_no, chunk) in trials.chunks(INSERT_CHUNK).enumerate() {
+        let base = chunk_no * INSERT_CHUNK;
+        let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::new_v4()).collect();
+        let seqs: Vec<i32> = (0..chunk.len()).map(|i| (base + i) as i32).collect();
+        let hashes: Vec<&str> = chunk.iter().map(|t| t.hash.as_str()).collect();
+        let params: Vec<String> = chunk
+            .iter()
+            .map(|t| serde_json::to_string(&t.params).expect("json"))
+            .collect();
+        let configs: Vec<String> = chunk
+            .iter()
+            .map(|t| serde_json::to_string(&t.config).expect("json"))
+            .collect();
+        let r = sqlx::query(
+            "INSERT INTO trials (id, sweep_id, seq, params_hash, params, config, max_attempts)
+             SELECT u.id, $1, u.seq, u.hash, u.params::jsonb, u.config::jsonb, $2
+             FROM UNNEST($3::uuid[], $4::int[], $5::text[], $6::text[], $7::text[]) AS u(id, seq, hash, params, config)
+             ON CONFLICT (sweep_id, params_hash) DO NOTHING",
+        )
+        .bind(sweep_id)
+        .bind(spec.max_attempts as i32)
+        .bind(&ids)
+        .bind(&seqs)
+        .bind(&hashes)
+        .bind(&params)
+        .bind(&configs)
+        .execute(&mut *conn)
+        .await?;
+        added += r.rows_affected();
+    }
+    let (total,): (i64,) = sqlx::query_as("SELECT count(*) FROM trials WHERE sweep_id = $1")
+        .bind(sweep_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Submitted {
+        sweep_id,
+        created,
+        total: total as u64,
+        added,
+    })
+}
+
+const SWEEP_COLUMNS: &str =
+    "id, name, method, metric_name, metric_goal, spec_yaml, state, created_at";
+
+pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<SweepRow> {
+    sqlx::query_as(&format!("SELECT {SWEEP_COLUMNS} FROM sweeps WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .ok_or_else(|| CoordinatorError::NotFound(format!("sweep {id}")))
+}
+
+pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<SweepRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {SWEEP_COLUMNS} FROM sweeps ORDER BY created_at"
+    ))
+    .fetch_all(db)
+    .await?)
+}
+
+/// Trial counts by state.
+pub async fn counts(db: impl PgExecutor<'_>, id: Uuid) -> Result<BTreeMap<String, u64>> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, count(*) FROM trials WHERE sweep_id = $1 GROUP BY state")
+            .bind(id)
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().map(|(s, n)| (s, n as u64)).collect())
+}
+
+/// Cancels a sweep: queued and running trials become `cancelled` at once; a worker
+/// running one learns it at its next heartbeat. Returns how many were cancelled.
+pub async fn cancel(conn: &mut PgConnection, id: Uuid) -> Result<u64> {
+    let r = sqlx::query("UPDATE sweeps SET state = 'cancelled' WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    if r.rows_affected() == 0 {
+        return Err(CoordinatorError::NotFound(format!("sweep {id}")));
+    }
+    let r = sqlx::query(
+        "UPDATE trials SET state = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
+                updated_at = now(), finished_at = now()
+         WHERE sweep_id = $1 AND state IN ('queued', 'leased')",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Puts failed and dead trials back in the queue with a fresh budget.
+pub async fn retry_failed(conn: &mut PgConnection, id: Uuid) -> Result<u64> {
+    let r = sqlx::query("UPDATE sweeps SET state = 'running' WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    if r.rows_affected() == 0 {
+        return Err(CoordinatorError::NotFound(format!("sweep {id}")));
+    }
+    let r = sqlx::query(
+        "UPDATE trials SET state = 'queued', lost_count = 0, error_count = 0, not_before = now(),
+                updated_at = now(), finished_at = NULL
+         WHERE sweep_id = $1 AND state IN ('failed', 'dead')",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected())
+}

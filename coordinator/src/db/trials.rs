@@ -1,0 +1,408 @@
+//! Trials: the claim, fenced worker writes, the reaper, and reads.
+//!
+//! Every worker write names (trial, attempt) and applies only while that attempt holds
+//! an unexpired lease owned by that worker; the database clock decides expiry.
+
+use std::collections::BTreeMap;
+
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::error::{CoordinatorError, Result};
+
+/// A trial handed to a worker.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Leased {
+    pub id: Uuid,
+    pub attempt: i32,
+    pub sweep_id: Uuid,
+    pub config: serde_json::Value,
+    pub params: serde_json::Value,
+}
+
+/// Claims up to `n` queued trials for `worker` in one statement. Concurrent claims
+/// skip each other's locked rows; no transaction stays open while the trial runs.
+pub async fn claim(
+    db: impl PgExecutor<'_>,
+    worker: Uuid,
+    n: u32,
+    lease_ms: u32,
+) -> Result<Vec<Leased>> {
+    Ok(sqlx::query_as(
+        "UPDATE trials t
+         SET state = 'leased', attempt = t.attempt + 1, lease_owner = $1,
+             lease_expires_at = now() + make_interval(secs => $3::double precision / 1000),
+             updated_at = now(), error = NULL
+         WHERE t.id IN (
+             SELECT q.id FROM trials q JOIN sweeps s ON s.id = q.sweep_id
+             WHERE q.state = 'queued' AND q.not_before <= now() AND s.state = 'running'
+             ORDER BY s.created_at, q.seq
+             LIMIT $2
+             FOR UPDATE OF q SKIP LOCKED)
+         RETURNING t.id, t.attempt, t.sweep_id, t.config, t.params",
+    )
+    .bind(worker)
+    .bind(n as i64)
+    .bind(lease_ms as f64)
+    .fetch_all(db)
+    .await?)
+}
+
+/// The fence every worker write shares ($1 trial, $2 attempt, $3 worker).
+const HOLDS_LEASE: &str =
+    "id = $1 AND attempt = $2 AND lease_owner = $3 AND state = 'leased' AND lease_expires_at > now()";
+
+/// Why a fenced write matched no row: another worker's lease is PERMISSION_DENIED,
+/// anything else (reaped, re-leased, cancelled, finished, expired) is a lost lease.
+async fn refusal(
+    db: impl PgExecutor<'_>,
+    trial: Uuid,
+    attempt: i32,
+    worker: Uuid,
+) -> CoordinatorError {
+    let row: std::result::Result<Option<(String, i32, Option<Uuid>)>, _> =
+        sqlx::query_as("SELECT state, attempt, lease_owner FROM trials WHERE id = $1")
+            .bind(trial)
+            .fetch_optional(db)
+            .await;
+    match row {
+        Err(e) => e.into(),
+        Ok(None) => CoordinatorError::NotFound(format!("trial {trial}")),
+        Ok(Some((state, cur, owner))) => {
+            if state == "leased" && cur == attempt && owner.is_some_and(|o| o != worker) {
+                CoordinatorError::PermissionDenied(format!(
+                    "trial {trial} is leased by another worker"
+                ))
+            } else {
+                CoordinatorError::LeaseLost(format!(
+                    "trial {trial} attempt {attempt} no longer holds the lease (now {state}, attempt {cur})"
+                ))
+            }
+        }
+    }
+}
+
+/// What a heartbeat tells the worker about one of its trials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Directive {
+    Continue,
+    Cancel,
+    LeaseLost,
+}
+
+/// Extends the leases the worker still holds; says for each trial whether to go on.
+pub async fn heartbeat(
+    conn: &mut PgConnection,
+    worker: Uuid,
+    trials: &[(Uuid, i32)],
+    lease_ms: u32,
+) -> Result<Vec<Directive>> {
+    let ids: Vec<Uuid> = trials.iter().map(|t| t.0).collect();
+    let attempts: Vec<i32> = trials.iter().map(|t| t.1).collect();
+    let extended: Vec<(Uuid,)> = sqlx::query_as(
+        "UPDATE trials t SET lease_expires_at = now() + make_interval(secs => $4::double precision / 1000)
+         FROM UNNEST($1::uuid[], $2::int[]) AS r(id, attempt)
+         WHERE t.id = r.id AND t.attempt = r.attempt AND t.lease_owner = $3
+           AND t.state = 'leased' AND t.lease_expires_at > now()
+         RETURNING t.id",
+    )
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(worker)
+    .bind(lease_ms as f64)
+    .fetch_all(&mut *conn)
+    .await?;
+    let extended: std::collections::HashSet<Uuid> = extended.into_iter().map(|r| r.0).collect();
+    let states: Vec<(Uuid, String, i32)> =
+        sqlx::query_as("SELECT id, state, attempt FROM trials WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+    let states: BTreeMap<Uuid, (String, i32)> =
+        states.into_iter().map(|(id, s, a)| (id, (s, a))).collect();
+    Ok(trials
+        .iter()
+        .map(|(id, attempt)| {
+            if extended.contains(id) {
+                Directive::Continue
+            } else if states
+                .get(id)
+                .is_some_and(|(s, a)| s == "cancelled" && a == attempt)
+            {
+                Directive::Cancel
+            } else {
+                Directive::LeaseLost
+            }
+        })
+        .collect())
+}
+
+/// Records one epoch's metrics (append-only, first write per epoch wins) and extends
+/// the lease.
+pub async fn progress(
+    db: impl PgExecutor<'_>,
+    worker: Uuid,
+    trial: Uuid,
+    attempt: i32,
+    epoch: i32,
+    metrics: &BTreeMap<String, f64>,
+    lease_ms: u32,
+) -> Result<bool> {
+    let metrics = serde_json::to_value(metrics).expect("json");
+    let (n,): (i64,) = sqlx::query_as(&format!(
+        "WITH t AS (
+             UPDATE trials SET epoch = $4, latest = $5, updated_at = now(),
+                    lease_expires_at = now() + make_interval(secs => $6::double precision / 1000)
+             WHERE {HOLDS_LEASE} RETURNING id),
+         ins AS (
+             INSERT INTO trial_epochs (trial_id, attempt, epoch, metrics)
+             SELECT id, $2, $4, $5 FROM t ON CONFLICT DO NOTHING)
+         SELECT count(*) FROM t"
+    ))
+    .bind(trial)
+    .bind(attempt)
+    .bind(worker)
+    .bind(epoch)
+    .bind(&metrics)
+    .bind(lease_ms as f64)
+    .fetch_one(db)
+    .await?;
+    Ok(n == 1)
+}
+
+pub async fn progress_or_refuse(
+    conn: &mut PgConnection,
+    worker: Uuid,
+    trial: Uuid,
+    attempt: i32,
+    epoch: i32,
+    metrics: &BTreeMap<String, f64>,
+    lease_ms: u32,
+) -> Result<()> {
+    if progress(&mut *conn, worker, trial, attempt, epoch, metrics, lease_ms).await? {
+        Ok(())
+    } else {
+        Err(refusal(&mut *conn, trial, attempt, worker).await)
+    }
+}
+
+/// Records the result of an attempt that holds the lease. Completing the same
+/// attempt again is a success that changes nothing.
+pub async fn complete(
+    conn: &mut PgConnection,
+    worker: Uuid,
+    trial: Uuid,
+    attempt: i32,
+    metrics: &BTreeMap<String, f64>,
+    result: &serde_json::Value,
+) -> Result<()> {
+    let metrics_json = serde_json::to_value(metrics).expect("json");
+    let done = sqlx::query(&format!(
+        "UPDATE trials t SET state = 'succeeded', metrics = $4, result = $5,
+                objective = ($4 ->> s.metric_name)::double precision,
+                lease_owner = NULL, lease_expires_at = NULL, finished_by = $3,
+                finished_at = now(), updated_at = now()
+         FROM sweeps s
+         WHERE s.id = t.sweep_id AND t.{}",
+        HOLDS_LEASE.replace(" AND ", " AND t.")
+    ))
+    .bind(trial)
+    .bind(attempt)
+    .bind(worker)
+    .bind(&metrics_json)
+    .bind(result)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 1 {
+        return Ok(());
+    }
+    let same: Option<(Uuid,)> = sqlx::query_as(
+        "SELECT id FROM trials WHERE id = $1 AND attempt = $2 AND state = 'succeeded' AND finished_by = $3",
+    )
+    .bind(trial)
+    .bind(attempt)
+    .bind(worker)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if same.is_some() {
+        return Ok(()); // duplicate report of the same attempt
+    }
+    Err(refusal(&mut *conn, trial, attempt, worker).await)
+}
+
+/// How a reported failure is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The trial's own fault (bad config, missing data, NaN loss): failed, not retried.
+    User,
+    /// May pass: retried with exponential backoff until the error budget is spent.
+    Transient,
+}
+
+/// Records a failed attempt. Returns the trial's new state.
+pub async fn fail(
+    conn: &mut PgConnection,
+    worker: Uuid,
+    trial: Uuid,
+    attempt: i32,
+    kind: FailureKind,
+    error: &str,
+    backoff_base_ms: u32,
+) -> Result<String> {
+    let row: Option<(String,)> = sqlx::query_as(&format!(
+        "UPDATE trials SET
+             error_count = error_count + 1,
+             state = CASE WHEN $4 OR error_count + 1 >= max_attempts THEN 'failed' ELSE 'queued' END,
+             not_before = now() + make_interval(secs => $6::double precision / 1000 * power(2, LEAST(error_count, 10))),
+             finished_at = CASE WHEN $4 OR error_count + 1 >= max_attempts THEN now() END,
+             error = $5, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+         WHERE {HOLDS_LEASE} RETURNING state"
+    ))
+    .bind(trial)
+    .bind(attempt)
+    .bind(worker)
+    .bind(kind == FailureKind::User)
+    .bind(error)
+    .bind(backoff_base_ms as f64)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some((state,)) => Ok(state),
+        None => Err(refusal(&mut *conn, trial, attempt, worker).await),
+    }
+}
+
+/// Hands a held trial back untouched (worker draining): queued again at once.
+pub async fn release(
+    conn: &mut PgConnection,
+    worker: Uuid,
+    trial: Uuid,
+    attempt: i32,
+) -> Result<()> {
+    let r = sqlx::query(&format!(
+        "UPDATE trials SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                not_before = now(), updated_at = now(), error = 'handed back by worker'
+         WHERE {HOLDS_LEASE}"
+    ))
+    .bind(trial)
+    .bind(attempt)
+    .bind(worker)
+    .execute(&mut *conn)
+    .await?;
+    if r.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(refusal(&mut *conn, trial, attempt, worker).await)
+    }
+}
+
+/// Returns expired leases to the queue, or marks a trial `dead` once it has lost
+/// `max_attempts` leases. Returns (requeued, dead) sweep ids for notification.
+pub async fn reap(db: impl PgExecutor<'_>) -> Result<Vec<(Uuid, Uuid, String)>> {
+    Ok(sqlx::query_as(
+        "UPDATE trials SET
+             lost_count = lost_count + 1,
+             state = CASE WHEN lost_count + 1 >= max_attempts THEN 'dead' ELSE 'queued' END,
+             finished_at = CASE WHEN lost_count + 1 >= max_attempts THEN now() END,
+             error = 'lease expired on attempt ' || attempt || ' (worker lost)',
+             lease_owner = NULL, lease_expires_at = NULL, not_before = now(), updated_at = now()
+         WHERE id IN (
+             SELECT id FROM trials WHERE state = 'leased' AND lease_expires_at <= now()
+             ORDER BY lease_expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED)
+         RETURNING id, sweep_id, state",
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct TrialRow {
+    pub id: Uuid,
+    pub sweep_id: Uuid,
+    pub seq: i32,
+    pub state: String,
+    pub attempt: i32,
+    pub params: serde_json::Value,
+    pub config: serde_json::Value,
+    pub metrics: Option<serde_json::Value>,
+    pub latest: Option<serde_json::Value>,
+    pub objective: Option<f64>,
+    pub error: Option<String>,
+    pub worker: Option<String>,
+    pub epoch: i32,
+    pub lost_count: i32,
+    pub error_count: i32,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+const TRIAL_COLUMNS: &str =
+    "t.id, t.sweep_id, t.seq, t.state, t.attempt, t.params, t.config, t.metrics, t.latest,
+    t.objective, t.error, w.name AS worker, t.epoch, t.lost_count, t.error_count, t.updated_at";
+const TRIAL_FROM: &str =
+    "trials t LEFT JOIN workers w ON w.id = COALESCE(t.lease_owner, t.finished_by)";
+
+pub async fn list(db: impl PgExecutor<'_>, sweep: Uuid) -> Result<Vec<TrialRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {TRIAL_COLUMNS} FROM {TRIAL_FROM} WHERE t.sweep_id = $1 ORDER BY t.seq"
+    ))
+    .bind(sweep)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Trials of a sweep changed at or after `since` (for the watch stream).
+pub async fn changed_since(
+    db: impl PgExecutor<'_>,
+    sweep: Uuid,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<TrialRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {TRIAL_COLUMNS} FROM {TRIAL_FROM} WHERE t.sweep_id = $1 AND t.updated_at >= $2 ORDER BY t.seq"
+    ))
+    .bind(sweep)
+    .bind(since)
+    .fetch_all(db)
+    .await?)
+}
+
+/// The succeeded trial with the best objective for the sweep's goal.
+pub async fn best(db: impl PgExecutor<'_>, sweep: Uuid, goal: &str) -> Result<Option<TrialRow>> {
+    let order = if goal == "minimize" { "ASC" } else { "DESC" };
+    Ok(sqlx::query_as(&format!(
+        "SELECT {TRIAL_COLUMNS} FROM {TRIAL_FROM}
+         WHERE t.sweep_id = $1 AND t.state = 'succeeded' AND t.objective IS NOT NULL
+         ORDER BY t.objective {order}, t.seq LIMIT 1"
+    ))
+    .bind(sweep)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Per-epoch metrics of a trial, every attempt.
+pub async fn history(
+    db: impl PgExecutor<'_>,
+    trial: Uuid,
+) -> Result<Vec<(i32, i32, serde_json::Value)>> {
+    Ok(sqlx::query_as(
+        "SELECT attempt, epoch, metrics FROM trial_epochs WHERE trial_id = $1 ORDER BY attempt, epoch",
+    )
+    .bind(trial)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Database time, for tests and for the watch stream's cursor.
+pub async fn db_now(db: impl PgExecutor<'_>) -> Result<chrono::DateTime<chrono::Utc>> {
+    let (t,): (chrono::DateTime<chrono::Utc>,) =
+        sqlx::query_as("SELECT now()").fetch_one(db).await?;
+    Ok(t)
+}
+
+/// The sweep a trial belongs to.
+pub async fn sweep_of(db: impl PgExecutor<'_>, trial: Uuid) -> Result<Option<Uuid>> {
+    let row: Option<(Uuid,)> = sqlx::query_as("SELECT sweep_id FROM trials WHERE id = $1")
+        .bind(trial)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(|r| r.0))
+}

@@ -1,0 +1,104 @@
+//! Registered workers. A worker's credential is stored hashed, like API tokens.
+
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::error::Result;
+
+#[derive(Debug, Clone)]
+pub struct NewWorker {
+    pub name: String,
+    pub host: String,
+    pub gpus: Vec<String>,
+    pub slots: u32,
+    pub version: String,
+}
+
+/// Registers a worker and returns (id, its credential in clear: shown once).
+pub async fn register(db: impl PgExecutor<'_>, w: &NewWorker) -> Result<(Uuid, String)> {
+    let id = Uuid::new_v4();
+    let token = super::tokens::generate("swp_worker");
+    sqlx::query(
+        "INSERT INTO workers (id, name, host, gpus, slots, version, token_hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(&w.name)
+    .bind(&w.host)
+    .bind(serde_json::json!(w.gpus))
+    .bind(w.slots as i32)
+    .bind(&w.version)
+    .bind(super::tokens::hash(&token))
+    .execute(db)
+    .await?;
+    Ok((id, token))
+}
+
+/// The worker a credential belongs to, if it is not revoked. Touches `last_seen_at`
+/// (a worker marked gone by the reaper comes back to active when it calls again).
+pub async fn authenticate(db: impl PgExecutor<'_>, token: &str) -> Result<Option<Uuid>> {
+    let row: Option<(Uuid,)> = sqlx::query_as(
+        "UPDATE workers SET last_seen_at = now(), state = 'active'
+         WHERE token_hash = $1 AND state <> 'revoked' RETURNING id",
+    )
+    .bind(super::tokens::hash(token))
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| r.0))
+}
+
+/// Revokes a worker and ends its leases (requeued without using up an attempt's
+/// error budget: the trial did nothing wrong). Returns how many leases it held.
+pub async fn revoke(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Option<u64>> {
+    let r = sqlx::query("UPDATE workers SET state = 'revoked' WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    if r.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let released = sqlx::query(
+        "UPDATE trials SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+                error = 'worker revoked'
+         WHERE lease_owner = $1 AND state = 'leased'",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Some(released.rows_affected()))
+}
+
+/// Marks workers unseen for `gone_after_ms` as gone.
+pub async fn mark_gone(db: impl PgExecutor<'_>, gone_after_ms: i64) -> Result<u64> {
+    let r = sqlx::query(
+        "UPDATE workers SET state = 'gone'
+         WHERE state = 'active' AND last_seen_at < now() - make_interval(secs => $1::double precision / 1000)",
+    )
+    .bind(gone_after_ms as f64)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct WorkerRow {
+    pub id: Uuid,
+    pub name: String,
+    pub host: String,
+    pub gpus: serde_json::Value,
+    pub slots: i32,
+    pub version: String,
+    pub state: String,
+    pub last_seen_at: chrono::DateTime<chrono::Utc>,
+    pub running: i64,
+}
+
+pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<WorkerRow>> {
+    Ok(sqlx::query_as(
+        "SELECT w.id, w.name, w.host, w.gpus, w.slots, w.version, w.state, w.last_seen_at,
+                (SELECT count(*) FROM trials t WHERE t.lease_owner = w.id AND t.state = 'leased') AS running
+         FROM workers w ORDER BY w.registered_at",
+    )
+    .fetch_all(db)
+    .await?)
+}

@@ -1,0 +1,16 @@
+//! Sweep coordinator: stores sweeps and trials in PostgreSQL and hands them to
+//! workers over gRPC under leases (see DESIGN.md for the invariants).
+
+pub mod auth;
+pub mod db;
+pub mod error;
+pub mod reaper;
+pub mod service;
+pub mod settings;
+pub mod startup;
+pub mod telemetry;
+pub mod testing;
+
+pub use error::CoordinatorError;
+pub use settings::Settings;
+pub use startup::Coordinator;

@@ -1,0 +1,158 @@
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sweep_coordinator::db::{self, tokens};
+use sweep_coordinator::{telemetry, Coordinator, Settings};
+use tokio_util::sync::CancellationToken;
+
+/// The Sweep coordinator.
+#[derive(Parser)]
+#[command(name = "sweep-coordinator", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gRPC server (migrations run first).
+    Serve(Settings),
+    /// Apply migrations and exit.
+    Migrate(DbArgs),
+    /// API tokens: create (printed once), list, revoke. Run on the coordinator host.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+    /// Revoke a worker's credential; its leases go back to the queue.
+    RevokeWorker {
+        worker_id: uuid::Uuid,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct DbArgs {
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    Create {
+        /// admin or client for the CLI, join for enrolling workers
+        #[arg(long)]
+        role: tokens::Role,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Write the token to this file (mode 0600) instead of stdout.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    Revoke {
+        id: uuid::Uuid,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init("info,sqlx=warn,h2=warn,tower=warn");
+    match cli.cmd {
+        Cmd::Serve(settings) => {
+            let coordinator = Coordinator::build(settings).await?;
+            let shutdown = CancellationToken::new();
+            let trigger = shutdown.clone();
+            tokio::spawn(async move {
+                telemetry::shutdown_signal().await;
+                trigger.cancel();
+            });
+            coordinator.run(shutdown).await
+        }
+        Cmd::Migrate(a) => {
+            db::connect(&a.database_url, 1).await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Cmd::Token { cmd } => match cmd {
+            TokenCmd::Create {
+                role,
+                name,
+                out,
+                db: a,
+            } => {
+                let pool = db::connect(&a.database_url, 1).await?;
+                let (id, token) = tokens::create(&pool, role, &name).await?;
+                match out {
+                    Some(path) => {
+                        write_secret(&path, &token)?;
+                        eprintln!(
+                            "created {} token {id}, written to {}",
+                            role.as_str(),
+                            path.display()
+                        );
+                    }
+                    None => {
+                        eprintln!("created {} token {id} (shown once):", role.as_str());
+                        println!("{token}");
+                    }
+                }
+                Ok(())
+            }
+            TokenCmd::List { db: a } => {
+                let pool = db::connect(&a.database_url, 1).await?;
+                for t in tokens::list(&pool).await? {
+                    let revoked = t
+                        .revoked_at
+                        .map(|r| format!("revoked {r}"))
+                        .unwrap_or_else(|| "live".into());
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        t.id, t.role, t.name, t.created_at, revoked
+                    );
+                }
+                Ok(())
+            }
+            TokenCmd::Revoke { id, db: a } => {
+                let pool = db::connect(&a.database_url, 1).await?;
+                anyhow::ensure!(tokens::revoke(&pool, id).await?, "no live token {id}");
+                eprintln!("revoked token {id}");
+                Ok(())
+            }
+        },
+        Cmd::RevokeWorker { worker_id, db: a } => {
+            let pool = db::connect(&a.database_url, 1).await?;
+            let mut conn = pool.acquire().await?;
+            let released = db::workers::revoke(&mut conn, worker_id)
+                .await?
+                .with_context(|| format!("no worker {worker_id}"))?;
+            eprintln!("revoked worker {worker_id}; {released} lease(s) returned to the queue");
+            Ok(())
+        }
+    }
+}
+
+fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("write {}", path.display()))?;
+    writeln!(f, "{secret}")?;
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! The agent service: what `sweep-worker` calls. Every write is fenced on
+//! (trial, attempt, this worker).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sweep_proto as pb;
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use super::{convert, AppState};
+use crate::auth;
+use crate::db::{trials, workers};
+use crate::error::{CoordinatorError, Result};
+
+/// Most trials one lease call may ask for.
+pub const MAX_LEASE_BATCH: u32 = 64;
+/// Longest long-poll.
+pub const MAX_WAIT_MS: u32 = 30_000;
+/// Largest result document.
+pub const MAX_RESULT_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AgentApi {
+    pub state: Arc<AppState>,
+}
+
+impl AgentApi {
+    fn lease_ms(&self) -> u32 {
+        self.state.settings.lease_ms
+    }
+
+    async fn lease(&self, worker: uuid::Uuid, req: pb::LeaseRequest) -> Result<pb::LeaseResponse> {
+        let n = req.max_trials.clamp(1, MAX_LEASE_BATCH);
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis(req.wait_ms.min(MAX_WAIT_MS) as u64);
+        loop {
+            // Register interest before looking, so a submit between the two is not missed.
+            let notified = self.state.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let rows = trials::claim(&self.state.db, worker, n, self.lease_ms()).await?;
+            if !rows.is_empty() {
+                for r in &rows {
+                    tracing::debug!(trial_id = %r.id, attempt = r.attempt, %worker, "trial leased");
+                    self.state.changed(r.sweep_id);
+                }
+                let trials = rows
+                    .into_iter()
+                    .map(|r| {
+                        let metric = r.config.get("metric");
+                        let field = |k: &str| {
+                            metric
+                                .and_then(|m| m.get(k))
+                                .and_then(|v| v.as_str())
+                                .unwrap_or_default()
+                                .to_string()
+                        };
+                        pb::LeasedTrial {
+                            trial_id: r.id.to_string(),
+                            attempt: r.attempt as u32,
+                            sweep_id: r.sweep_id.to_string(),
+                            metric_name: field("name"),
+                            metric_goal: field("goal"),
+                            config_json: r.config.to_string(),
+                            params_json: r.params.to_string(),
+                        }
+                    })
+                    .collect();
+                return Ok(pb::LeaseResponse { trials });
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(pb::LeaseResponse { trials: vec![] });
+            }
+            // Woken by a submit or requeue here; polled as a fallback (another
+            // coordinator, a backoff that ran out).
+            let _ =
+                tokio::time::timeout((deadline - now).min(Duration::from_millis(500)), notified)
+                    .await;
+        }
+    }
+}
+
+fn kind(k: i32) -> Result<trials::FailureKind> {
+    match pb::FailureKind::try_from(k) {
+        Ok(pb::FailureKind::User) => Ok(trials::FailureKind::User),
+        Ok(pb::FailureKind::Transient) => Ok(trials::FailureKind::Transient),
+        _ => Err(CoordinatorError::InvalidArgument(format!(
+            "kind: {k} is not USER or TRANSIENT"
+        ))),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::agent_service_server::AgentService for AgentApi {
+    #[instrument(skip_all, fields(name))]
+    async fn register(
+        &self,
+        req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        auth::join(&self.state.db, &req).await?;
+        let r = req.into_inner();
+        tracing::Span::current().record("name", r.name.as_str());
+        let text_ok = |s: &str| s.len() <= 256;
+        if r.name.is_empty() || !text_ok(&r.name) || !text_ok(&r.host) || !text_ok(&r.version) {
+            return Err(CoordinatorError::InvalidArgument(
+                "name/host/version: 1 to 256 bytes".into(),
+            )
+            .into());
+        }
+        if r.slots == 0 || r.slots > 1024 || r.gpus.len() > 64 {
+            return Err(CoordinatorError::InvalidArgument(
+                "slots: 1 to 1024; gpus: at most 64".into(),
+            )
+            .into());
+        }
+        let w = workers::NewWorker {
+            name: r.name,
+            host: r.host,
+            gpus: r.gpus,
+            slots: r.slots,
+            version: r.version,
+        };
+        let (id, token) = workers::register(&self.state.db, &w).await?;
+        tracing::info!(worker_id = %id, name = %w.name, slots = w.slots, gpus = ?w.gpus, "worker registered");
+        Ok(Response::new(pb::RegisterResponse {
+            worker_id: id.to_string(),
+            worker_token: token,
+            lease_ms: self.lease_ms(),
+            heartbeat_ms: self.state.settings.heartbeat_ms(),
+        }))
+    }
+
+    #[instrument(skip_all, fields(worker_id))]
+    async fn lease(
+        &self,
+        req: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::LeaseResponse>, Status> {
+        let worker = auth::worker(&self.state.db, &req).await?;
+        tracing::Span::current().record("worker_id", tracing::field::display(worker));
+        Ok(Response::new(self.lease(worker, req.into_inner()).await?))
+    }
+
+    #[instrument(skip_all, fields(worker_id))]
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let worker = auth::worker(&self.state.db, &req).await?;
+        let r = req.into_inner();
+        if r.trials.len() > 1024 {
+            return Err(CoordinatorError::ResourceExhausted(
+                "trials: at most 1024 per heartbeat".into(),
+            )
+            .into());
+        }
+        let refs = r
+            .trials
+            .iter()
+            .map(|t| convert::trial_ref(Some(t)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut conn = self
+            .state
+            .db
+            .acquire()
+            .await
+            .map_err(CoordinatorError::from)?;
+        let directives = trials::heartbeat(&mut conn, worker, &refs, self.lease_ms()).await?;
+        let directives = r
+            .trials
+            .into_iter()
+            .zip(directives)
+            .map(|(t, d)| pb::Directive {
+                trial: Some(t),
+                action: match d {
+                    trials::Directive::Continue => pb::Action::Continue,
+                    trials::Directive::Cancel => pb::Action::Cancel,
+                    trials::Directive::LeaseLost => pb::Action::LeaseLost,
+                } as i32,
+            })
+            .collect();
+        Ok(Response::new(pb::HeartbeatResponse { directives }))
+    }
+
+    #[instrument(skip_all, fields(trial_id, attempt))]
+    async fn report_progress(
+        &self,
+        req: Request<pb::ProgressRequest>,
+    ) -> Result<Response<pb::AckResponse>, Status> {
+        let worker = auth::worker(&self.state.db, &req).await?;
+        let r = req.into_inner();
+        let (trial, attempt) = convert::trial_ref(r.trial.as_ref())?;
+        record(trial, attempt);
+        let metrics = convert::metrics(&r.metrics)?;
+        let epoch = i32::try_from(r.epoch)
+            .ok()
+            .filter(|e| *e <= 100_000)
+            .ok_or_else(|| {
+                CoordinatorError::InvalidArgument(format!("epoch: {} is out of range", r.epoch))
+            })?;
+        let mut conn = self
+            .state
+            .db
+            .acquire()
+            .await
+            .map_err(CoordinatorError::from)?;
+        trials::progress_or_refuse(
+            &mut conn,
+            worker,
+            trial,
+            attempt,
+            epoch,
+            &metrics,
+            self.lease_ms(),
+        )
+        .await?;
+        drop(conn);
+        self.notify_trial(trial).await;
+        Ok(Response::new(pb::AckResponse {}))
+    }
+
+    #[instrument(skip_all, fields(trial_id, attempt))]
+    async fn complete(
+        &self,
+        req: Request<pb::CompleteRequest>,
+    ) -> Result<Response<pb::AckResponse>, Status> {
+        let worker = auth::worker(&self.state.db, &req).await?;
+        let r = req.into_inner();
+        let (trial, attempt) = convert::trial_ref(r.trial.as_ref())?;
+        record(trial, attempt);
+        let metrics = convert::metrics(&r.metrics)?;
+        if r.result_json.len() > MAX_RESULT_BYTES {
+            return Err(CoordinatorError::ResourceExhausted(format!(
+                "result_json: {} bytes, at most {MAX_RESULT_BYTES}",
+                r.result_json.len()
+            ))
+            .into());
+        }
+        let result: serde_json::Value = if r.result_json.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&r.result_json)
+                .map_err(|e| CoordinatorError::InvalidArgument(format!("result_json: {e}")))?
+        };
+        let mut conn = self
+            .state
+            .db
+            .acquire()
+            .await
+            .map_err(CoordinatorError::from)?;
+        trials::complete(&mut conn, worker, trial, attempt, &metrics, &result).await?;
+        drop(conn);
+        tracing::info!(%worker, "trial succeeded");
+        self.notify_trial(trial).await;
+        Ok(Response::new(pb::AckResponse {}))
+    }
+
+    #[instrument(skip_all, fields(trial_id, attempt))]
+    async fn fail(
+        &self,
+        req: Request<pb::FailRequest>,
+    ) -> Result<Response<pb::AckResponse>, Status> {
+        let worker = auth::worker(&self.state.db, &req).await?;
+        let r = req.into_inner();
+        let (trial, attempt) = convert::trial_ref(r.trial.as_ref())?;
+        record(trial, attempt);
+        let kind = kind(r.kind)?;
+        let error: String = r.error.chars().take(4096).collect();
+        let mut conn = self
+            .state
+            .db
+            .acquire()
+            .await
+            .map_err(CoordinatorError::from)?;
+        let state = trials::fail(
+            &mut conn,
+            worker,
+            trial,
+            attempt,
+            kind,
+            &error,
+            self.state.settings.backoff_ms,
+        )
+        .await?;
+        drop(conn);
+        tracing::warn!(%worker, ?kind, new_state = %state, error = %error, "trial attempt failed");
+        if state == "queued" {
+            self.state.work.notify_waiters();
+        }
+        self.notify_trial(trial).await;
+        Ok(Response::new(pb::AckResponse {}))
+    }
+
+    #[instrument(skip_all, fields(trial_id, attempt))]
+    async fn release(
+        &self,
+        req: Request<pb::TrialRef>,
+    ) -> Result<Response<pb::AckResponse>, Status> {
+        let worker = auth::worker(&self.state.db, &req).await?;
+        let (trial, attempt) = convert::trial_ref(Some(req.get_ref()))?;
+        record(trial, attempt);
+        let mut conn = self
+            .state
+            .db
+            .acquire()
+            .await
+            .map_err(CoordinatorError::from)?;
+        trials::release(&mut conn, worker, trial, attempt).await?;
+        drop(conn);
+        tracing::info!(%worker, "trial handed back");
+        self.state.work.notify_waiters();
+        self.notify_trial(trial).await;
+        Ok(Response::new(pb::AckResponse {}))
+    }
+}
+
+fn record(trial: uuid::Uuid, attempt: i32) {
+    let span = tracing::Span::current();
+    span.record("trial_id", tracing::field::display(trial));
+    span.record("attempt", attempt);
+}
+
+impl AgentApi {
+    /// Tells watchers which sweep a trial belongs to changed.
+    async fn notify_trial(&self, trial: uuid::Uuid) {
+        if self.state.changes.receiver_count() == 0 {
+            return;
+        }
+        if let Ok(Some(s)) = trials::sweep_of(&self.state.db, trial).await {
+            self.state.changed(s);
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The client service: what the `sweep` CLI calls.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use sweep_proto as pb;
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use super::{convert, parse_id, AppState};
+use crate::auth;
+use crate::db::{sweeps, trials, workers};
+use crate::error::{CoordinatorError, Result};
+
+/// Largest sweep file accepted.
+pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct ClientApi {
+    pub state: Arc<AppState>,
+}
+
+impl ClientApi {
+    async fn sweep_summary(&self, id: uuid::Uuid) -> Result<pb::Sweep> {
+        let row = sweeps::get(&self.state.db, id).await?;
+        let counts = sweeps::counts(&self.state.db, id).await?;
+        Ok(convert::sweep(row, counts))
+    }
+
+    async fn submit(&self, req: pb::SubmitSweepRequest) -> Result<pb::SubmitSweepResponse> {
+        if req.spec_yaml.len() > MAX_SPEC_BYTES {
+            return Err(CoordinatorError::ResourceExhausted(format!(
+                "spec_yaml: {} bytes, at most {MAX_SPEC_BYTES}",
+                req.spec_yaml.len()
+            )));
+        }
+        let name = if req.source_name.is_empty() {
+            "<submitted>"
+        } else {
+            req.source_name.as_str()
+        };
+        let limits = sweep_spec::Limits {
+            max_trials: self.state.settings.max_trials,
+        };
+        // Parsing and expansion are CPU work (up to the grid cap): off the async threads.
+        let yaml = req.spec_yaml.clone();
+        let name = name.to_string();
+        let (spec, trials) = tokio::task::spawn_blocking(move || {
+            let spec = sweep_spec::parse(&yaml, &name, limits)?;
+            let trials = spec.expand()?;
+            Ok::<_, sweep_spec::SpecErrors>((spec, trials))
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("expansion task: {e}"))?
+        .map_err(|e| CoordinatorError::InvalidArgument(e.to_string()))?;
+        let mut tx = self.state.db.begin().await?;
+        let out = sweeps::submit(&mut tx, &spec, &req.spec_yaml, &trials).await?;
+        tx.commit().await?;
+        tracing::info!(sweep_id = %out.sweep_id, name = %spec.name, added = out.added, total = out.total, "sweep submitted");
+        self.state.work.notify_waiters();
+        self.state.changed(out.sweep_id);
+        Ok(pb::SubmitSweepResponse {
+            sweep_id: out.sweep_id.to_string(),
+            created: out.created,
+            trials_total: out.total,
+            trials_added: out.added,
+        })
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SweepEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::client_service_server::ClientService for ClientApi {
+    #[instrument(skip_all)]
+    async fn submit_sweep(
+        &self,
+        req: Request<pb::SubmitSweepRequest>,
+    ) -> Result<Response<pb::SubmitSweepResponse>, Status> {
+        auth::client(&self.state.db, &req).await?;
+        Ok(Response::new(self.submit(req.into_inner()).await?))
+    }
+
+    #[instrument(skip_all)]
+    async fn get_sweep(
+        &self,
+        req: Request<pb::GetSweepRequest>,
+    ) -> Result<Response<pb::Sweep>, Status> {
+        auth::client(&self.state.db, &req).await?;
+        let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
+        Ok(Response::new(self.sweep_summary(id).await?))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_sweeps(
+        &self,
+        req: Request<pb::ListSweepsRequest>,
+    ) -> Result<Response<pb::ListSweepsResponse>, Status> {
+        auth::client(&self.state.db, &req).await?;
+        let mut out = Vec::new();
+        for row in sweeps::list(&self.state.db).await? {
+            let counts = sweeps::counts(&self.state.db, row.id).await?;
+            out.push(convert::sweep(row, counts));
+        }
+        Ok(Response::new(pb::ListSweepsResponse { sweeps: out }))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_trials(
+        &self,
+        req: Request<pb::ListTrialsRequest>,
+    ) -> Result<Response<pb::ListTrialsResponse>, Status> {
+        auth::client(&self.state.db, &req).await?;
+        let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
+        sweeps::get(&self.state.db, id).await?;
+        let rows = trials::list(&self.state.db, id).await?;
+        Ok(Response::new(pb::ListTrialsResponse {
+            trials: rows.into_iter().map(convert::trial).collect(),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn best_trial(
+        &self,
+        req: Request<pb::BestTrialRequest>,
+    ) -> Result<Response<pb::Trial>, Status> {
+        auth::client(&self.state.db, &req).await?;
+        let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
+        let sweep = sweeps::get(&self.state.db, id).await?;
+        let best = trials::best(&self.state.db, id, &sweep.metric_goal)
+            .await?
+            .ok_or_else(|| {
+                CoordinatorError::NotFound(format!(
+                    "a succeeded trial with {} in sweep {id}",
+                    sweep.metric_name
+                ))
+            })?;
+        Ok(Response::new(convert::trial(best)))
+    }
+
+    #[instrument(skip_all)]
+    async fn cancel_sweep(
+        &self,
+        req: Request<pb::CancelSweepRequest>,
+    ) -> Result<Response<pb::CancelSweepResponse>, Status> {
+        auth::client(&self.state.db, &req).await?;
+        let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
+        let mut tx = self
+            .state
+            .db
+            .begin()
+            .await
+            .map_err(CoordinatorError::from)?;
+        let n = sweeps::cancel(&mut tx, id).await?;
+        tx.commit().await.map_err(CoordinatorError::from)?;
+        tracing::info!(sweep_id = %id, cancelled = n, "sweep cancelled");
+        self.state.changed(id);
+        Ok(Response::new(pb::CancelSweepResponse { cancelled: n }))
+    }
+
+    #[instrument(skip_all)]
+    async fn retry_failed(
+        &self,
+        req: Request<pb::RetryFailedRequest>,
+    ) -> Result<Response<pb::RetryFailedResponse>, Status> {
+        auth::client(&self.state.db, &req).await?;
+        let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
+        let mut tx = self
+            .state
+            .db
+            .begin()
+            .await
+            .map_err(CoordinatorError::from)?;
+        let n = sweeps::retry_failed(&mut tx, id).await?;
+        tx.commit().await.map_err(CoordinatorError::from)?;
+        self.state.work.notify_waiters();
+        self.state.changed(id);
+        Ok(Response::new(pb::RetryFailedResponse { requeued: n }))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_workers(
+        &self,
+        req: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        auth::client(&self.state.db, &req).await?;
+        let rows = workers::list(&self.state.db).await?;
+        Ok(Response::new(pb::ListWorkersResponse {
+            workers: rows.into_iter().map(convert::worker).collect(),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn trial_history(
+        &self,
+        req: Request<pb::TrialHistoryRequest>,
+    ) -> Result<Response<pb::TrialHistoryResponse>, Status> {
+        auth::client(&self.state.db, &req).await?;
+        let id = parse_id("trial_id", &req.get_ref().trial_id)?;
+        let rows = trials::history(&self.state.db, id).await?;
+        let epochs = rows
+            .into_iter()
+            .map(|(attempt, epoch, m)| pb::EpochMetrics {
+                attempt: attempt as u32,
+                epoch: epoch as u32,
+                metrics: convert::flat_metrics(Some(&m)),
+            })
+            .collect();
+        Ok(Response::new(pb::TrialHistoryResponse { epochs }))
+    }
+
+    type WatchSweepStream = EventStream;
+
+    #[instrument(skip_all)]
+    async fn watch_sweep(
+        &self,
+        req: Request<pb::WatchSweepRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        auth::client(&self.state.db, &req).await?;
+        let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
+        self.sweep_summary(id).await?; // 404 before the stream starts
+        let state = self.state.clone();
+        let api = self.clone();
+        let mut changes = state.changes.subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            // Cursor on the database clock; a small overlap re-sends rather than misses.
+            let mut since = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+            loop {
+                let event = async {
+                    let now = trials::db_now(&state.db).await?;
+                    let changed = trials::changed_since(&state.db, id, since).await?;
+                    since = now - chrono::Duration::milliseconds(50);
+                    let sweep = api.sweep_summary(id).await?;
+                    let finished = sweep.state != "running";
+                    Ok::<_, CoordinatorError>(pb::SweepEvent {
+                        sweep: Some(sweep),
+                        changed: changed.into_iter().map(convert::trial).collect(),
+                        finished,
+                    })
+                }
+                .await;
+                let finished = matches!(&event, Ok(e) if e.finished);
+                if tx.send(event.map_err(Status::from)).await.is_err() || finished {
+                    return;
+                }
+                // Wait for a change to this sweep; a periodic tick covers changes made
+                // by another coordinator sharing the database.
+                let deadline = tokio::time::sleep(Duration::from_secs(2));
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        _ = &mut deadline => break,
+                        _ = tx.closed() => return,
+                        msg = changes.recv() => match msg {
+                            Ok(s) if s == id => break,
+                            Ok(_) => continue,
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                            Err(_) => return,
+                        },
+                    }
+                }
+                // Coalesce bursts (many trials progressing at once) into one event.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}

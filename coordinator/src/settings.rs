@@ -1,0 +1,56 @@
+//! Coordinator settings: flags, with environment fallbacks for the ones deploy files set.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Address to listen on (port 0 picks a free port; the chosen one is logged and,
+    /// with --port-file, written to a file).
+    #[arg(long, env = "SWEEP_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// PostgreSQL URL; migrations run at start.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// Write the bound address here once listening (for scripts and tests).
+    #[arg(long)]
+    pub port_file: Option<PathBuf>,
+    /// Lease length: a trial whose worker is silent this long goes back to the queue.
+    #[arg(long, env = "SWEEP_LEASE_MS", default_value_t = 30_000)]
+    pub lease_ms: u32,
+    /// How often workers heartbeat (default: a third of the lease).
+    #[arg(long, env = "SWEEP_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u32>,
+    /// How often the reaper looks for expired leases.
+    #[arg(long, env = "SWEEP_REAP_MS", default_value_t = 1_000)]
+    pub reap_ms: u32,
+    /// First retry delay after a transient trial error; doubles per error.
+    #[arg(long, env = "SWEEP_BACKOFF_MS", default_value_t = 2_000)]
+    pub backoff_ms: u32,
+    /// Largest number of trials one sweep may expand to.
+    #[arg(long, env = "SWEEP_MAX_TRIALS", default_value_t = 100_000)]
+    pub max_trials: u64,
+    /// Largest gRPC message, both ways.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// Largest number of concurrent HTTP/2 streams per connection.
+    #[arg(long, default_value_t = 256)]
+    pub max_concurrent_streams: u32,
+    /// Postgres connections.
+    #[arg(long, env = "SWEEP_DB_CONNECTIONS", default_value_t = 16)]
+    pub db_connections: u32,
+    /// TLS server certificate (PEM); TLS is on when this and --tls-key are given.
+    #[arg(long, env = "SWEEP_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, env = "SWEEP_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA for client certificates (mutual TLS).
+    #[arg(long, env = "SWEEP_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl Settings {
+    pub fn heartbeat_ms(&self) -> u32 {
+        self.heartbeat_ms.unwrap_or(self.lease_ms / 3).max(50)
+    }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what Sweep needs; idempotent. libtorch comes from PyPI's torch wheel in a
+# venv under $SWEEP_CACHE (tch's download-libtorch cannot work here); PostgreSQL
+# from the OS packages when no server binaries are found.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+
+if ! "$SWEEP_VENV/bin/python" -c "import torch, sklearn, numpy, yaml; assert torch.__version__.startswith('$TORCH_VERSION')" 2>/dev/null; then
+  echo "setup: installing torch==$TORCH_VERSION into $SWEEP_VENV (about 4.6 GB, a few minutes, once)" >&2
+  mkdir -p "$SWEEP_CACHE"
+  python3 -m venv "$SWEEP_VENV"
+  "$SWEEP_VENV/bin/pip" install -q "torch==$TORCH_VERSION" numpy scikit-learn pyyaml
+fi
+
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  echo "setup: installing PostgreSQL from the OS packages" >&2
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq postgresql >/dev/null
+fi

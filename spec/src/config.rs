@@ -1,0 +1,375 @@
+//! The fully resolved configuration of one trial: what a worker receives and what
+//! `sweep-worker train --config` reads. Every field has a default, so every dotted
+//! path that a sweep's `parameters:` may name exists.
+
+use serde::{Deserialize, Serialize};
+
+/// Which way the objective goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Goal {
+    Maximize,
+    Minimize,
+}
+
+impl Goal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Goal::Maximize => "maximize",
+            Goal::Minimize => "minimize",
+        }
+    }
+
+    /// True when `a` is a better objective value than `b`.
+    pub fn better(self, a: f64, b: f64) -> bool {
+        match self {
+            Goal::Maximize => a > b,
+            Goal::Minimize => a < b,
+        }
+    }
+}
+
+impl std::str::FromStr for Goal {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "maximize" => Ok(Goal::Maximize),
+            "minimize" => Ok(Goal::Minimize),
+            other => Err(format!(
+                "unknown goal `{other}` (expected maximize or minimize)"
+            )),
+        }
+    }
+}
+
+/// The sweep's objective, e.g. `val.f1_micro` to maximize.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metric {
+    pub name: String,
+    #[serde(default = "default_goal")]
+    pub goal: Goal,
+}
+
+fn default_goal() -> Goal {
+    Goal::Maximize
+}
+
+impl Default for Metric {
+    fn default() -> Self {
+        Metric {
+            name: "val.f1_micro".into(),
+            goal: Goal::Maximize,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetKind {
+    /// Deterministic long-tail generator with planted signal.
+    Synthetic,
+    /// MULAN ARFF files (sparse or dense) with the label names in an `.xml` beside them.
+    Mulan,
+    /// Extreme-classification sparse text: `l1,l2 f:v f:v` per line.
+    Xc,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatasetConfig {
+    pub kind: DatasetKind,
+    /// MULAN: a dataset name under `$SWEEP_DATA_DIR/mulan/<name>/` (e.g. `bibtex`).
+    pub name: Option<String>,
+    /// Explicit file paths (MULAN or XC); relative paths resolve against `$SWEEP_DATA_DIR`.
+    pub train: Option<String>,
+    pub test: Option<String>,
+    /// MULAN label file; defaults to `<name>.xml` beside the train file.
+    pub xml: Option<String>,
+    /// Fraction of the training split carved off, by `split_seed`, for validation.
+    pub val_fraction: f64,
+    pub split_seed: u64,
+    /// Synthetic generator settings.
+    pub labels: u32,
+    pub features: u32,
+    pub train_samples: u32,
+    pub test_samples: u32,
+    pub min_positives: u32,
+    pub max_positives: u32,
+    pub seed: u64,
+}
+
+impl Default for DatasetConfig {
+    fn default() -> Self {
+        DatasetConfig {
+            kind: DatasetKind::Synthetic,
+            name: None,
+            train: None,
+            test: None,
+            xml: None,
+            val_fraction: 0.1,
+            split_seed: 0,
+            labels: 698,
+            features: 256,
+            train_samples: 12_000,
+            test_samples: 3_000,
+            min_positives: 5,
+            max_positives: 1_200,
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Hidden layer widths; empty means a linear model.
+    pub hidden: Vec<u32>,
+    pub dropout: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            hidden: vec![512],
+            dropout: 0.2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub epochs: u32,
+    pub batch_size: u32,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Max global gradient norm; 0 turns clipping off.
+    pub grad_clip: f64,
+    /// Early stopping on the sweep's objective (validation); 0 turns it off.
+    pub patience: u32,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 20,
+            batch_size: 256,
+            lr: 1e-3,
+            weight_decay: 0.01,
+            grad_clip: 0.0,
+            patience: 5,
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightScheme {
+    None,
+    /// neg/pos ratio per label.
+    NegPos,
+    /// sqrt(neg/pos).
+    NegPosSqrt,
+    /// Class-balanced "effective number" (Cui et al. 2019): (1-beta)/(1-beta^n), scaled
+    /// so that the mean weight over labels is 1.
+    EffectiveNumber,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassWeightConfig {
+    pub scheme: WeightScheme,
+    /// Positive weights are clipped to at most `cap`.
+    pub cap: f64,
+    /// Only for `effective_number`.
+    pub beta: f64,
+}
+
+impl Default for ClassWeightConfig {
+    fn default() -> Self {
+        ClassWeightConfig {
+            scheme: WeightScheme::NegPos,
+            cap: 10.0,
+            beta: 0.999,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossConfig {
+    pub class_weight: ClassWeightConfig,
+    /// Focal modulation exponent; 0 turns it off.
+    pub focal_gamma: f64,
+    /// torchvision `sigmoid_focal_loss` alpha; negative turns it off.
+    pub focal_alpha: f64,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig {
+            class_weight: ClassWeightConfig::default(),
+            focal_gamma: 0.0,
+            focal_alpha: -1.0,
+        }
+    }
+}
+
+/// Everything a worker needs to run one trial.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrialConfig {
+    pub metric: Metric,
+    pub dataset: DatasetConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub loss: LossConfig,
+}
+
+impl TrialConfig {
+    /// Range checks that serde's types cannot express. Returns (dotted field, problem).
+    pub fn check(&self) -> Vec<(String, String)> {
+        let mut bad = Vec::new();
+        let mut num = |field: &str, v: f64, ok: bool, want: &str| {
+            if !v.is_finite() {
+                bad.push((field.to_string(), format!("{v} is not a finite number")));
+            } else if !ok {
+                bad.push((field.to_string(), format!("{v} is out of range: {want}")));
+            }
+        };
+        let d = &self.dataset;
+        num(
+            "dataset.val_fraction",
+            d.val_fraction,
+            d.val_fraction > 0.0 && d.val_fraction < 1.0,
+            "must be in (0, 1)",
+        );
+        let m = &self.model;
+        num(
+            "model.dropout",
+            m.dropout,
+            (0.0..1.0).contains(&m.dropout),
+            "must be in [0, 1)",
+        );
+        let t = &self.train;
+        num(
+            "train.lr",
+            t.lr,
+            t.lr > 0.0 && t.lr <= 10.0,
+            "must be in (0, 10]",
+        );
+        num(
+            "train.weight_decay",
+            t.weight_decay,
+            t.weight_decay >= 0.0,
+            "must be >= 0",
+        );
+        num(
+            "train.grad_clip",
+            t.grad_clip,
+            t.grad_clip >= 0.0,
+            "must be >= 0 (0 = off)",
+        );
+        let l = &self.loss;
+        num(
+            "loss.class_weight.cap",
+            l.class_weight.cap,
+            l.class_weight.cap >= 1.0,
+            "must be >= 1",
+        );
+        num(
+            "loss.class_weight.beta",
+            l.class_weight.beta,
+            l.class_weight.beta > 0.0 && l.class_weight.beta < 1.0,
+            "must be in (0, 1)",
+        );
+        num(
+            "loss.focal_gamma",
+            l.focal_gamma,
+            (0.0..=10.0).contains(&l.focal_gamma),
+            "must be in [0, 10]",
+        );
+        num(
+            "loss.focal_alpha",
+            l.focal_alpha,
+            l.focal_alpha < 1.0,
+            "must be < 1 (negative = off)",
+        );
+        if t.epochs == 0 || t.epochs > 10_000 {
+            bad.push((
+                "train.epochs".into(),
+                format!("{} is out of range: must be in [1, 10000]", t.epochs),
+            ));
+        }
+        if t.batch_size == 0 || t.batch_size > 1 << 20 {
+            bad.push((
+                "train.batch_size".into(),
+                format!("{} is out of range: must be in [1, 1048576]", t.batch_size),
+            ));
+        }
+        if m.hidden.len() > 16 || m.hidden.iter().any(|&h| h == 0 || h > 65_536) {
+            bad.push((
+                "model.hidden".into(),
+                "at most 16 layers, each of width 1 to 65536".into(),
+            ));
+        }
+        match d.kind {
+            DatasetKind::Synthetic => {
+                if d.labels == 0 || d.labels > 100_000 {
+                    bad.push((
+                        "dataset.labels".into(),
+                        format!("{} is out of range: must be in [1, 100000]", d.labels),
+                    ));
+                }
+                if d.features == 0 || d.features > 1_000_000 {
+                    bad.push((
+                        "dataset.features".into(),
+                        format!("{} is out of range: must be in [1, 1000000]", d.features),
+                    ));
+                }
+                if d.train_samples < 10 || d.test_samples == 0 {
+                    bad.push((
+                        "dataset.train_samples".into(),
+                        "need at least 10 training and 1 test sample".into(),
+                    ));
+                }
+                let rows = u64::from(d.train_samples) + u64::from(d.test_samples);
+                if rows * u64::from(d.labels) > 2_000_000_000 {
+                    bad.push((
+                        "dataset.labels".into(),
+                        "samples x labels is over 2e9 cells".into(),
+                    ));
+                }
+                if d.min_positives == 0 || d.min_positives > d.max_positives {
+                    bad.push((
+                        "dataset.min_positives".into(),
+                        format!(
+                            "need 1 <= min_positives ({}) <= max_positives ({})",
+                            d.min_positives, d.max_positives
+                        ),
+                    ));
+                }
+            }
+            DatasetKind::Mulan => {
+                if d.name.is_none() && d.train.is_none() {
+                    bad.push((
+                        "dataset.name".into(),
+                        "a mulan dataset needs `name` or `train`/`test` paths".into(),
+                    ));
+                }
+            }
+            DatasetKind::Xc => {
+                if d.train.is_none() || d.test.is_none() {
+                    bad.push((
+                        "dataset.train".into(),
+                        "an xc dataset needs `train` and `test` paths".into(),
+                    ));
+                }
+            }
+        }
+        bad
+    }
+}

@@ -1,0 +1,315 @@
+//! The trainer: one trial, or several trials that share a dataset (trained one after
+//! another today; the API leaves room to fuse them into one batched model on a GPU).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+use sweep_spec::TrialConfig;
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::data::{Dataset, SplitMix64};
+use crate::loss;
+use crate::metrics::{self, Thresholds};
+use crate::model::Mlp;
+
+/// Why a trial did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The trial's own fault (bad data, NaN loss): not retried.
+    #[error("{0}")]
+    User(String),
+    /// Might pass on another try (out of memory, a libtorch error).
+    #[error("{0}")]
+    Transient(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// One epoch's numbers, streamed to the agent.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochReport {
+    pub epoch: u32,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialResult {
+    /// The flat map: `val.*` and `test.*` at the best epoch, `train.loss`, timings.
+    pub metrics: BTreeMap<String, f64>,
+    pub history: Vec<EpochReport>,
+    pub best_epoch: u32,
+    pub seconds: f64,
+    pub samples_per_s: f64,
+    pub threshold_global: f32,
+    pub device: String,
+}
+
+/// Picks the device: `auto` is CUDA when libtorch sees a GPU.
+pub fn device(name: &str) -> anyhow::Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => {
+            anyhow::ensure!(
+                tch::Cuda::is_available(),
+                "--device cuda: libtorch sees no CUDA device"
+            );
+            Ok(Device::Cuda(0))
+        }
+        "auto" => Ok(Device::cuda_if_available()),
+        other => anyhow::bail!("--device: `{other}` is not auto, cpu or cuda"),
+    }
+}
+
+/// Trains several trials that share `dataset`. Results come back in config order;
+/// `progress` gets (index, epoch report).
+pub fn train_trials(
+    dataset: &Dataset,
+    configs: &[TrialConfig],
+    device: Device,
+    progress: &mut dyn FnMut(usize, &EpochReport),
+    cancel: &AtomicBool,
+) -> Vec<Result<TrialResult, TrainError>> {
+    configs
+        .iter()
+        .enumerate()
+        .map(|(i, cfg)| train_one(dataset, cfg, device, &mut |r| progress(i, r), cancel))
+        .collect()
+}
+
+fn to_tensor(x: &[f32], rows: usize, cols: usize, device: Device) -> Tensor {
+    Tensor::from_slice(x)
+        .view([rows as i64, cols as i64])
+        .to_device(device)
+}
+
+fn labels_tensor(y: &[u8], rows: usize, cols: usize, device: Device) -> Tensor {
+    Tensor::from_slice(y)
+        .view([rows as i64, cols as i64])
+        .to_device(device)
+        .to_kind(Kind::Float)
+}
+
+/// Probabilities (row-major) and mean loss of the model on a split.
+fn evaluate(
+    model: &Mlp,
+    x: &Tensor,
+    y: &Tensor,
+    pos_weight: Option<&Tensor>,
+    cfg: &TrialConfig,
+) -> (Vec<f32>, f64) {
+    tch::no_grad(|| {
+        let n = x.size()[0];
+        let mut probs = Vec::new();
+        let mut loss_sum = Tensor::zeros([], (Kind::Float, x.device()));
+        let chunk = 8192;
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            let xb = x.narrow(0, start, len);
+            let yb = y.narrow(0, start, len);
+            let logits = model.forward(&xb, false);
+            loss_sum += loss::elementwise(
+                &logits,
+                &yb,
+                pos_weight,
+                cfg.loss.focal_gamma,
+                cfg.loss.focal_alpha,
+            )
+            .sum(Kind::Float);
+            probs.push(logits.sigmoid());
+            start += len;
+        }
+        let probs = Tensor::cat(&probs, 0)
+            .to_device(Device::Cpu)
+            .contiguous()
+            .view([-1]);
+        let v: Vec<f32> = Vec::<f32>::try_from(&probs).expect("probabilities to host");
+        let mean_loss =
+            f64::try_from(loss_sum).unwrap_or(f64::NAN) / (n * y.size()[1]).max(1) as f64;
+        (v, mean_loss)
+    })
+}
+
+fn objective_of(metrics: &BTreeMap<String, f64>, name: &str) -> Result<f64, TrainError> {
+    metrics.get(name).copied().ok_or_else(|| {
+        TrainError::User(format!("metric `{name}` is not reported for this dataset"))
+    })
+}
+
+/// Trains one trial. Deterministic for a given seed on CPU.
+pub fn train_one(
+    ds: &Dataset,
+    cfg: &TrialConfig,
+    device: Device,
+    progress: &mut dyn FnMut(&EpochReport),
+    cancel: &AtomicBool,
+) -> Result<TrialResult, TrainError> {
+    let started = Instant::now();
+    let (d, l) = (ds.features, ds.labels);
+    tch::manual_seed(cfg.train.seed as i64);
+    let xtr = to_tensor(&ds.train.x, ds.train.n, d, device);
+    let ytr = labels_tensor(&ds.train.y, ds.train.n, l, device);
+    let xva = to_tensor(&ds.val.x, ds.val.n, d, device);
+    let yva = labels_tensor(&ds.val.y, ds.val.n, l, device);
+    let pw_host = loss::pos_weights(&cfg.loss, &ds.train_positives, ds.train.n);
+    let pos_weight = pw_host
+        .as_ref()
+        .map(|w| Tensor::from_slice(w).to_device(device));
+
+    let vs = nn::VarStore::new(device);
+    let model = Mlp::new(
+        &vs.root(),
+        d as i64,
+        &cfg.model.hidden,
+        l as i64,
+        cfg.model.dropout,
+    );
+    let mut opt = nn::OptimizerConfig::build(
+        nn::AdamW {
+            wd: cfg.train.weight_decay,
+            ..Default::default()
+        },
+        &vs,
+        cfg.train.lr,
+    )
+    .map_err(|e| TrainError::Transient(format!("optimizer: {e}")))?;
+
+    let n = ds.train.n;
+    let bs = (cfg.train.batch_size as usize).min(n);
+    let goal = cfg.metric.goal;
+    let mut best: Option<(f64, u32, Vec<Tensor>)> = None;
+    let mut history = Vec::new();
+    let mut since_best = 0u32;
+    let mut train_seconds = 0.0;
+    let mut samples_seen = 0usize;
+    for epoch in 1..=cfg.train.epochs {
+        let t0 = Instant::now();
+        let perm = SplitMix64(
+            cfg.train
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add(epoch as u64),
+        )
+        .permutation(n);
+        let perm = Tensor::from_slice(&perm.iter().map(|&i| i as i64).collect::<Vec<_>>())
+            .to_device(device);
+        let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
+        let mut batches = 0i64;
+        let mut start = 0usize;
+        while start < n {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(TrainError::Cancelled);
+            }
+            let len = bs.min(n - start);
+            let idx = perm.narrow(0, start as i64, len as i64);
+            let xb = xtr.index_select(0, &idx);
+            let yb = ytr.index_select(0, &idx);
+            let logits = model.forward(&xb, true);
+            let loss = loss::loss(
+                &logits,
+                &yb,
+                pos_weight.as_ref(),
+                cfg.loss.focal_gamma,
+                cfg.loss.focal_alpha,
+            );
+            opt.zero_grad();
+            loss.backward();
+            if cfg.train.grad_clip > 0.0 {
+                opt.clip_grad_norm(cfg.train.grad_clip);
+            }
+            opt.step();
+            loss_sum += loss.detach();
+            batches += 1;
+            start += len;
+        }
+        let train_loss = f64::try_from(&loss_sum).unwrap_or(f64::NAN) / batches as f64;
+        let epoch_train_s = t0.elapsed().as_secs_f64();
+        train_seconds += epoch_train_s;
+        samples_seen += n;
+        if !train_loss.is_finite() {
+            return Err(TrainError::User(format!("loss became {train_loss} in epoch {epoch}; lower train.lr or loss.class_weight.cap")));
+        }
+        let (val_probs, val_loss) = evaluate(&model, &xva, &yva, pos_weight.as_ref(), cfg);
+        let thresholds = metrics::tune_checked(&val_probs, &ds.val.y, l);
+        let mut m = metrics::report(
+            "val",
+            &val_probs,
+            &ds.val.y,
+            l,
+            &thresholds,
+            &ds.train_positives,
+        );
+        m.insert("val.loss".into(), val_loss);
+        m.insert("train.loss".into(), train_loss);
+        m.insert("epoch_seconds".into(), t0.elapsed().as_secs_f64());
+        m.insert("samples_per_s".into(), n as f64 / epoch_train_s.max(1e-9));
+        let objective = objective_of(&m, &cfg.metric.name)?;
+        let report = EpochReport { epoch, metrics: m };
+        progress(&report);
+        history.push(report);
+        let improved = best
+            .as_ref()
+            .is_none_or(|(b, _, _)| goal.better(objective, *b));
+        if improved {
+            let weights =
+                tch::no_grad(|| vs.trainable_variables().iter().map(|t| t.copy()).collect());
+            best = Some((objective, epoch, weights));
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if cfg.train.patience > 0 && since_best >= cfg.train.patience {
+                break;
+            }
+        }
+    }
+    let (_, best_epoch, weights) = best.ok_or_else(|| TrainError::User("no epoch ran".into()))?;
+    tch::no_grad(|| {
+        for (var, w) in vs.trainable_variables().iter_mut().zip(&weights) {
+            var.copy_(w);
+        }
+    });
+    // Thresholds tuned on validation at the best epoch, reported on test.
+    let (val_probs, val_loss) = evaluate(&model, &xva, &yva, pos_weight.as_ref(), cfg);
+    let thresholds: Thresholds = metrics::tune_checked(&val_probs, &ds.val.y, l);
+    let xte = to_tensor(&ds.test.x, ds.test.n, d, device);
+    let yte = labels_tensor(&ds.test.y, ds.test.n, l, device);
+    let (test_probs, test_loss) = evaluate(&model, &xte, &yte, pos_weight.as_ref(), cfg);
+    let mut metrics = metrics::report(
+        "val",
+        &val_probs,
+        &ds.val.y,
+        l,
+        &thresholds,
+        &ds.train_positives,
+    );
+    metrics.extend(metrics::report(
+        "test",
+        &test_probs,
+        &ds.test.y,
+        l,
+        &thresholds,
+        &ds.train_positives,
+    ));
+    metrics.insert("val.loss".into(), val_loss);
+    metrics.insert("test.loss".into(), test_loss);
+    if let Some(h) = history.iter().find(|h| h.epoch == best_epoch) {
+        metrics.insert("train.loss".into(), h.metrics["train.loss"]);
+    }
+    metrics.insert("best_epoch".into(), best_epoch as f64);
+    metrics.insert("threshold_global".into(), thresholds.global as f64);
+    let samples_per_s = samples_seen as f64 / train_seconds.max(1e-9);
+    metrics.insert("samples_per_s".into(), samples_per_s);
+    let seconds = started.elapsed().as_secs_f64();
+    metrics.insert("seconds".into(), seconds);
+    Ok(TrialResult {
+        metrics,
+        history,
+        best_epoch,
+        seconds,
+        samples_per_s,
+        threshold_global: thresholds.global,
+        device: format!("{device:?}"),
+    })
+}
