@@ -1,0 +1,50 @@
+//! Real libtorch training on small data: loss settings matter, cancel works, and a
+//! dataset that cannot load is a user error. (Determinism is in its own test binary:
+//! libtorch's RNG is process-global, so parallel tests would interleave draws.)
+
+use std::sync::atomic::AtomicBool;
+
+use sweep_spec::TrialConfig;
+use sweep_worker::{data, train};
+
+fn small() -> TrialConfig {
+    let mut c = TrialConfig::default();
+    c.dataset.labels = 60;
+    c.dataset.features = 32;
+    c.dataset.train_samples = 1500;
+    c.dataset.test_samples = 400;
+    c.dataset.max_positives = 400;
+    c.model.hidden = vec![64];
+    c.train.epochs = 4;
+    c
+}
+
+#[test]
+fn focal_and_class_weights_change_the_result() {
+    let mut cfg = small();
+    cfg.train.epochs = 2;
+    let ds = data::load(&cfg.dataset).unwrap();
+    let cancel = AtomicBool::new(false);
+    let base = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |_| {}, &cancel).unwrap();
+    cfg.loss.focal_gamma = 3.0;
+    let focal = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |_| {}, &cancel).unwrap();
+    assert_ne!(base.metrics["val.loss"], focal.metrics["val.loss"]);
+}
+
+#[test]
+fn cancel_flag_stops_training() {
+    let cfg = small();
+    let ds = data::load(&cfg.dataset).unwrap();
+    let cancel = AtomicBool::new(true);
+    let r = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |_| {}, &cancel);
+    assert!(matches!(r, Err(train::TrainError::Cancelled)));
+}
+
+#[test]
+fn missing_dataset_is_a_user_error() {
+    let mut cfg = small();
+    cfg.dataset.kind = sweep_spec::DatasetKind::Mulan;
+    cfg.dataset.name = Some("no-such-dataset".into());
+    let e = data::load(&cfg.dataset).unwrap_err().to_string();
+    assert!(e.contains("no-such-dataset"), "{e}");
+}
