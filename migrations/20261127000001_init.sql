@@ -69,7 +69,8 @@ CREATE TABLE trials (
     CONSTRAINT trials_result_only_succeeded CHECK (metrics IS NULL OR state = 'succeeded')
 );
 
-CREATE INDEX trials_queue_idx ON trials (sweep_id, seq) WHERE state = 'queued';
+-- Claim order: oldest first; extension batches queue behind what was there.
+CREATE INDEX trials_claim_idx ON trials (created_at, seq) WHERE state = 'queued';
 CREATE INDEX trials_lease_idx ON trials (lease_expires_at) WHERE state = 'leased';
 CREATE INDEX trials_sweep_updated_idx ON trials (sweep_id, updated_at);
 

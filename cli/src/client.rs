@@ -12,12 +12,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 #[derive(Debug, Clone, clap::Args)]
 pub struct Conn {
     /// Coordinator URL.
-    #[arg(
-        long,
-        global = true,
-        env = "SWEEP_COORDINATOR",
-        default_value = "http://127.0.0.1:50051"
-    )]
+    #[arg(long, global = true, env = "SWEEP_COORDINATOR", default_value = "http://127.0.0.1:50051")]
     pub coordinator: String,
     /// File holding the API token (or set SWEEP_TOKEN); default ~/.config/sweep/token.
     #[arg(long, global = true, env = "SWEEP_TOKEN_FILE")]
@@ -37,8 +32,7 @@ impl tonic::service::Interceptor for Bearer {
     }
 }
 
-pub type Client =
-    pb::client_service_client::ClientServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Client = pb::client_service_client::ClientServiceClient<InterceptedService<Channel, Bearer>>;
 
 pub fn default_token_file() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/sweep/token"))
@@ -54,12 +48,8 @@ impl Conn {
             .clone()
             .or_else(default_token_file)
             .context("no API token: set SWEEP_TOKEN or --token-file")?;
-        let t = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "no API token: set SWEEP_TOKEN or write one to {}",
-                path.display()
-            )
-        })?;
+        let t = std::fs::read_to_string(&path)
+            .with_context(|| format!("no API token: set SWEEP_TOKEN or write one to {}", path.display()))?;
         Ok(t.trim().to_string())
     }
 
@@ -70,23 +60,13 @@ impl Conn {
             .connect_timeout(Duration::from_secs(5));
         if let Some(ca) = &self.ca_file {
             let pem = std::fs::read(ca).with_context(|| format!("read {}", ca.display()))?;
-            ep =
-                ep.tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))?;
+            ep = ep.tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))?;
         }
-        let channel = ep
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach the coordinator at {}", self.coordinator))?;
-        let value: MetadataValue<Ascii> = format!("Bearer {token}")
-            .parse()
-            .context("the API token is not ASCII")?;
-        Ok(
-            pb::client_service_client::ClientServiceClient::with_interceptor(
-                channel,
-                Bearer(value),
-            )
-            .max_decoding_message_size(64 * 1024 * 1024),
-        )
+        let channel =
+            ep.connect().await.with_context(|| format!("cannot reach the coordinator at {}", self.coordinator))?;
+        let value: MetadataValue<Ascii> = format!("Bearer {token}").parse().context("the API token is not ASCII")?;
+        Ok(pb::client_service_client::ClientServiceClient::with_interceptor(channel, Bearer(value))
+            .max_decoding_message_size(64 * 1024 * 1024))
     }
 }
 

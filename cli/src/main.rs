@@ -83,24 +83,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Validate { file, max_trials } => validate(&file, max_trials, fmt),
         Cmd::Submit { file, watch } => {
-            let yaml = std::fs::read_to_string(&file)
-                .with_context(|| format!("read {}", file.display()))?;
+            let yaml = std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
             // Check locally first: a bad file never reaches the coordinator.
             let name = file.display().to_string();
-            sweep_spec::parse(
-                &yaml,
-                &name,
-                sweep_spec::Limits {
-                    max_trials: u64::MAX,
-                },
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            sweep_spec::parse(&yaml, &name, sweep_spec::Limits { max_trials: u64::MAX })
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut c = cli.conn.connect().await?;
             let r = c
-                .submit_sweep(pb::SubmitSweepRequest {
-                    spec_yaml: yaml,
-                    source_name: name,
-                })
+                .submit_sweep(pb::SubmitSweepRequest { spec_yaml: yaml, source_name: name })
                 .await
                 .map_err(|s| status_error("submit", s))?
                 .into_inner();
@@ -147,18 +137,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             match fmt {
-                Format::Json => print_json(
-                    &json!({"sweeps": sweeps.iter().map(output::sweep_json).collect::<Vec<_>>()}),
-                ),
+                Format::Json => {
+                    print_json(&json!({"sweeps": sweeps.iter().map(output::sweep_json).collect::<Vec<_>>()}))
+                }
                 Format::Table => {
-                    let mut t = output::table(&[
-                        "sweep",
-                        "name",
-                        "state",
-                        "objective",
-                        "trials",
-                        "progress",
-                    ]);
+                    let mut t = output::table(&["sweep", "name", "state", "objective", "trials", "progress"]);
                     for s in &sweeps {
                         t.add_row(vec![
                             s.sweep_id.clone(),
@@ -177,9 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Trials { sweep_id, sort } => {
             let mut c = cli.conn.connect().await?;
             let sweep = c
-                .get_sweep(pb::GetSweepRequest {
-                    sweep_id: sweep_id.clone(),
-                })
+                .get_sweep(pb::GetSweepRequest { sweep_id: sweep_id.clone() })
                 .await
                 .map_err(|s| status_error("trials", s))?
                 .into_inner();
@@ -200,15 +181,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 "maximize"
             };
-            let ordered: Vec<&pb::Trial> = if sort.is_some() {
-                rank(&trials, &metric, goal)
-            } else {
-                trials.iter().collect()
-            };
+            let ordered: Vec<&pb::Trial> =
+                if sort.is_some() { rank(&trials, &metric, goal) } else { trials.iter().collect() };
             match fmt {
-                Format::Json => print_json(
-                    &json!({"trials": ordered.iter().map(|t| trial_json(t)).collect::<Vec<_>>()}),
-                ),
+                Format::Json => {
+                    print_json(&json!({"trials": ordered.iter().map(|t| trial_json(t)).collect::<Vec<_>>()}))
+                }
                 Format::Table => {
                     let mut t = output::table(&[
                         "trial",
@@ -229,11 +207,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             fmt_metric(tr.metrics.get(&sweep.metric_name)),
                             fmt_metric(tr.metrics.get("test.f1_micro")),
                             fmt_metric(tr.metrics.get("test.f1_macro")),
-                            if tr.error.is_empty() {
-                                tr.worker.clone()
-                            } else {
-                                tr.error.chars().take(60).collect()
-                            },
+                            if tr.error.is_empty() { tr.worker.clone() } else { tr.error.chars().take(60).collect() },
                         ]);
                     }
                     println!("{t}");
@@ -244,9 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Best { sweep_id } => {
             let mut c = cli.conn.connect().await?;
             let sweep = c
-                .get_sweep(pb::GetSweepRequest {
-                    sweep_id: sweep_id.clone(),
-                })
+                .get_sweep(pb::GetSweepRequest { sweep_id: sweep_id.clone() })
                 .await
                 .map_err(|s| status_error("best", s))?
                 .into_inner();
@@ -255,8 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| status_error("best", s))?
                 .into_inner();
-            let config: serde_json::Value =
-                serde_json::from_str(&t.config_json).unwrap_or_default();
+            let config: serde_json::Value = serde_json::from_str(&t.config_json).unwrap_or_default();
             match fmt {
                 Format::Json => {
                     let mut v = trial_json(&t);
@@ -308,10 +279,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Cmd::Retry {
-            sweep_id,
-            failed: _,
-        } => {
+        Cmd::Retry { sweep_id, failed: _ } => {
             let mut c = cli.conn.connect().await?;
             let r = c
                 .retry_failed(pb::RetryFailedRequest { sweep_id })
@@ -338,19 +306,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "version": w.version, "state": w.state, "running": w.running, "last_seen_unix_ms": w.last_seen_unix_ms,
                 })).collect::<Vec<_>>()})),
                 Format::Table => {
-                    let mut t = output::table(&[
-                        "worker", "name", "host", "gpus", "slots", "running", "state",
-                    ]);
+                    let mut t = output::table(&["worker", "name", "host", "gpus", "slots", "running", "state"]);
                     for w in &ws {
                         t.add_row(vec![
                             w.worker_id[..8].to_string(),
                             w.name.clone(),
                             w.host.clone(),
-                            if w.gpus.is_empty() {
-                                "cpu".into()
-                            } else {
-                                w.gpus.join(",")
-                            },
+                            if w.gpus.is_empty() { "cpu".into() } else { w.gpus.join(",") },
                             w.slots.to_string(),
                             w.running.to_string(),
                             w.state.clone(),
@@ -366,12 +328,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn validate(file: &std::path::Path, max_trials: u64, fmt: Format) -> anyhow::Result<()> {
     let yaml = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
-    let spec = sweep_spec::parse(
-        &yaml,
-        &file.display().to_string(),
-        sweep_spec::Limits { max_trials },
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let spec = sweep_spec::parse(&yaml, &file.display().to_string(), sweep_spec::Limits { max_trials })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let trials = spec.expand().map_err(|e| anyhow::anyhow!("{e}"))?;
     match fmt {
         Format::Json => print_json(&json!({
@@ -383,19 +341,10 @@ fn validate(file: &std::path::Path, max_trials: u64, fmt: Format) -> anyhow::Res
         Format::Table => {
             let mut t = output::table(&["#", "params", "hash"]);
             for (i, tr) in trials.iter().enumerate() {
-                t.add_row(vec![
-                    (i + 1).to_string(),
-                    params_inline(&json!(tr.params)),
-                    tr.hash[..12].to_string(),
-                ]);
+                t.add_row(vec![(i + 1).to_string(), params_inline(&json!(tr.params)), tr.hash[..12].to_string()]);
             }
             println!("{t}");
-            eprintln!(
-                "{}: valid, {} {} trials",
-                file.display(),
-                trials.len(),
-                spec.method.as_str()
-            );
+            eprintln!("{}: valid, {} {} trials", file.display(), trials.len(), spec.method.as_str());
         }
     }
     Ok(())

@@ -14,8 +14,7 @@ pub enum Format {
 
 pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_header(header.iter().copied());
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(header.iter().copied());
     t
 }
 
@@ -58,11 +57,7 @@ pub fn sweep_json(s: &pb::Sweep) -> Value {
 /// `k=v, k=v` for a params object.
 pub fn params_inline(v: &Value) -> String {
     match v.as_object() {
-        Some(o) => o
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        Some(o) => o.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "),
         None => v.to_string(),
     }
 }
@@ -72,19 +67,8 @@ pub fn fmt_metric(m: Option<&f64>) -> String {
 }
 
 pub fn counts_line(s: &pb::Sweep) -> String {
-    let order = [
-        "queued",
-        "leased",
-        "succeeded",
-        "failed",
-        "dead",
-        "cancelled",
-    ];
-    order
-        .iter()
-        .filter_map(|k| s.counts.get(*k).map(|n| format!("{k} {n}")))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let order = ["queued", "leased", "succeeded", "failed", "dead", "cancelled"];
+    order.iter().filter_map(|k| s.counts.get(*k).map(|n| format!("{k} {n}"))).collect::<Vec<_>>().join(", ")
 }
 
 /// Trials ranked by a metric (NaN/missing last), best first for the goal.

@@ -13,44 +13,30 @@ use crate::output::{fmt_metric, params, params_inline, rank};
 
 pub async fn watch(client: &mut Client, sweep_id: &str) -> anyhow::Result<pb::Sweep> {
     let mut stream = client
-        .watch_sweep(pb::WatchSweepRequest {
-            sweep_id: sweep_id.to_string(),
-        })
+        .watch_sweep(pb::WatchSweepRequest { sweep_id: sweep_id.to_string() })
         .await
         .map_err(|s| status_error("watch", s))?
         .into_inner();
     let tty = std::io::stderr().is_terminal();
-    let multi = MultiProgress::with_draw_target(if tty {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    });
+    let multi =
+        MultiProgress::with_draw_target(if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
     let bar = multi.add(ProgressBar::new(0));
     bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} trials  {elapsed} elapsed, eta {eta}  {msg}",
-        )
-        .expect("template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} trials  {elapsed} elapsed, eta {eta}  {msg}")
+            .expect("template")
+            .progress_chars("=> "),
     );
     let detail = multi.add(ProgressBar::new_spinner());
     detail.set_style(ProgressStyle::with_template("{msg}").expect("template"));
     let mut trials: BTreeMap<String, pb::Trial> = BTreeMap::new();
     let mut last_state: BTreeMap<String, (String, u32)> = BTreeMap::new();
     let mut last = None;
-    while let Some(ev) = stream
-        .message()
-        .await
-        .map_err(|s| status_error("watch", s))?
-    {
+    while let Some(ev) = stream.message().await.map_err(|s| status_error("watch", s))? {
         let Some(sweep) = ev.sweep else { continue };
         for t in ev.changed {
             trials.insert(t.trial_id.clone(), t);
         }
-        let done: u64 = ["succeeded", "failed", "dead", "cancelled"]
-            .iter()
-            .filter_map(|k| sweep.counts.get(*k))
-            .sum();
+        let done: u64 = ["succeeded", "failed", "dead", "cancelled"].iter().filter_map(|k| sweep.counts.get(*k)).sum();
         if tty {
             bar.set_prefix(sweep.name.clone());
             bar.set_length(sweep.total);
@@ -74,12 +60,7 @@ pub async fn watch(client: &mut Client, sweep_id: &str) -> anyhow::Result<pb::Sw
                     last_state.insert(t.trial_id.clone(), key);
                 }
             }
-            println!(
-                "{} progress {done}/{} ({})",
-                sweep.name,
-                sweep.total,
-                crate::output::counts_line(&sweep)
-            );
+            println!("{} progress {done}/{} ({})", sweep.name, sweep.total, crate::output::counts_line(&sweep));
         }
         let finished = ev.finished;
         last = Some(sweep);
@@ -106,18 +87,11 @@ fn screen(trials: &BTreeMap<String, pb::Trial>, sweep: &pb::Sweep) -> String {
             t.epoch,
             epochs,
             fmt_metric(t.metrics.get(&sweep.metric_name)),
-            t.metrics
-                .get("samples_per_s")
-                .map(|v| format!("{v:.0}"))
-                .unwrap_or_else(|| "-".into()),
+            t.metrics.get("samples_per_s").map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into()),
             params_inline(&params(t))
         ));
     }
-    let all: Vec<pb::Trial> = trials
-        .values()
-        .filter(|t| t.state == "succeeded")
-        .cloned()
-        .collect();
+    let all: Vec<pb::Trial> = trials.values().filter(|t| t.state == "succeeded").cloned().collect();
     let top = rank(&all, &sweep.metric_name, &sweep.metric_goal);
     if !top.is_empty() {
         lines.push(format!("  top by {}:", sweep.metric_name));

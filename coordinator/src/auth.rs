@@ -2,6 +2,10 @@
 //! token (admin or client) for the client service, a join token to register, and a
 //! worker credential for every other agent call. Nothing is served without one.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use sqlx::PgPool;
 use tonic::Request;
 use uuid::Uuid;
@@ -11,30 +15,26 @@ use crate::db::workers;
 use crate::error::{CoordinatorError, Result};
 
 fn bearer<T>(req: &Request<T>) -> Result<&str> {
-    let value = req.metadata().get("authorization").ok_or_else(|| {
-        CoordinatorError::Unauthenticated("missing authorization: Bearer <token>".into())
-    })?;
-    let value = value.to_str().map_err(|_| {
-        CoordinatorError::Unauthenticated("authorization header is not ASCII".into())
-    })?;
+    let value = req
+        .metadata()
+        .get("authorization")
+        .ok_or_else(|| CoordinatorError::Unauthenticated("missing authorization: Bearer <token>".into()))?;
+    let value =
+        value.to_str().map_err(|_| CoordinatorError::Unauthenticated("authorization header is not ASCII".into()))?;
     value
         .strip_prefix("Bearer ")
         .filter(|t| !t.is_empty() && t.len() <= 256)
-        .ok_or_else(|| {
-            CoordinatorError::Unauthenticated("authorization must be `Bearer <token>`".into())
-        })
+        .ok_or_else(|| CoordinatorError::Unauthenticated("authorization must be `Bearer <token>`".into()))
 }
 
 /// A client (CLI) call: an admin or client API token.
 pub async fn client<T>(db: &PgPool, req: &Request<T>) -> Result<Role> {
     match tokens::lookup(db, bearer(req)?).await? {
         Some((_, role @ (Role::Admin | Role::Client))) => Ok(role),
-        Some((_, Role::Join)) => Err(CoordinatorError::PermissionDenied(
-            "a join token can only register workers".into(),
-        )),
-        None => Err(CoordinatorError::Unauthenticated(
-            "unknown or revoked token".into(),
-        )),
+        Some((_, Role::Join)) => {
+            Err(CoordinatorError::PermissionDenied("a join token can only register workers".into()))
+        }
+        None => Err(CoordinatorError::Unauthenticated("unknown or revoked token".into())),
     }
 }
 
@@ -42,20 +42,37 @@ pub async fn client<T>(db: &PgPool, req: &Request<T>) -> Result<Role> {
 pub async fn join<T>(db: &PgPool, req: &Request<T>) -> Result<()> {
     match tokens::lookup(db, bearer(req)?).await? {
         Some((_, Role::Join | Role::Admin)) => Ok(()),
-        Some((_, Role::Client)) => Err(CoordinatorError::PermissionDenied(
-            "register needs a join token".into(),
-        )),
-        None => Err(CoordinatorError::Unauthenticated(
-            "unknown or revoked join token".into(),
-        )),
+        Some((_, Role::Client)) => Err(CoordinatorError::PermissionDenied("register needs a join token".into())),
+        None => Err(CoordinatorError::Unauthenticated("unknown or revoked join token".into())),
     }
 }
 
+/// How long a verified worker credential is trusted without asking the database.
+/// Revocation still bites at once where it matters: a revoked worker's leases are
+/// returned immediately, its fenced writes match nothing, and a claim checks the
+/// worker's state in the same statement.
+pub const WORKER_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Verified worker credentials by token hash: a busy worker costs no extra query per call.
+#[derive(Default)]
+pub struct WorkerCache(Mutex<HashMap<String, (Uuid, Instant)>>);
+
 /// A registered, unrevoked worker.
-pub async fn worker<T>(db: &PgPool, req: &Request<T>) -> Result<Uuid> {
-    workers::authenticate(db, bearer(req)?)
+pub async fn worker<T>(db: &PgPool, cache: &WorkerCache, req: &Request<T>) -> Result<Uuid> {
+    let token = bearer(req)?;
+    let key = tokens::hash(token);
+    if let Some((id, at)) = cache.0.lock().expect("auth cache").get(&key) {
+        if at.elapsed() < WORKER_CACHE_TTL {
+            return Ok(*id);
+        }
+    }
+    let id = workers::authenticate(db, token)
         .await?
-        .ok_or_else(|| {
-            CoordinatorError::Unauthenticated("unknown or revoked worker credential".into())
-        })
+        .ok_or_else(|| CoordinatorError::Unauthenticated("unknown or revoked worker credential".into()))?;
+    let mut map = cache.0.lock().expect("auth cache");
+    if map.len() > 100_000 {
+        map.clear();
+    }
+    map.insert(key, (id, Instant::now()));
+    Ok(id)
 }

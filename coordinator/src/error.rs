@@ -33,17 +33,11 @@ impl From<sqlx::Error> for CoordinatorError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::Database(db) => match db.constraint() {
-                Some("sweeps_name_key") => {
-                    CoordinatorError::AlreadyExists("a sweep of that name exists".into())
-                }
+                Some("sweeps_name_key") => CoordinatorError::AlreadyExists("a sweep of that name exists".into()),
                 Some("api_tokens_hash_key") | Some("workers_token_hash_key") => {
                     CoordinatorError::AlreadyExists("token collision".into())
                 }
-                _ if db
-                    .code()
-                    .as_deref()
-                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) =>
-                {
+                _ if db.code().as_deref().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) => {
                     CoordinatorError::Unavailable(e)
                 }
                 _ => CoordinatorError::Unexpected(anyhow::Error::new(e)),
@@ -65,9 +59,7 @@ impl From<CoordinatorError> for Status {
             CoordinatorError::InvalidArgument(_) => Code::InvalidArgument,
             CoordinatorError::NotFound(_) => Code::NotFound,
             CoordinatorError::AlreadyExists(_) => Code::AlreadyExists,
-            CoordinatorError::FailedPrecondition(_) | CoordinatorError::LeaseLost(_) => {
-                Code::FailedPrecondition
-            }
+            CoordinatorError::FailedPrecondition(_) | CoordinatorError::LeaseLost(_) => Code::FailedPrecondition,
             CoordinatorError::Unauthenticated(_) => Code::Unauthenticated,
             CoordinatorError::PermissionDenied(_) => Code::PermissionDenied,
             CoordinatorError::ResourceExhausted(_) => Code::ResourceExhausted,

@@ -83,22 +83,13 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Token { cmd } => match cmd {
-            TokenCmd::Create {
-                role,
-                name,
-                out,
-                db: a,
-            } => {
+            TokenCmd::Create { role, name, out, db: a } => {
                 let pool = db::connect(&a.database_url, 1).await?;
                 let (id, token) = tokens::create(&pool, role, &name).await?;
                 match out {
                     Some(path) => {
                         write_secret(&path, &token)?;
-                        eprintln!(
-                            "created {} token {id}, written to {}",
-                            role.as_str(),
-                            path.display()
-                        );
+                        eprintln!("created {} token {id}, written to {}", role.as_str(), path.display());
                     }
                     None => {
                         eprintln!("created {} token {id} (shown once):", role.as_str());
@@ -110,14 +101,8 @@ async fn main() -> anyhow::Result<()> {
             TokenCmd::List { db: a } => {
                 let pool = db::connect(&a.database_url, 1).await?;
                 for t in tokens::list(&pool).await? {
-                    let revoked = t
-                        .revoked_at
-                        .map(|r| format!("revoked {r}"))
-                        .unwrap_or_else(|| "live".into());
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}",
-                        t.id, t.role, t.name, t.created_at, revoked
-                    );
+                    let revoked = t.revoked_at.map(|r| format!("revoked {r}")).unwrap_or_else(|| "live".into());
+                    println!("{}\t{}\t{}\t{}\t{}", t.id, t.role, t.name, t.created_at, revoked);
                 }
                 Ok(())
             }
@@ -131,9 +116,8 @@ async fn main() -> anyhow::Result<()> {
         Cmd::RevokeWorker { worker_id, db: a } => {
             let pool = db::connect(&a.database_url, 1).await?;
             let mut conn = pool.acquire().await?;
-            let released = db::workers::revoke(&mut conn, worker_id)
-                .await?
-                .with_context(|| format!("no worker {worker_id}"))?;
+            let released =
+                db::workers::revoke(&mut conn, worker_id).await?.with_context(|| format!("no worker {worker_id}"))?;
             eprintln!("revoked worker {worker_id}; {released} lease(s) returned to the queue");
             Ok(())
         }

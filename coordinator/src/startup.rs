@@ -23,55 +23,36 @@ impl Coordinator {
     /// Connects to Postgres, runs migrations and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let db = crate::db::connect(&settings.database_url, settings.db_connections).await?;
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("bind {}", settings.listen))?;
+        let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("bind {}", settings.listen))?;
         let addr = listener.local_addr()?;
         if let Some(path) = &settings.port_file {
             let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, addr.to_string())
-                .with_context(|| format!("write {}", tmp.display()))?;
+            std::fs::write(&tmp, addr.to_string()).with_context(|| format!("write {}", tmp.display()))?;
             std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))?;
         }
-        Ok(Coordinator {
-            addr,
-            state: AppState::new(db, settings),
-            listener,
-        })
+        Ok(Coordinator { addr, state: AppState::new(db, settings), listener })
     }
 
     /// Serves until `shutdown` is cancelled, then drains in-flight calls.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let settings = &self.state.settings;
         let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<pb::client_service_server::ClientServiceServer<ClientApi>>()
-            .await;
-        health
-            .set_serving::<pb::agent_service_server::AgentServiceServer<AgentApi>>()
-            .await;
+        health.set_serving::<pb::client_service_server::ClientServiceServer<ClientApi>>().await;
+        health.set_serving::<pb::agent_service_server::AgentServiceServer<AgentApi>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
         let max = settings.max_message_bytes;
-        let client = pb::client_service_server::ClientServiceServer::new(ClientApi {
-            state: self.state.clone(),
-        })
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
-        let agent = pb::agent_service_server::AgentServiceServer::new(AgentApi {
-            state: self.state.clone(),
-        })
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
-        let mut builder =
-            Server::builder().max_concurrent_streams(Some(settings.max_concurrent_streams));
+        let client = pb::client_service_server::ClientServiceServer::new(ClientApi { state: self.state.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let agent = pb::agent_service_server::AgentServiceServer::new(AgentApi { state: self.state.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let mut builder = Server::builder().max_concurrent_streams(Some(settings.max_concurrent_streams));
         if let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) {
-            let read = |p: &std::path::Path| {
-                std::fs::read(p).with_context(|| format!("read {}", p.display()))
-            };
-            let mut tls =
-                ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+            let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("read {}", p.display()));
+            let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
             if let Some(ca) = &settings.tls_client_ca {
                 tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
             }

@@ -15,13 +15,8 @@ pub async fn fresh_database() -> Option<String> {
         return None;
     };
     let name = format!("sweep_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .expect("connect to the test cluster");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test cluster");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
     let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
     Some(format!("{base}/{name}"))
 }

@@ -53,17 +53,8 @@ async fn concurrent_claims_lease_each_trial_once() {
             let mut got = Vec::new();
             loop {
                 let mut a = agent.clone();
-                let r = a
-                    .lease(with_token(
-                        &w,
-                        pb::LeaseRequest {
-                            max_trials: 3,
-                            wait_ms: 0,
-                        },
-                    ))
-                    .await
-                    .unwrap()
-                    .into_inner();
+                let r =
+                    a.lease(with_token(&w, pb::LeaseRequest { max_trials: 3, wait_ms: 0 })).await.unwrap().into_inner();
                 if r.trials.is_empty() {
                     return got;
                 }
@@ -76,11 +67,7 @@ async fn concurrent_claims_lease_each_trial_once() {
         all.extend(r.unwrap());
     }
     assert_eq!(all.len(), 60, "every trial leased");
-    assert_eq!(
-        all.iter().map(|t| &t.0).collect::<HashSet<_>>().len(),
-        60,
-        "none twice"
-    );
+    assert_eq!(all.iter().map(|t| &t.0).collect::<HashSet<_>>().len(), 60, "none twice");
     assert!(all.iter().all(|t| t.1 == 1));
 }
 
@@ -96,22 +83,14 @@ async fn stale_attempt_is_fenced_out_and_completion_is_idempotent() {
 
     // The same trial comes back as attempt 2 (first in queue order).
     let t2 = app.lease(&w2, 1).await.remove(0);
-    assert_eq!(
-        (t2.trial_id.as_str(), t2.attempt),
-        (t1.trial_id.as_str(), 2)
-    );
+    assert_eq!((t2.trial_id.as_str(), t2.attempt), (t1.trial_id.as_str(), 2));
 
     // The stale attempt's heartbeat says lease lost; its completion is refused.
     let hb = app
         .agent()
         .heartbeat(with_token(
             &w1,
-            pb::HeartbeatRequest {
-                trials: vec![pb::TrialRef {
-                    trial_id: t1.trial_id.clone(),
-                    attempt: 1,
-                }],
-            },
+            pb::HeartbeatRequest { trials: vec![pb::TrialRef { trial_id: t1.trial_id.clone(), attempt: 1 }] },
         ))
         .await
         .unwrap()
@@ -127,9 +106,7 @@ async fn stale_attempt_is_fenced_out_and_completion_is_idempotent() {
     assert_eq!(denied.code(), Code::PermissionDenied);
 
     app.complete(&w2, &t2, 0.5).await.unwrap();
-    app.complete(&w2, &t2, 0.5)
-        .await
-        .expect("a duplicate report of the same attempt succeeds");
+    app.complete(&w2, &t2, 0.5).await.expect("a duplicate report of the same attempt succeeds");
     let (state, attempt, ..) = app.state_of(&t2.trial_id).await;
     assert_eq!((state.as_str(), attempt), ("succeeded", 2));
     let (obj,): (Option<f64>,) = sqlx::query_as("SELECT objective FROM trials WHERE id = $1")
@@ -139,10 +116,7 @@ async fn stale_attempt_is_fenced_out_and_completion_is_idempotent() {
         .unwrap();
     assert_eq!(obj, Some(0.5), "the stale attempt's 0.9 was not recorded");
     // A late stale completion after success is still refused.
-    assert_eq!(
-        app.complete(&w1, &t1, 0.9).await.unwrap_err().code(),
-        Code::FailedPrecondition
-    );
+    assert_eq!(app.complete(&w1, &t1, 0.9).await.unwrap_err().code(), Code::FailedPrecondition);
 }
 
 #[tokio::test]
@@ -152,36 +126,22 @@ async fn stale_progress_is_not_recorded() {
     let w = app.worker("a").await;
     let t = app.lease(&w, 1).await.remove(0);
     let progress = |attempt: u32| pb::ProgressRequest {
-        trial: Some(pb::TrialRef {
-            trial_id: t.trial_id.clone(),
-            attempt,
-        }),
+        trial: Some(pb::TrialRef { trial_id: t.trial_id.clone(), attempt }),
         epoch: 1,
         metrics: [("val.f1_micro".to_string(), 0.1)].into(),
     };
-    app.agent()
-        .report_progress(with_token(&w, progress(1)))
-        .await
-        .unwrap();
+    app.agent().report_progress(with_token(&w, progress(1))).await.unwrap();
     app.expire(&t.trial_id).await;
-    let err = app
-        .agent()
-        .report_progress(with_token(&w, progress(1)))
-        .await
-        .unwrap_err();
+    let err = app.agent().report_progress(with_token(&w, progress(1))).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM trial_epochs")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM trial_epochs").fetch_one(&app.db).await.unwrap();
     assert_eq!(n, 1);
 }
 
 #[tokio::test]
 async fn lost_leases_end_dead_after_max_attempts() {
     let app = app!();
-    app.submit(&GRID.replace("max_attempts: 3", "max_attempts: 2"))
-        .await;
+    app.submit(&GRID.replace("max_attempts: 3", "max_attempts: 2")).await;
     let w = app.worker("a").await;
     let t = app.lease(&w, 1).await.remove(0);
     app.expire(&t.trial_id).await;
@@ -200,24 +160,15 @@ async fn user_errors_fail_at_once_and_transient_ones_retry_with_backoff() {
         with_token(
             &w,
             pb::FailRequest {
-                trial: Some(pb::TrialRef {
-                    trial_id: t.trial_id.clone(),
-                    attempt: t.attempt,
-                }),
+                trial: Some(pb::TrialRef { trial_id: t.trial_id.clone(), attempt: t.attempt }),
                 error: "boom".into(),
                 kind: kind as i32,
             },
         )
     };
     let user = app.lease(&w, 1).await.remove(0);
-    app.agent()
-        .fail(fail(&user, pb::FailureKind::User))
-        .await
-        .unwrap();
-    assert_eq!(
-        app.state_of(&user.trial_id).await,
-        ("failed".into(), 1, 0, 1)
-    );
+    app.agent().fail(fail(&user, pb::FailureKind::User)).await.unwrap();
+    assert_eq!(app.state_of(&user.trial_id).await, ("failed".into(), 1, 0, 1));
 
     // A poison trial: transient errors use up its budget (max_attempts 3), then failed.
     let poison = app.lease(&w, 1).await.remove(0);
@@ -225,20 +176,16 @@ async fn user_errors_fail_at_once_and_transient_ones_retry_with_backoff() {
     let mut t = poison;
     for attempt in 1..=3 {
         assert_eq!(t.attempt, attempt);
-        app.agent()
-            .fail(fail(&t, pb::FailureKind::Transient))
-            .await
-            .unwrap();
+        app.agent().fail(fail(&t, pb::FailureKind::Transient)).await.unwrap();
         if attempt == 3 {
             break;
         }
         // Backoff: not claimable until not_before passes; find it again by id.
-        let (nb_in_future,): (bool,) =
-            sqlx::query_as("SELECT not_before > now() FROM trials WHERE id = $1")
-                .bind(id.parse::<uuid::Uuid>().unwrap())
-                .fetch_one(&app.db)
-                .await
-                .unwrap();
+        let (nb_in_future,): (bool,) = sqlx::query_as("SELECT not_before > now() FROM trials WHERE id = $1")
+            .bind(id.parse::<uuid::Uuid>().unwrap())
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
         assert!(nb_in_future, "retry is delayed");
         sqlx::query("UPDATE trials SET not_before = now() WHERE id = $1")
             .bind(id.parse::<uuid::Uuid>().unwrap())
@@ -270,12 +217,7 @@ async fn cancel_reaches_a_running_trial_through_its_heartbeat() {
     let t = app.lease(&w, 1).await.remove(0);
     let r = app
         .client()
-        .cancel_sweep(with_token(
-            &app.admin,
-            pb::CancelSweepRequest {
-                sweep_id: sweep.sweep_id.clone(),
-            },
-        ))
+        .cancel_sweep(with_token(&app.admin, pb::CancelSweepRequest { sweep_id: sweep.sweep_id.clone() }))
         .await
         .unwrap()
         .into_inner();
@@ -284,22 +226,14 @@ async fn cancel_reaches_a_running_trial_through_its_heartbeat() {
         .agent()
         .heartbeat(with_token(
             &w,
-            pb::HeartbeatRequest {
-                trials: vec![pb::TrialRef {
-                    trial_id: t.trial_id.clone(),
-                    attempt: 1,
-                }],
-            },
+            pb::HeartbeatRequest { trials: vec![pb::TrialRef { trial_id: t.trial_id.clone(), attempt: 1 }] },
         ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(hb.directives[0].action, pb::Action::Cancel as i32);
     assert!(app.lease(&w, 5).await.is_empty(), "nothing left to lease");
-    assert_eq!(
-        app.complete(&w, &t, 0.3).await.unwrap_err().code(),
-        Code::FailedPrecondition
-    );
+    assert_eq!(app.complete(&w, &t, 0.3).await.unwrap_err().code(), Code::FailedPrecondition);
 }
 
 #[tokio::test]
@@ -309,18 +243,11 @@ async fn best_trial_follows_the_goal() {
     let w = app.worker("a").await;
     let ts = app.lease(&w, 9).await;
     for (i, t) in ts.iter().enumerate() {
-        app.complete(&w, t, [0.2, 0.7, 0.4, 0.1, 0.3, 0.6, 0.5, 0.05, 0.15][i])
-            .await
-            .unwrap();
+        app.complete(&w, t, [0.2, 0.7, 0.4, 0.1, 0.3, 0.6, 0.5, 0.05, 0.15][i]).await.unwrap();
     }
     let best = app
         .client()
-        .best_trial(with_token(
-            &app.admin,
-            pb::BestTrialRequest {
-                sweep_id: sweep.sweep_id.clone(),
-            },
-        ))
+        .best_trial(with_token(&app.admin, pb::BestTrialRequest { sweep_id: sweep.sweep_id.clone() }))
         .await
         .unwrap()
         .into_inner();
@@ -331,36 +258,15 @@ async fn best_trial_follows_the_goal() {
 #[tokio::test]
 async fn nothing_is_served_without_a_credential() {
     let app = app!();
-    let no_token = app
-        .client()
-        .list_sweeps(pb::ListSweepsRequest {})
-        .await
-        .unwrap_err();
+    let no_token = app.client().list_sweeps(pb::ListSweepsRequest {}).await.unwrap_err();
     assert_eq!(no_token.code(), Code::Unauthenticated);
-    let wrong = app
-        .client()
-        .list_sweeps(with_token("swp_admin_nope", pb::ListSweepsRequest {}))
-        .await
-        .unwrap_err();
+    let wrong = app.client().list_sweeps(with_token("swp_admin_nope", pb::ListSweepsRequest {})).await.unwrap_err();
     assert_eq!(wrong.code(), Code::Unauthenticated);
     // A join token only registers; a client token cannot lease.
-    let join_as_client = app
-        .client()
-        .list_sweeps(with_token(&app.join, pb::ListSweepsRequest {}))
-        .await
-        .unwrap_err();
+    let join_as_client = app.client().list_sweeps(with_token(&app.join, pb::ListSweepsRequest {})).await.unwrap_err();
     assert_eq!(join_as_client.code(), Code::PermissionDenied);
-    let lease = app
-        .agent()
-        .lease(with_token(
-            &app.admin,
-            pb::LeaseRequest {
-                max_trials: 1,
-                wait_ms: 0,
-            },
-        ))
-        .await
-        .unwrap_err();
+    let lease =
+        app.agent().lease(with_token(&app.admin, pb::LeaseRequest { max_trials: 1, wait_ms: 0 })).await.unwrap_err();
     assert_eq!(lease.code(), Code::Unauthenticated);
     let register = app
         .agent()
@@ -375,10 +281,7 @@ async fn nothing_is_served_without_a_credential() {
         .unwrap_err();
     assert_eq!(register.code(), Code::Unauthenticated);
     // Nothing was written by the refused calls.
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM workers")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM workers").fetch_one(&app.db).await.unwrap();
     assert_eq!(n, 0);
 }
 
@@ -388,17 +291,9 @@ async fn revoked_worker_is_refused_and_its_leases_return() {
     app.submit(GRID).await;
     let w = app.worker("a").await;
     let t = app.lease(&w, 2).await;
-    let (id,): (uuid::Uuid,) = sqlx::query_as("SELECT id FROM workers")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let (id,): (uuid::Uuid,) = sqlx::query_as("SELECT id FROM workers").fetch_one(&app.db).await.unwrap();
     let mut conn = app.db.acquire().await.unwrap();
-    assert_eq!(
-        sweep_coordinator::db::workers::revoke(&mut conn, id)
-            .await
-            .unwrap(),
-        Some(2)
-    );
+    assert_eq!(sweep_coordinator::db::workers::revoke(&mut conn, id).await.unwrap(), Some(2));
     assert_eq!(app.state_of(&t[0].trial_id).await.0, "queued");
     let err = app.complete(&w, &t[0], 0.5).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
@@ -408,58 +303,38 @@ async fn revoked_worker_is_refused_and_its_leases_return() {
 async fn bad_sweep_files_are_refused_and_insert_nothing() {
     let app = app!();
     for (yaml, needle) in [
-        (
-            "name: x\nparameters:\n  loss.focal_gama: {values: [1]}\n",
-            "unknown parameter path",
-        ),
-        (
-            "name: x\nparameters:\n  loss.focal_gamma: {values: []}\n",
-            "`values` is empty",
-        ),
+        ("name: x\nparameters:\n  loss.focal_gama: {values: [1]}\n", "unknown parameter path"),
+        ("name: x\nparameters:\n  loss.focal_gamma: {values: []}\n", "`values` is empty"),
         ("name: x\nbogus: 1\n", "unknown field"),
-        (
-            "name: x\nparameters:\n  train.lr: {values: [.nan]}\n",
-            "not a finite number",
-        ),
+        ("name: x\nparameters:\n  train.lr: {values: [.nan]}\n", "not a finite number"),
     ] {
         let err = app
             .client()
             .submit_sweep(with_token(
                 &app.admin,
-                pb::SubmitSweepRequest {
-                    spec_yaml: yaml.into(),
-                    source_name: "bad.yaml".into(),
-                },
+                pb::SubmitSweepRequest { spec_yaml: yaml.into(), source_name: "bad.yaml".into() },
             ))
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{yaml}");
-        assert!(
-            err.message().contains(needle) && err.message().contains("bad.yaml"),
-            "{}",
-            err.message()
-        );
+        assert!(err.message().contains(needle) && err.message().contains("bad.yaml"), "{}", err.message());
     }
     // Over the grid cap (1e6 cells with the default 1e5 cap).
     let values = format!("{:?}", (0..1000).collect::<Vec<_>>());
-    let huge = format!("name: x\nparameters:\n  train.seed: {{values: {values}}}\n  dataset.split_seed: {{values: {values}}}\n");
+    let huge = format!(
+        "name: x\nparameters:\n  train.seed: {{values: {values}}}\n  dataset.split_seed: {{values: {values}}}\n"
+    );
     let err = app
         .client()
         .submit_sweep(with_token(
             &app.admin,
-            pb::SubmitSweepRequest {
-                spec_yaml: huge,
-                source_name: "huge.yaml".into(),
-            },
+            pb::SubmitSweepRequest { spec_yaml: huge, source_name: "huge.yaml".into() },
         ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("over the cap"), "{}", err.message());
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM sweeps")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM sweeps").fetch_one(&app.db).await.unwrap();
     assert_eq!(n, 0);
 }
 
@@ -469,12 +344,7 @@ async fn watch_streams_until_the_sweep_ends() {
     let sweep = app.submit(&GRID.replace("[6, 7, 8]", "[7]")).await;
     let mut stream = app
         .client()
-        .watch_sweep(with_token(
-            &app.admin,
-            pb::WatchSweepRequest {
-                sweep_id: sweep.sweep_id.clone(),
-            },
-        ))
+        .watch_sweep(with_token(&app.admin, pb::WatchSweepRequest { sweep_id: sweep.sweep_id.clone() }))
         .await
         .unwrap()
         .into_inner();

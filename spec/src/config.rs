@@ -35,9 +35,7 @@ impl std::str::FromStr for Goal {
         match s {
             "maximize" => Ok(Goal::Maximize),
             "minimize" => Ok(Goal::Minimize),
-            other => Err(format!(
-                "unknown goal `{other}` (expected maximize or minimize)"
-            )),
+            other => Err(format!("unknown goal `{other}` (expected maximize or minimize)")),
         }
     }
 }
@@ -57,10 +55,7 @@ fn default_goal() -> Goal {
 
 impl Default for Metric {
     fn default() -> Self {
-        Metric {
-            name: "val.f1_micro".into(),
-            goal: Goal::Maximize,
-        }
+        Metric { name: "val.f1_micro".into(), goal: Goal::Maximize }
     }
 }
 
@@ -130,10 +125,7 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig {
-            hidden: vec![512],
-            dropout: 0.2,
-        }
+        ModelConfig { hidden: vec![512], dropout: 0.2 }
     }
 }
 
@@ -153,15 +145,7 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig {
-            epochs: 20,
-            batch_size: 256,
-            lr: 1e-3,
-            weight_decay: 0.01,
-            grad_clip: 0.0,
-            patience: 5,
-            seed: 0,
-        }
+        TrainConfig { epochs: 20, batch_size: 256, lr: 1e-3, weight_decay: 0.01, grad_clip: 0.0, patience: 5, seed: 0 }
     }
 }
 
@@ -190,11 +174,7 @@ pub struct ClassWeightConfig {
 
 impl Default for ClassWeightConfig {
     fn default() -> Self {
-        ClassWeightConfig {
-            scheme: WeightScheme::NegPos,
-            cap: 10.0,
-            beta: 0.999,
-        }
+        ClassWeightConfig { scheme: WeightScheme::NegPos, cap: 10.0, beta: 0.999 }
     }
 }
 
@@ -210,11 +190,7 @@ pub struct LossConfig {
 
 impl Default for LossConfig {
     fn default() -> Self {
-        LossConfig {
-            class_weight: ClassWeightConfig::default(),
-            focal_gamma: 0.0,
-            focal_alpha: -1.0,
-        }
+        LossConfig { class_weight: ClassWeightConfig::default(), focal_gamma: 0.0, focal_alpha: -1.0 }
     }
 }
 
@@ -241,80 +217,31 @@ impl TrialConfig {
             }
         };
         let d = &self.dataset;
-        num(
-            "dataset.val_fraction",
-            d.val_fraction,
-            d.val_fraction > 0.0 && d.val_fraction < 1.0,
-            "must be in (0, 1)",
-        );
+        num("dataset.val_fraction", d.val_fraction, d.val_fraction > 0.0 && d.val_fraction < 1.0, "must be in (0, 1)");
         let m = &self.model;
-        num(
-            "model.dropout",
-            m.dropout,
-            (0.0..1.0).contains(&m.dropout),
-            "must be in [0, 1)",
-        );
+        num("model.dropout", m.dropout, (0.0..1.0).contains(&m.dropout), "must be in [0, 1)");
         let t = &self.train;
-        num(
-            "train.lr",
-            t.lr,
-            t.lr > 0.0 && t.lr <= 10.0,
-            "must be in (0, 10]",
-        );
-        num(
-            "train.weight_decay",
-            t.weight_decay,
-            t.weight_decay >= 0.0,
-            "must be >= 0",
-        );
-        num(
-            "train.grad_clip",
-            t.grad_clip,
-            t.grad_clip >= 0.0,
-            "must be >= 0 (0 = off)",
-        );
+        num("train.lr", t.lr, t.lr > 0.0 && t.lr <= 10.0, "must be in (0, 10]");
+        num("train.weight_decay", t.weight_decay, t.weight_decay >= 0.0, "must be >= 0");
+        num("train.grad_clip", t.grad_clip, t.grad_clip >= 0.0, "must be >= 0 (0 = off)");
         let l = &self.loss;
-        num(
-            "loss.class_weight.cap",
-            l.class_weight.cap,
-            l.class_weight.cap >= 1.0,
-            "must be >= 1",
-        );
+        num("loss.class_weight.cap", l.class_weight.cap, l.class_weight.cap >= 1.0, "must be >= 1");
         num(
             "loss.class_weight.beta",
             l.class_weight.beta,
             l.class_weight.beta > 0.0 && l.class_weight.beta < 1.0,
             "must be in (0, 1)",
         );
-        num(
-            "loss.focal_gamma",
-            l.focal_gamma,
-            (0.0..=10.0).contains(&l.focal_gamma),
-            "must be in [0, 10]",
-        );
-        num(
-            "loss.focal_alpha",
-            l.focal_alpha,
-            l.focal_alpha < 1.0,
-            "must be < 1 (negative = off)",
-        );
+        num("loss.focal_gamma", l.focal_gamma, (0.0..=10.0).contains(&l.focal_gamma), "must be in [0, 10]");
+        num("loss.focal_alpha", l.focal_alpha, l.focal_alpha < 1.0, "must be < 1 (negative = off)");
         if t.epochs == 0 || t.epochs > 10_000 {
-            bad.push((
-                "train.epochs".into(),
-                format!("{} is out of range: must be in [1, 10000]", t.epochs),
-            ));
+            bad.push(("train.epochs".into(), format!("{} is out of range: must be in [1, 10000]", t.epochs)));
         }
         if t.batch_size == 0 || t.batch_size > 1 << 20 {
-            bad.push((
-                "train.batch_size".into(),
-                format!("{} is out of range: must be in [1, 1048576]", t.batch_size),
-            ));
+            bad.push(("train.batch_size".into(), format!("{} is out of range: must be in [1, 1048576]", t.batch_size)));
         }
         if m.hidden.len() > 16 || m.hidden.iter().any(|&h| h == 0 || h > 65_536) {
-            bad.push((
-                "model.hidden".into(),
-                "at most 16 layers, each of width 1 to 65536".into(),
-            ));
+            bad.push(("model.hidden".into(), "at most 16 layers, each of width 1 to 65536".into()));
         }
         match d.kind {
             DatasetKind::Synthetic => {
@@ -331,42 +258,27 @@ impl TrialConfig {
                     ));
                 }
                 if d.train_samples < 10 || d.test_samples == 0 {
-                    bad.push((
-                        "dataset.train_samples".into(),
-                        "need at least 10 training and 1 test sample".into(),
-                    ));
+                    bad.push(("dataset.train_samples".into(), "need at least 10 training and 1 test sample".into()));
                 }
                 let rows = u64::from(d.train_samples) + u64::from(d.test_samples);
                 if rows * u64::from(d.labels) > 2_000_000_000 {
-                    bad.push((
-                        "dataset.labels".into(),
-                        "samples x labels is over 2e9 cells".into(),
-                    ));
+                    bad.push(("dataset.labels".into(), "samples x labels is over 2e9 cells".into()));
                 }
                 if d.min_positives == 0 || d.min_positives > d.max_positives {
                     bad.push((
                         "dataset.min_positives".into(),
-                        format!(
-                            "need 1 <= min_positives ({}) <= max_positives ({})",
-                            d.min_positives, d.max_positives
-                        ),
+                        format!("need 1 <= min_positives ({}) <= max_positives ({})", d.min_positives, d.max_positives),
                     ));
                 }
             }
             DatasetKind::Mulan => {
                 if d.name.is_none() && d.train.is_none() {
-                    bad.push((
-                        "dataset.name".into(),
-                        "a mulan dataset needs `name` or `train`/`test` paths".into(),
-                    ));
+                    bad.push(("dataset.name".into(), "a mulan dataset needs `name` or `train`/`test` paths".into()));
                 }
             }
             DatasetKind::Xc => {
                 if d.train.is_none() || d.test.is_none() {
-                    bad.push((
-                        "dataset.train".into(),
-                        "an xc dataset needs `train` and `test` paths".into(),
-                    ));
+                    bad.push(("dataset.train".into(), "an xc dataset needs `train` and `test` paths".into()));
                 }
             }
         }

@@ -12,6 +12,4 @@ mod spec;
 
 pub use config::*;
 pub use error::{SpecError, SpecErrors};
-pub use spec::{
-    config_hash, parse, Distribution, Limits, Method, ParamSpec, SweepSpec, Trial, METRICS,
-};
+pub use spec::{config_hash, parse, Distribution, Limits, Method, ParamSpec, SweepSpec, Trial, METRICS};

@@ -22,12 +22,7 @@ pub fn line_of(source: &str, path: &[&str]) -> Option<usize> {
                 break 'outer; // left the parent's block
             }
             let body = trimmed.trim_start_matches("- ");
-            let k = body
-                .split(':')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .trim_matches(|c| c == '"' || c == '\'');
+            let k = body.split(':').next().unwrap_or("").trim().trim_matches(|c| c == '"' || c == '\'');
             if indent > parent_indent && k == *key && body.contains(':') {
                 found = Some(i + 1);
                 parent_indent = indent;
@@ -47,14 +42,10 @@ mod tests {
 
     #[test]
     fn finds_nested_and_dotted_keys() {
-        let src =
-            "name: x\nloss:\n  focal_gamma: 2\nparameters:\n  loss.focal_gamma:\n    values: []\n";
+        let src = "name: x\nloss:\n  focal_gamma: 2\nparameters:\n  loss.focal_gamma:\n    values: []\n";
         assert_eq!(line_of(src, &["loss", "focal_gamma"]), Some(3));
         assert_eq!(line_of(src, &["parameters", "loss.focal_gamma"]), Some(5));
-        assert_eq!(
-            line_of(src, &["parameters", "loss.focal_gamma", "values"]),
-            Some(6)
-        );
+        assert_eq!(line_of(src, &["parameters", "loss.focal_gamma", "values"]), Some(6));
         assert_eq!(line_of(src, &["parameters", "nope"]), Some(4));
         assert_eq!(line_of(src, &["missing"]), None);
     }

@@ -19,9 +19,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_trials: 100_000,
-        }
+        Limits { max_trials: 100_000 }
     }
 }
 
@@ -54,11 +52,7 @@ pub enum Distribution {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ParamSpec {
     Values(Vec<serde_json::Value>),
-    Range {
-        min: f64,
-        max: f64,
-        distribution: Distribution,
-    },
+    Range { min: f64, max: f64, distribution: Distribution },
 }
 
 /// A validated sweep file.
@@ -174,32 +168,17 @@ pub fn parse(source: &str, source_name: &str, limits: Limits) -> Result<SweepSpe
             message: e.to_string(),
         }])
     })?;
-    let mut cx = Ctx {
-        source,
-        source_name,
-        errors: Vec::new(),
-    };
+    let mut cx = Ctx { source, source_name, errors: Vec::new() };
     let _ = raw.description;
 
     if raw.name.is_empty()
         || raw.name.len() > 100
-        || !raw
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        || !raw.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
     {
-        cx.err(
-            &["name"],
-            "name",
-            "must be 1-100 characters of letters, digits, '.', '_' or '-'",
-        );
+        cx.err(&["name"], "name", "must be 1-100 characters of letters, digits, '.', '_' or '-'");
     }
     if raw.max_attempts == 0 || raw.max_attempts > 100 {
-        cx.err(
-            &["max_attempts"],
-            "max_attempts",
-            format!("{} is out of range: must be in [1, 100]", raw.max_attempts),
-        );
+        cx.err(&["max_attempts"], "max_attempts", format!("{} is out of range: must be in [1, 100]", raw.max_attempts));
     }
     check_metric(&mut cx, &raw.metric);
 
@@ -225,30 +204,19 @@ pub fn parse(source: &str, source_name: &str, limits: Limits) -> Result<SweepSpe
 
     let run_cap = match (raw.method, raw.run_cap) {
         (Method::Random, None) => {
-            cx.err(
-                &["method"],
-                "run_cap",
-                "random search needs `run_cap` (how many trials to draw)",
-            );
+            cx.err(&["method"], "run_cap", "random search needs `run_cap` (how many trials to draw)");
             None
         }
         (Method::Random, Some(n)) if n == 0 || n > limits.max_trials => {
             cx.err(
                 &["run_cap"],
                 "run_cap",
-                format!(
-                    "{n} is out of range: must be in [1, {}] (the grid size cap)",
-                    limits.max_trials
-                ),
+                format!("{n} is out of range: must be in [1, {}] (the grid size cap)", limits.max_trials),
             );
             None
         }
         (Method::Grid, Some(_)) => {
-            cx.err(
-                &["run_cap"],
-                "run_cap",
-                "only random search takes `run_cap`; a grid runs every cell",
-            );
+            cx.err(&["run_cap"], "run_cap", "only random search takes `run_cap`; a grid runs every cell");
             None
         }
         (_, cap) => cap,
@@ -299,7 +267,10 @@ fn check_metric(cx: &mut Ctx<'_>, metric: &Metric) {
     };
     if !ok {
         let msg = if metric.name.starts_with("test.") {
-            format!("`{}`: the objective must be a validation metric (val.*); test metrics are reported, never optimised", metric.name)
+            format!(
+                "`{}`: the objective must be a validation metric (val.*); test metrics are reported, never optimised",
+                metric.name
+            )
         } else {
             format!(
                 "unknown metric `{}`; expected train.loss or val.<m> with <m> one of {}",
@@ -324,22 +295,11 @@ fn check_param(
     let at = ["parameters", path];
     let segments: Vec<&str> = path.split('.').collect();
     if !SECTIONS.contains(&segments[0]) || lookup(base, &segments).is_none() {
-        cx.err(
-            &at,
-            field,
-            format!(
-                "unknown parameter path `{path}`; it must name a field of {}",
-                SECTIONS.join(", ")
-            ),
-        );
+        cx.err(&at, field, format!("unknown parameter path `{path}`; it must name a field of {}", SECTIONS.join(", ")));
         return None;
     }
     if lookup(base, &segments).is_some_and(|v| v.is_object()) {
-        cx.err(
-            &at,
-            field,
-            format!("`{path}` is a section; name one of its fields"),
-        );
+        cx.err(&at, field, format!("`{path}` is a section; name one of its fields"));
         return None;
     }
     let has_range = p.min.is_some() || p.max.is_some() || p.distribution.is_some();
@@ -378,20 +338,12 @@ fn check_param(
                 return None;
             }
             if min > max {
-                cx.err(
-                    &[&at[..], &["min"]].concat(),
-                    field,
-                    format!("min ({min}) > max ({max})"),
-                );
+                cx.err(&[&at[..], &["min"]].concat(), field, format!("min ({min}) > max ({max})"));
                 return None;
             }
             let distribution = p.distribution.unwrap_or(Distribution::Uniform);
             if distribution == Distribution::LogUniform && min <= 0.0 {
-                cx.err(
-                    &[&at[..], &["min"]].concat(),
-                    field,
-                    "log_uniform needs min > 0",
-                );
+                cx.err(&[&at[..], &["min"]].concat(), field, "log_uniform needs min > 0");
                 return None;
             }
             if distribution == Distribution::IntUniform && min.ceil() > max.floor() {
@@ -399,48 +351,25 @@ fn check_param(
                 return None;
             }
             if method == Method::Grid {
-                cx.err(
-                    &at,
-                    field,
-                    "a grid needs `values` (or `value`); `min`/`max` are for method: random",
-                );
+                cx.err(&at, field, "a grid needs `values` (or `value`); `min`/`max` are for method: random");
                 return None;
             }
-            ParamSpec::Range {
-                min,
-                max,
-                distribution,
-            }
+            ParamSpec::Range { min, max, distribution }
         }
         (None, None, false) => {
-            cx.err(
-                &at,
-                field,
-                "needs `values: [...]`, `value: x`, or `min`/`max`",
-            );
+            cx.err(&at, field, "needs `values: [...]`, `value: x`, or `min`/`max`");
             return None;
         }
         _ => {
-            cx.err(
-                &at,
-                field,
-                "give exactly one of `values`, `value`, or `min`/`max`",
-            );
+            cx.err(&at, field, "give exactly one of `values`, `value`, or `min`/`max`");
             return None;
         }
     };
     // Resolve each candidate value alone so errors point here.
     let candidates: Vec<serde_json::Value> = match &spec {
         ParamSpec::Values(v) => v.clone(),
-        ParamSpec::Range {
-            min,
-            max,
-            distribution: Distribution::IntUniform,
-        } => {
-            vec![
-                serde_json::json!(min.ceil() as i64),
-                serde_json::json!(max.floor() as i64),
-            ]
+        ParamSpec::Range { min, max, distribution: Distribution::IntUniform } => {
+            vec![serde_json::json!(min.ceil() as i64), serde_json::json!(max.floor() as i64)]
         }
         ParamSpec::Range { min, max, .. } => vec![serde_json::json!(min), serde_json::json!(max)],
     };
@@ -482,12 +411,8 @@ fn yaml_to_json(v: &serde_norway::Value) -> Result<serde_json::Value, String> {
             }
         }
         Y::String(s) => serde_json::Value::String(s.clone()),
-        Y::Sequence(items) => {
-            serde_json::Value::Array(items.iter().map(yaml_to_json).collect::<Result<_, _>>()?)
-        }
-        Y::Mapping(_) | Y::Tagged(_) => {
-            return Err("a parameter value must be a scalar or a list".into())
-        }
+        Y::Sequence(items) => serde_json::Value::Array(items.iter().map(yaml_to_json).collect::<Result<_, _>>()?),
+        Y::Mapping(_) | Y::Tagged(_) => return Err("a parameter value must be a scalar or a list".into()),
     })
 }
 
@@ -498,9 +423,7 @@ fn lookup<'v>(v: &'v serde_json::Value, path: &[&str]) -> Option<&'v serde_json:
 fn set_path(v: &mut serde_json::Value, path: &[&str], value: serde_json::Value) {
     let mut cur = v;
     for k in &path[..path.len() - 1] {
-        cur = cur
-            .get_mut(*k)
-            .expect("path checked against the base config");
+        cur = cur.get_mut(*k).expect("path checked against the base config");
     }
     cur[path[path.len() - 1]] = value;
 }
@@ -555,12 +478,7 @@ impl SweepSpec {
             Method::Random => {
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
                 for _ in 0..self.run_cap.unwrap_or(0) {
-                    assignments.push(
-                        self.parameters
-                            .values()
-                            .map(|p| draw(&mut rng, p))
-                            .collect(),
-                    );
+                    assignments.push(self.parameters.values().map(|p| draw(&mut rng, p)).collect());
                 }
             }
         }
@@ -588,11 +506,7 @@ impl SweepSpec {
             }
             let hash = config_hash(&config);
             if seen.insert(hash.clone()) {
-                trials.push(Trial {
-                    params,
-                    config,
-                    hash,
-                });
+                trials.push(Trial { params, config, hash });
             }
         }
         if errors.is_empty() {
@@ -608,10 +522,7 @@ fn combo_error(params: &BTreeMap<String, serde_json::Value>, message: String) ->
     SpecError {
         source_name: String::new(),
         line: None,
-        field: format!(
-            "trial {}",
-            serde_json::to_string(params).unwrap_or_default()
-        ),
+        field: format!("trial {}", serde_json::to_string(params).unwrap_or_default()),
         message,
     }
 }
@@ -619,23 +530,11 @@ fn combo_error(params: &BTreeMap<String, serde_json::Value>, message: String) ->
 fn draw(rng: &mut impl Rng, p: &ParamSpec) -> serde_json::Value {
     match p {
         ParamSpec::Values(v) => v[rng.gen_range(0..v.len())].clone(),
-        ParamSpec::Range {
-            min,
-            max,
-            distribution,
-        } => match distribution {
-            Distribution::Uniform => serde_json::json!(if min == max {
-                *min
-            } else {
-                rng.gen_range(*min..=*max)
-            }),
+        ParamSpec::Range { min, max, distribution } => match distribution {
+            Distribution::Uniform => serde_json::json!(if min == max { *min } else { rng.gen_range(*min..=*max) }),
             Distribution::LogUniform => {
                 let (a, b) = (min.ln(), max.ln());
-                serde_json::json!(if a == b {
-                    *min
-                } else {
-                    rng.gen_range(a..=b).exp()
-                })
+                serde_json::json!(if a == b { *min } else { rng.gen_range(a..=b).exp() })
             }
             Distribution::IntUniform => {
                 serde_json::json!(rng.gen_range(min.ceil() as i64..=max.floor() as i64))
@@ -647,7 +546,6 @@ fn draw(rng: &mut impl Rng, p: &ParamSpec) -> serde_json::Value {
 /// The identity of a trial within its sweep: SHA-256 of the canonical JSON (sorted
 /// keys, typed values) of its resolved config.
 pub fn config_hash(config: &TrialConfig) -> String {
-    let canonical = serde_json::to_vec(&serde_json::to_value(config).expect("config serialises"))
-        .expect("json");
+    let canonical = serde_json::to_vec(&serde_json::to_value(config).expect("config serialises")).expect("json");
     hex::encode(Sha256::digest(canonical))
 }

@@ -4,25 +4,16 @@
 use sweep_spec::{parse, Limits, Method};
 
 fn err(yaml: &str) -> String {
-    parse(yaml, "s.yaml", Limits::default())
-        .expect_err("should be refused")
-        .to_string()
+    parse(yaml, "s.yaml", Limits::default()).expect_err("should be refused").to_string()
 }
 
 #[test]
 fn seed_grid_expands_to_nine_resolved_trials() {
-    let yaml = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/seed-grid.yaml"
-    ))
-    .unwrap();
+    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/seed-grid.yaml")).unwrap();
     let spec = parse(&yaml, "seed-grid.yaml", Limits::default()).unwrap();
     let trials = spec.expand().unwrap();
     assert_eq!(trials.len(), 9);
-    let caps: Vec<f64> = trials
-        .iter()
-        .map(|t| t.config.loss.class_weight.cap)
-        .collect();
+    let caps: Vec<f64> = trials.iter().map(|t| t.config.loss.class_weight.cap).collect();
     assert_eq!(caps, [6.0, 6.0, 6.0, 7.0, 7.0, 7.0, 8.0, 8.0, 8.0]);
     let gammas: Vec<f64> = trials.iter().map(|t| t.config.loss.focal_gamma).collect();
     assert_eq!(gammas, [0.0, 2.0, 3.0, 0.0, 2.0, 3.0, 0.0, 2.0, 3.0]);
@@ -30,14 +21,8 @@ fn seed_grid_expands_to_nine_resolved_trials() {
     let hashes: std::collections::HashSet<_> = trials.iter().map(|t| &t.hash).collect();
     assert_eq!(hashes.len(), 9);
     // Same file, same identities.
-    let again = parse(&yaml, "seed-grid.yaml", Limits::default())
-        .unwrap()
-        .expand()
-        .unwrap();
-    assert_eq!(
-        again.iter().map(|t| &t.hash).collect::<Vec<_>>(),
-        trials.iter().map(|t| &t.hash).collect::<Vec<_>>()
-    );
+    let again = parse(&yaml, "seed-grid.yaml", Limits::default()).unwrap().expand().unwrap();
+    assert_eq!(again.iter().map(|t| &t.hash).collect::<Vec<_>>(), trials.iter().map(|t| &t.hash).collect::<Vec<_>>());
 }
 
 #[test]
@@ -46,10 +31,7 @@ fn random_search_is_seeded_and_respects_ranges() {
     let a = parse(yaml, "r.yaml", Limits::default()).unwrap();
     assert_eq!(a.method, Method::Random);
     let ta = a.expand().unwrap();
-    let tb = parse(yaml, "r.yaml", Limits::default())
-        .unwrap()
-        .expand()
-        .unwrap();
+    let tb = parse(yaml, "r.yaml", Limits::default()).unwrap().expand().unwrap();
     assert_eq!(ta, tb);
     assert!(ta.len() > 40);
     for t in &ta {
@@ -62,10 +44,19 @@ fn random_search_is_seeded_and_respects_ranges() {
 fn bad_inputs_name_file_line_and_field() {
     let cases: &[(&str, &str)] = &[
         ("name: x\nmodel:\n  hiden: [1]\n", "s.yaml:3"),
-        ("name: x\nparameters:\n  loss.focal_gamma:\n    values: []\n", "s.yaml:4: parameters.loss.focal_gamma: `values` is empty"),
-        ("name: x\nparameters:\n  loss.focal_gama: {values: [1]}\n", "s.yaml:3: parameters.loss.focal_gama: unknown parameter path"),
+        (
+            "name: x\nparameters:\n  loss.focal_gamma:\n    values: []\n",
+            "s.yaml:4: parameters.loss.focal_gamma: `values` is empty",
+        ),
+        (
+            "name: x\nparameters:\n  loss.focal_gama: {values: [1]}\n",
+            "s.yaml:3: parameters.loss.focal_gama: unknown parameter path",
+        ),
         ("name: x\nparameters:\n  loss: {values: [1]}\n", "is a section"),
-        ("name: x\nmethod: random\nrun_cap: 3\nparameters:\n  train.lr:\n    min: 0.5\n    max: 0.1\n", "s.yaml:6: parameters.train.lr: min (0.5) > max (0.1)"),
+        (
+            "name: x\nmethod: random\nrun_cap: 3\nparameters:\n  train.lr:\n    min: 0.5\n    max: 0.1\n",
+            "s.yaml:6: parameters.train.lr: min (0.5) > max (0.1)",
+        ),
         ("name: x\nparameters:\n  train.lr: {values: [.nan]}\n", "not a finite number"),
         ("name: x\ntrain:\n  lr: .inf\n", "s.yaml:3: train.lr: inf is not a finite number"),
         ("name: x\nparameters:\n  train.lr: {min: 0.1, max: 1}\n", "a grid needs `values`"),
@@ -96,18 +87,9 @@ fn grid_over_the_cap_is_refused_before_expansion() {
 
 #[test]
 fn hostile_files_fail_cleanly() {
-    let deep = format!(
-        "name: x\ndataset: {}{}\n",
-        "[".repeat(10_000),
-        "]".repeat(10_000)
-    );
+    let deep = format!("name: x\ndataset: {}{}\n", "[".repeat(10_000), "]".repeat(10_000));
     assert!(parse(&deep, "deep.yaml", Limits::default()).is_err());
-    assert!(parse(
-        "name: x\ntrain: {epochs: 99999999999999999999}\n",
-        "big.yaml",
-        Limits::default()
-    )
-    .is_err());
+    assert!(parse("name: x\ntrain: {epochs: 99999999999999999999}\n", "big.yaml", Limits::default()).is_err());
     assert!(parse("", "empty.yaml", Limits::default()).is_err());
     assert!(parse("- just\n- a list\n", "list.yaml", Limits::default()).is_err());
 }

@@ -25,11 +25,7 @@ use crate::train::{self, TrainError};
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentSettings {
     /// Coordinator URL (https:// for TLS).
-    #[arg(
-        long,
-        env = "SWEEP_COORDINATOR",
-        default_value = "http://127.0.0.1:50051"
-    )]
+    #[arg(long, env = "SWEEP_COORDINATOR", default_value = "http://127.0.0.1:50051")]
     pub coordinator: String,
     /// File holding the join token (or set SWEEP_JOIN_TOKEN). Never a flag: `ps` shows flags.
     #[arg(long, env = "SWEEP_JOIN_TOKEN_FILE")]
@@ -58,14 +54,8 @@ fn join_token(s: &AgentSettings) -> anyhow::Result<String> {
     if let Ok(t) = std::env::var("SWEEP_JOIN_TOKEN") {
         return Ok(t.trim().to_string());
     }
-    let path = s
-        .join_token_file
-        .as_ref()
-        .context("no join token: set SWEEP_JOIN_TOKEN or --join-token-file")?;
-    Ok(std::fs::read_to_string(path)
-        .with_context(|| format!("read {}", path.display()))?
-        .trim()
-        .to_string())
+    let path = s.join_token_file.as_ref().context("no join token: set SWEEP_JOIN_TOKEN or --join-token-file")?;
+    Ok(std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?.trim().to_string())
 }
 
 #[derive(Clone)]
@@ -81,9 +71,7 @@ impl tonic::service::Interceptor for Bearer {
 type Client = pb::agent_service_client::AgentServiceClient<InterceptedService<Channel, Bearer>>;
 
 fn client(channel: Channel, token: &str) -> anyhow::Result<Client> {
-    let value: MetadataValue<Ascii> = format!("Bearer {token}")
-        .parse()
-        .context("token is not ASCII")?;
+    let value: MetadataValue<Ascii> = format!("Bearer {token}").parse().context("token is not ASCII")?;
     Ok(pb::agent_service_client::AgentServiceClient::with_interceptor(channel, Bearer(value)))
 }
 
@@ -110,10 +98,7 @@ where
     loop {
         match f().await {
             Err(s)
-                if matches!(
-                    s.code(),
-                    Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Internal
-                ) =>
+                if matches!(s.code(), Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Internal) =>
             {
                 tracing::warn!(call = what, code = ?s.code(), message = s.message(), "coordinator unreachable, retrying");
                 tokio::select! {
@@ -148,18 +133,14 @@ pub async fn run(s: AgentSettings, shutdown: CancellationToken) -> anyhow::Resul
     let join = join_token(&s)?;
     let channel = channel(&s).await?;
     let gpus: Vec<String> = if tch::Cuda::is_available() {
-        (0..tch::Cuda::device_count())
-            .map(|i| format!("cuda:{i}"))
-            .collect()
+        (0..tch::Cuda::device_count()).map(|i| format!("cuda:{i}")).collect()
     } else {
         vec![]
     };
     let name = s.name.clone().unwrap_or_else(|| {
         format!(
             "{}-{}",
-            hostname::get()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
             std::process::id()
         )
     });
@@ -168,9 +149,7 @@ pub async fn run(s: AgentSettings, shutdown: CancellationToken) -> anyhow::Resul
     let reg = with_retry("register", &shutdown, || {
         let req = pb::RegisterRequest {
             name: name.clone(),
-            host: hostname::get()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            host: hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
             gpus: gpus.clone(),
             slots: s.slots,
             version: env!("CARGO_PKG_VERSION").into(),
@@ -243,10 +222,7 @@ pub async fn run(s: AgentSettings, shutdown: CancellationToken) -> anyhow::Resul
         }
         for t in leased {
             let key = (t.trial_id.clone(), t.attempt);
-            let r = Running {
-                cancel: Arc::default(),
-                stopped_by: Arc::default(),
-            };
+            let r = Running { cancel: Arc::default(), stopped_by: Arc::default() };
             let (cancel, stopped_by) = (r.cancel.clone(), r.stopped_by.clone());
             running.lock().expect("lock").insert(key.clone(), r);
             let (api, running, cache) = (api.clone(), running.clone(), cache.clone());
@@ -264,10 +240,7 @@ pub async fn run(s: AgentSettings, shutdown: CancellationToken) -> anyhow::Resul
     if n > 0 {
         tracing::info!(running = n, grace_secs = s.grace_secs, "draining");
         let all_done = async { while tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(s.grace_secs), all_done)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(Duration::from_secs(s.grace_secs), all_done).await.is_err() {
             for r in running.lock().expect("lock").values() {
                 *r.stopped_by.lock().expect("lock") = Some(Stop::Draining);
                 r.cancel.store(true, Ordering::Relaxed);
@@ -296,10 +269,7 @@ async fn heartbeat_loop(
             .lock()
             .expect("lock")
             .keys()
-            .map(|(id, attempt)| pb::TrialRef {
-                trial_id: id.clone(),
-                attempt: *attempt,
-            })
+            .map(|(id, attempt)| pb::TrialRef { trial_id: id.clone(), attempt: *attempt })
             .collect();
         let mut c = api.clone();
         // An empty heartbeat still tells the coordinator this worker is alive.
@@ -312,11 +282,7 @@ async fn heartbeat_loop(
                         _ => continue,
                     };
                     let Some(t) = d.trial else { continue };
-                    if let Some(r) = running
-                        .lock()
-                        .expect("lock")
-                        .get(&(t.trial_id.clone(), t.attempt))
-                    {
+                    if let Some(r) = running.lock().expect("lock").get(&(t.trial_id.clone(), t.attempt)) {
                         tracing::warn!(trial_id = %t.trial_id, attempt = t.attempt, reason = ?stop, "stopping trial");
                         *r.stopped_by.lock().expect("lock") = Some(stop);
                         r.cancel.store(true, Ordering::Relaxed);
@@ -338,10 +304,7 @@ async fn run_trial(
     stopped_by: Arc<Mutex<Option<Stop>>>,
     never: CancellationToken,
 ) {
-    let trial = pb::TrialRef {
-        trial_id: t.trial_id.clone(),
-        attempt: t.attempt,
-    };
+    let trial = pb::TrialRef { trial_id: t.trial_id.clone(), attempt: t.attempt };
     let span = tracing::info_span!("trial", trial_id = %t.trial_id, attempt = t.attempt);
     let _e = span.enter();
     tracing::info!(params = %t.params_json, "trial started");
@@ -349,14 +312,12 @@ async fn run_trial(
     let cancel2 = cancel.clone();
     let config_json = t.config_json.clone();
     let work = tokio::task::spawn_blocking(move || -> Result<train::TrialResult, TrainError> {
-        let cfg: sweep_spec::TrialConfig = serde_json::from_str(&config_json)
-            .map_err(|e| TrainError::User(format!("trial config: {e}")))?;
+        let cfg: sweep_spec::TrialConfig =
+            serde_json::from_str(&config_json).map_err(|e| TrainError::User(format!("trial config: {e}")))?;
         if let Some((field, problem)) = cfg.check().into_iter().next() {
             return Err(TrainError::User(format!("{field}: {problem}")));
         }
-        let ds = cache
-            .get(&cfg.dataset)
-            .map_err(|e| TrainError::User(e.to_string()))?;
+        let ds = cache.get(&cfg.dataset).map_err(|e| TrainError::User(e.to_string()))?;
         let mut progress = |r: &train::EpochReport| {
             let _ = tx.send(r.clone());
         };
@@ -379,10 +340,7 @@ async fn run_trial(
             .await
             {
                 Ok(_) => {}
-                Err(e)
-                    if e.code() == Code::FailedPrecondition
-                        || e.code() == Code::PermissionDenied =>
-                {
+                Err(e) if e.code() == Code::FailedPrecondition || e.code() == Code::PermissionDenied => {
                     tracing::warn!(message = e.message(), "lease lost, stopping");
                     *stopped_by.lock().expect("lock") = Some(Stop::LeaseLost);
                     cancel.store(true, Ordering::Relaxed);
@@ -395,11 +353,7 @@ async fn run_trial(
         }
     };
     let (outcome, ()) = tokio::join!(work, forward);
-    let outcome = outcome.unwrap_or_else(|e| {
-        Err(TrainError::Transient(format!(
-            "training thread panicked: {e}"
-        )))
-    });
+    let outcome = outcome.unwrap_or_else(|e| Err(TrainError::Transient(format!("training thread panicked: {e}"))));
     let result = match outcome {
         Ok(res) => {
             let req = pb::CompleteRequest {
@@ -407,11 +361,7 @@ async fn run_trial(
                 metrics: res.metrics.clone().into_iter().collect(),
                 result_json: serde_json::to_string(&res).unwrap_or_default(),
             };
-            tracing::info!(
-                best_epoch = res.best_epoch,
-                seconds = res.seconds,
-                "trial finished"
-            );
+            tracing::info!(best_epoch = res.best_epoch, seconds = res.seconds, "trial finished");
             with_retry("complete", &never, || {
                 let mut c = api.clone();
                 let req = req.clone();
@@ -443,11 +393,7 @@ async fn run_trial(
                 _ => pb::FailureKind::Transient,
             };
             tracing::warn!(error = %e, ?kind, "trial failed");
-            let req = pb::FailRequest {
-                trial: Some(trial.clone()),
-                error: e.to_string(),
-                kind: kind as i32,
-            };
+            let req = pb::FailRequest { trial: Some(trial.clone()), error: e.to_string(), kind: kind as i32 };
             with_retry("fail", &never, || {
                 let mut c = api.clone();
                 let req = req.clone();

@@ -18,28 +18,14 @@ pub fn pos_weights(cfg: &LossConfig, positives: &[u32], n: usize) -> Option<Vec<
             // normalised so the weights average 1 over labels.
             let w: Vec<f64> = positives
                 .iter()
-                .map(|&p| {
-                    if p == 0 {
-                        f64::INFINITY
-                    } else {
-                        (1.0 - cw.beta) / (1.0 - cw.beta.powi(p as i32))
-                    }
-                })
+                .map(|&p| if p == 0 { f64::INFINITY } else { (1.0 - cw.beta) / (1.0 - cw.beta.powi(p as i32)) })
                 .collect();
             let finite: Vec<f64> = w.iter().copied().filter(|x| x.is_finite()).collect();
-            let mean = if finite.is_empty() {
-                1.0
-            } else {
-                finite.iter().sum::<f64>() / finite.len() as f64
-            };
+            let mean = if finite.is_empty() { 1.0 } else { finite.iter().sum::<f64>() / finite.len() as f64 };
             w.into_iter().map(|x| x / mean).collect()
         }
     };
-    Some(
-        raw.into_iter()
-            .map(|w| w.min(cap).max(1e-6) as f32)
-            .collect(),
-    )
+    Some(raw.into_iter().map(|w| w.min(cap).max(1e-6) as f32).collect())
 }
 
 fn ratio(pos: u32, n: usize) -> f64 {
@@ -51,38 +37,21 @@ fn ratio(pos: u32, n: usize) -> f64 {
 }
 
 /// Mean loss over all elements.
-pub fn loss(
-    logits: &Tensor,
-    targets: &Tensor,
-    pos_weight: Option<&Tensor>,
-    gamma: f64,
-    alpha: f64,
-) -> Tensor {
+pub fn loss(logits: &Tensor, targets: &Tensor, pos_weight: Option<&Tensor>, gamma: f64, alpha: f64) -> Tensor {
     elementwise(logits, targets, pos_weight, gamma, alpha).mean(Kind::Float)
 }
 
 /// Unreduced loss: `ce * (1 - p_t)^gamma`, times `alpha_t` when alpha >= 0.
-pub fn elementwise(
-    logits: &Tensor,
-    targets: &Tensor,
-    pos_weight: Option<&Tensor>,
-    gamma: f64,
-    alpha: f64,
-) -> Tensor {
+pub fn elementwise(logits: &Tensor, targets: &Tensor, pos_weight: Option<&Tensor>, gamma: f64, alpha: f64) -> Tensor {
     let logits = logits.to_kind(Kind::Float);
-    let ce = logits.binary_cross_entropy_with_logits::<&Tensor>(
-        targets,
-        None,
-        pos_weight,
-        Reduction::None,
-    );
+    let ce = logits.binary_cross_entropy_with_logits::<&Tensor>(targets, None, pos_weight, Reduction::None);
     let mut out = ce;
     if gamma > 0.0 {
         let p = logits.sigmoid();
         let p_t: Tensor = &p * targets + (1.0 - &p) * (1.0 - targets);
         let one_minus: Tensor = 1.0 - &p_t;
         let modulator = one_minus.pow_tensor_scalar(gamma);
-        out = out * modulator;
+        out *= modulator;
     }
     if alpha >= 0.0 {
         let alpha_t = targets * alpha + (1.0 - targets) * (1.0 - alpha);
@@ -112,10 +81,7 @@ mod tests {
         let pw = Tensor::from_slice(&[3.0f32, 1.0, 7.0]);
         close(loss(&x(), &y(), Some(&pw), 0.0, -1.0), 0.818185);
         close(loss(&x(), &y(), None, 2.0, 0.25), 0.018917);
-        close(
-            elementwise(&x(), &y(), None, 3.0, -1.0).sum(Kind::Float),
-            0.077843,
-        );
+        close(elementwise(&x(), &y(), None, 3.0, -1.0).sum(Kind::Float), 0.077843);
     }
 
     /// Against an independent f64 formula on random inputs.
@@ -126,9 +92,7 @@ mod tests {
         for case in 0..20 {
             let (n, l) = (7, 5);
             let xs: Vec<f64> = (0..n * l).map(|_| (u() - 0.5) * 12.0).collect();
-            let ys: Vec<f64> = (0..n * l)
-                .map(|_| if u() < 0.3 { 1.0 } else { 0.0 })
-                .collect();
+            let ys: Vec<f64> = (0..n * l).map(|_| if u() < 0.3 { 1.0 } else { 0.0 }).collect();
             let pw: Vec<f64> = (0..l).map(|_| 0.5 + 8.0 * u()).collect();
             let gamma = [0.0, 1.0, 2.0, 3.0][case % 4];
             let alpha = if case % 3 == 0 { -1.0 } else { u() };
@@ -145,16 +109,11 @@ mod tests {
                 want += v;
             }
             want /= (n * l) as f64;
-            let xt = Tensor::from_slice(&xs.iter().map(|v| *v as f32).collect::<Vec<_>>())
-                .view([n as i64, l as i64]);
-            let yt = Tensor::from_slice(&ys.iter().map(|v| *v as f32).collect::<Vec<_>>())
-                .view([n as i64, l as i64]);
+            let xt = Tensor::from_slice(&xs.iter().map(|v| *v as f32).collect::<Vec<_>>()).view([n as i64, l as i64]);
+            let yt = Tensor::from_slice(&ys.iter().map(|v| *v as f32).collect::<Vec<_>>()).view([n as i64, l as i64]);
             let pt = Tensor::from_slice(&pw.iter().map(|v| *v as f32).collect::<Vec<_>>());
             let got = f64::try_from(loss(&xt, &yt, Some(&pt), gamma, alpha)).unwrap();
-            assert!(
-                (got - want).abs() <= 1e-5 * want.abs().max(1.0),
-                "case {case}: {got} vs {want}"
-            );
+            assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "case {case}: {got} vs {want}");
         }
     }
 }

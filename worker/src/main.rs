@@ -33,11 +33,8 @@ enum Cmd {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,h2=warn,tower=warn"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,h2=warn,tower=warn"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if std::env::var("SWEEP_LOG_FORMAT").is_ok_and(|v| v == "json") {
         b.json().init();
     } else {
@@ -67,15 +64,10 @@ fn main() -> anyhow::Result<()> {
                 agent::run(settings, shutdown).await
             })
         }
-        Cmd::Train {
-            config,
-            device,
-            out,
-        } => {
-            let text = std::fs::read_to_string(&config)
-                .with_context(|| format!("read {}", config.display()))?;
-            let cfg: sweep_spec::TrialConfig = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not a trial config", config.display()))?;
+        Cmd::Train { config, device, out } => {
+            let text = std::fs::read_to_string(&config).with_context(|| format!("read {}", config.display()))?;
+            let cfg: sweep_spec::TrialConfig =
+                serde_json::from_str(&text).with_context(|| format!("{}: not a trial config", config.display()))?;
             if let Some((field, problem)) = cfg.check().into_iter().next() {
                 anyhow::bail!("{}: {field}: {problem}", config.display());
             }
@@ -96,9 +88,7 @@ fn main() -> anyhow::Result<()> {
             let res = train::train_one(&ds, &cfg, device, &mut progress, &cancel)?;
             let json = serde_json::to_string_pretty(&res)?;
             match out {
-                Some(p) => {
-                    std::fs::write(&p, json).with_context(|| format!("write {}", p.display()))?
-                }
+                Some(p) => std::fs::write(&p, json).with_context(|| format!("write {}", p.display()))?,
                 None => println!("{json}"),
             }
             Ok(())

@@ -46,11 +46,7 @@ pub struct Counts {
 /// Counts for `n x l` 0/1 matrices (row-major).
 pub fn counts(y_true: &[u8], y_pred: &[u8], l: usize) -> Counts {
     assert_eq!(y_true.len(), y_pred.len());
-    let mut c = Counts {
-        tp: vec![0; l],
-        fp: vec![0; l],
-        fn_: vec![0; l],
-    };
+    let mut c = Counts { tp: vec![0; l], fp: vec![0; l], fn_: vec![0; l] };
     for (t_row, p_row) in y_true.chunks(l).zip(y_pred.chunks(l)) {
         for j in 0..l {
             match (t_row[j] != 0, p_row[j] != 0) {
@@ -65,9 +61,7 @@ pub fn counts(y_true: &[u8], y_pred: &[u8], l: usize) -> Counts {
 }
 
 pub fn per_label(c: &Counts, zd: ZeroDivision) -> Vec<f64> {
-    (0..c.tp.len())
-        .map(|j| f1(c.tp[j], c.fp[j], c.fn_[j], zd))
-        .collect()
+    (0..c.tp.len()).map(|j| f1(c.tp[j], c.fp[j], c.fn_[j], zd)).collect()
 }
 
 pub fn micro(c: &Counts, zd: ZeroDivision) -> f64 {
@@ -128,10 +122,7 @@ pub fn samples(y_true: &[u8], y_pred: &[u8], l: usize, zd: ZeroDivision) -> f64 
 /// 0/1 predictions: probability >= the label's threshold.
 pub fn predict(probs: &[f32], thresholds: &[f32]) -> Vec<u8> {
     let l = thresholds.len();
-    probs
-        .chunks(l)
-        .flat_map(|row| row.iter().zip(thresholds).map(|(p, t)| u8::from(p >= t)))
-        .collect()
+    probs.chunks(l).flat_map(|row| row.iter().zip(thresholds).map(|(p, t)| u8::from(p >= t))).collect()
 }
 
 /// Label groups by training frequency. Head: >= 100 training positives; medium:
@@ -193,9 +184,7 @@ pub fn tune(probs: &[f32], y: &[u8], l: usize) -> Thresholds {
         for k in 1..BINS {
             let s = score(k);
             // Strictly better, or as good and closer to 0.5.
-            if s > best.1 + 1e-12
-                || ((s - best.1).abs() <= 1e-12 && k.abs_diff(BINS / 2) < best.0.abs_diff(BINS / 2))
-            {
+            if s > best.1 + 1e-12 || ((s - best.1).abs() <= 1e-12 && k.abs_diff(BINS / 2) < best.0.abs_diff(BINS / 2)) {
                 best = (k, s);
             }
         }
@@ -215,22 +204,12 @@ pub fn tune(probs: &[f32], y: &[u8], l: usize) -> Thresholds {
             if n < MIN_LABEL_POSITIVES {
                 return global as f32;
             }
-            let kj = best_k(&|k| {
-                f1(
-                    pos_ge[j][k],
-                    neg_ge[j][k],
-                    n - pos_ge[j][k],
-                    ZeroDivision::Zero,
-                )
-            });
+            let kj = best_k(&|k| f1(pos_ge[j][k], neg_ge[j][k], n - pos_ge[j][k], ZeroDivision::Zero));
             let w = n as f64 / (n as f64 + SHRINK);
             (w * kj as f64 / BINS as f64 + (1.0 - w) * global) as f32
         })
         .collect();
-    Thresholds {
-        global: global as f32,
-        per_label,
-    }
+    Thresholds { global: global as f32, per_label }
 }
 
 /// Tunes on validation and keeps a tuned threshold set only where it is at least as
@@ -274,12 +253,7 @@ pub fn report(
     for (suffix, counts) in [("", &c), ("_tuned", &c_label)] {
         let f = per_label(counts, zd);
         for group in ["head", "medium", "tail"] {
-            let v = nan_mean(
-                f.iter()
-                    .zip(train_positives)
-                    .filter(|(_, &n)| group_of(n) == group)
-                    .map(|(x, _)| *x),
-            );
+            let v = nan_mean(f.iter().zip(train_positives).filter(|(_, &n)| group_of(n) == group).map(|(x, _)| *x));
             if !v.is_nan() {
                 m.insert(format!("{prefix}.f1_macro_{group}{suffix}"), v);
             }
@@ -335,13 +309,8 @@ mod tests {
         let t = tune_checked(&probs, &y, l);
         let at = |th: &[f32]| counts(&y, &predict(&probs, th), l);
         let half = vec![0.5; l];
-        assert!(
-            micro(&at(&vec![t.global; l]), ZeroDivision::Zero)
-                >= micro(&at(&half), ZeroDivision::Zero)
-        );
-        assert!(
-            macro_(&at(&t.per_label), ZeroDivision::Zero) >= macro_(&at(&half), ZeroDivision::Zero)
-        );
+        assert!(micro(&at(&vec![t.global; l]), ZeroDivision::Zero) >= micro(&at(&half), ZeroDivision::Zero));
+        assert!(macro_(&at(&t.per_label), ZeroDivision::Zero) >= macro_(&at(&half), ZeroDivision::Zero));
         // These scores all sit below 0.5: tuning must find a lower threshold that helps.
         assert!(t.global < 0.5, "global threshold {}", t.global);
         assert!(micro(&at(&vec![t.global; l]), ZeroDivision::Zero) > 0.5);

@@ -20,15 +20,9 @@ impl Mlp {
             .enumerate()
             .map(|(i, w)| {
                 let bound = 1.0 / (w[0] as f64).sqrt();
-                let init = Init::Uniform {
-                    lo: -bound,
-                    up: bound,
-                };
+                let init = Init::Uniform { lo: -bound, up: bound };
                 let p = vs / format!("fc{i}");
-                (
-                    p.var("weight", &[w[1], w[0]], init),
-                    p.var("bias", &[w[1]], init),
-                )
+                (p.var("weight", &[w[1], w[0]], init), p.var("bias", &[w[1]], init))
             })
             .collect();
         Mlp { layers, dropout }

@@ -51,10 +51,7 @@ pub fn device(name: &str) -> anyhow::Result<Device> {
     match name {
         "cpu" => Ok(Device::Cpu),
         "cuda" => {
-            anyhow::ensure!(
-                tch::Cuda::is_available(),
-                "--device cuda: libtorch sees no CUDA device"
-            );
+            anyhow::ensure!(tch::Cuda::is_available(), "--device cuda: libtorch sees no CUDA device");
             Ok(Device::Cuda(0))
         }
         "auto" => Ok(Device::cuda_if_available()),
@@ -79,26 +76,15 @@ pub fn train_trials(
 }
 
 fn to_tensor(x: &[f32], rows: usize, cols: usize, device: Device) -> Tensor {
-    Tensor::from_slice(x)
-        .view([rows as i64, cols as i64])
-        .to_device(device)
+    Tensor::from_slice(x).view([rows as i64, cols as i64]).to_device(device)
 }
 
 fn labels_tensor(y: &[u8], rows: usize, cols: usize, device: Device) -> Tensor {
-    Tensor::from_slice(y)
-        .view([rows as i64, cols as i64])
-        .to_device(device)
-        .to_kind(Kind::Float)
+    Tensor::from_slice(y).view([rows as i64, cols as i64]).to_device(device).to_kind(Kind::Float)
 }
 
 /// Probabilities (row-major) and mean loss of the model on a split.
-fn evaluate(
-    model: &Mlp,
-    x: &Tensor,
-    y: &Tensor,
-    pos_weight: Option<&Tensor>,
-    cfg: &TrialConfig,
-) -> (Vec<f32>, f64) {
+fn evaluate(model: &Mlp, x: &Tensor, y: &Tensor, pos_weight: Option<&Tensor>, cfg: &TrialConfig) -> (Vec<f32>, f64) {
     tch::no_grad(|| {
         let n = x.size()[0];
         let mut probs = Vec::new();
@@ -110,32 +96,23 @@ fn evaluate(
             let xb = x.narrow(0, start, len);
             let yb = y.narrow(0, start, len);
             let logits = model.forward(&xb, false);
-            loss_sum += loss::elementwise(
-                &logits,
-                &yb,
-                pos_weight,
-                cfg.loss.focal_gamma,
-                cfg.loss.focal_alpha,
-            )
-            .sum(Kind::Float);
+            loss_sum += loss::elementwise(&logits, &yb, pos_weight, cfg.loss.focal_gamma, cfg.loss.focal_alpha)
+                .sum(Kind::Float);
             probs.push(logits.sigmoid());
             start += len;
         }
-        let probs = Tensor::cat(&probs, 0)
-            .to_device(Device::Cpu)
-            .contiguous()
-            .view([-1]);
+        let probs = Tensor::cat(&probs, 0).to_device(Device::Cpu).contiguous().view([-1]);
         let v: Vec<f32> = Vec::<f32>::try_from(&probs).expect("probabilities to host");
-        let mean_loss =
-            f64::try_from(loss_sum).unwrap_or(f64::NAN) / (n * y.size()[1]).max(1) as f64;
+        let mean_loss = f64::try_from(loss_sum).unwrap_or(f64::NAN) / (n * y.size()[1]).max(1) as f64;
         (v, mean_loss)
     })
 }
 
 fn objective_of(metrics: &BTreeMap<String, f64>, name: &str) -> Result<f64, TrainError> {
-    metrics.get(name).copied().ok_or_else(|| {
-        TrainError::User(format!("metric `{name}` is not reported for this dataset"))
-    })
+    metrics
+        .get(name)
+        .copied()
+        .ok_or_else(|| TrainError::User(format!("metric `{name}` is not reported for this dataset")))
 }
 
 /// Trains one trial. Deterministic for a given seed on CPU.
@@ -154,27 +131,13 @@ pub fn train_one(
     let xva = to_tensor(&ds.val.x, ds.val.n, d, device);
     let yva = labels_tensor(&ds.val.y, ds.val.n, l, device);
     let pw_host = loss::pos_weights(&cfg.loss, &ds.train_positives, ds.train.n);
-    let pos_weight = pw_host
-        .as_ref()
-        .map(|w| Tensor::from_slice(w).to_device(device));
+    let pos_weight = pw_host.as_ref().map(|w| Tensor::from_slice(w).to_device(device));
 
     let vs = nn::VarStore::new(device);
-    let model = Mlp::new(
-        &vs.root(),
-        d as i64,
-        &cfg.model.hidden,
-        l as i64,
-        cfg.model.dropout,
-    );
-    let mut opt = nn::OptimizerConfig::build(
-        nn::AdamW {
-            wd: cfg.train.weight_decay,
-            ..Default::default()
-        },
-        &vs,
-        cfg.train.lr,
-    )
-    .map_err(|e| TrainError::Transient(format!("optimizer: {e}")))?;
+    let model = Mlp::new(&vs.root(), d as i64, &cfg.model.hidden, l as i64, cfg.model.dropout);
+    let mut opt =
+        nn::OptimizerConfig::build(nn::AdamW { wd: cfg.train.weight_decay, ..Default::default() }, &vs, cfg.train.lr)
+            .map_err(|e| TrainError::Transient(format!("optimizer: {e}")))?;
 
     let n = ds.train.n;
     let bs = (cfg.train.batch_size as usize).min(n);
@@ -186,15 +149,8 @@ pub fn train_one(
     let mut samples_seen = 0usize;
     for epoch in 1..=cfg.train.epochs {
         let t0 = Instant::now();
-        let perm = SplitMix64(
-            cfg.train
-                .seed
-                .wrapping_mul(1_000_003)
-                .wrapping_add(epoch as u64),
-        )
-        .permutation(n);
-        let perm = Tensor::from_slice(&perm.iter().map(|&i| i as i64).collect::<Vec<_>>())
-            .to_device(device);
+        let perm = SplitMix64(cfg.train.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64)).permutation(n);
+        let perm = Tensor::from_slice(&perm.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(device);
         let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
         let mut batches = 0i64;
         let mut start = 0usize;
@@ -207,13 +163,7 @@ pub fn train_one(
             let xb = xtr.index_select(0, &idx);
             let yb = ytr.index_select(0, &idx);
             let logits = model.forward(&xb, true);
-            let loss = loss::loss(
-                &logits,
-                &yb,
-                pos_weight.as_ref(),
-                cfg.loss.focal_gamma,
-                cfg.loss.focal_alpha,
-            );
+            let loss = loss::loss(&logits, &yb, pos_weight.as_ref(), cfg.loss.focal_gamma, cfg.loss.focal_alpha);
             opt.zero_grad();
             loss.backward();
             if cfg.train.grad_clip > 0.0 {
@@ -229,18 +179,13 @@ pub fn train_one(
         train_seconds += epoch_train_s;
         samples_seen += n;
         if !train_loss.is_finite() {
-            return Err(TrainError::User(format!("loss became {train_loss} in epoch {epoch}; lower train.lr or loss.class_weight.cap")));
+            return Err(TrainError::User(format!(
+                "loss became {train_loss} in epoch {epoch}; lower train.lr or loss.class_weight.cap"
+            )));
         }
         let (val_probs, val_loss) = evaluate(&model, &xva, &yva, pos_weight.as_ref(), cfg);
         let thresholds = metrics::tune_checked(&val_probs, &ds.val.y, l);
-        let mut m = metrics::report(
-            "val",
-            &val_probs,
-            &ds.val.y,
-            l,
-            &thresholds,
-            &ds.train_positives,
-        );
+        let mut m = metrics::report("val", &val_probs, &ds.val.y, l, &thresholds, &ds.train_positives);
         m.insert("val.loss".into(), val_loss);
         m.insert("train.loss".into(), train_loss);
         m.insert("epoch_seconds".into(), t0.elapsed().as_secs_f64());
@@ -249,12 +194,9 @@ pub fn train_one(
         let report = EpochReport { epoch, metrics: m };
         progress(&report);
         history.push(report);
-        let improved = best
-            .as_ref()
-            .is_none_or(|(b, _, _)| goal.better(objective, *b));
+        let improved = best.as_ref().is_none_or(|(b, _, _)| goal.better(objective, *b));
         if improved {
-            let weights =
-                tch::no_grad(|| vs.trainable_variables().iter().map(|t| t.copy()).collect());
+            let weights = tch::no_grad(|| vs.trainable_variables().iter().map(|t| t.copy()).collect());
             best = Some((objective, epoch, weights));
             since_best = 0;
         } else {
@@ -276,22 +218,8 @@ pub fn train_one(
     let xte = to_tensor(&ds.test.x, ds.test.n, d, device);
     let yte = labels_tensor(&ds.test.y, ds.test.n, l, device);
     let (test_probs, test_loss) = evaluate(&model, &xte, &yte, pos_weight.as_ref(), cfg);
-    let mut metrics = metrics::report(
-        "val",
-        &val_probs,
-        &ds.val.y,
-        l,
-        &thresholds,
-        &ds.train_positives,
-    );
-    metrics.extend(metrics::report(
-        "test",
-        &test_probs,
-        &ds.test.y,
-        l,
-        &thresholds,
-        &ds.train_positives,
-    ));
+    let mut metrics = metrics::report("val", &val_probs, &ds.val.y, l, &thresholds, &ds.train_positives);
+    metrics.extend(metrics::report("test", &test_probs, &ds.test.y, l, &thresholds, &ds.train_positives));
     metrics.insert("val.loss".into(), val_loss);
     metrics.insert("test.loss".into(), test_loss);
     if let Some(h) = history.iter().find(|h| h.epoch == best_epoch) {

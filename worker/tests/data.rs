@@ -9,11 +9,7 @@ use sweep_worker::data;
 fn mulan(name: &str) -> Option<(PathBuf, PathBuf, PathBuf)> {
     let dir = data::data_dir().join("mulan").join(name);
     if !dir.exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{} is missing under CI=true",
-            dir.display()
-        );
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{} is missing under CI=true", dir.display());
         eprintln!("skipping: {} not found (set SWEEP_DATA_DIR)", dir.display());
         return None;
     }
@@ -38,13 +34,7 @@ fn mulan_readers_match_published_counts() {
         };
         let raw = data::read_mulan(&train, &test, &xml).unwrap();
         assert_eq!(
-            (
-                raw.train.n,
-                raw.test.n,
-                raw.features,
-                raw.label_names.len(),
-                raw.dense
-            ),
+            (raw.train.n, raw.test.n, raw.features, raw.label_names.len(), raw.dense),
             (ntr, nte, d, l, dense),
             "{name}"
         );
@@ -63,30 +53,13 @@ fn malformed_arff_fails_with_file_and_line() {
     let train = dir.path().join("t-train.arff");
     std::fs::write(&train, good).unwrap();
     let bad = dir.path().join("t-test.arff");
-    std::fs::write(
-        &bad,
-        "@relation t\n@attribute f1 numeric\n@attribute L1 {0,1}\n@data\n0.5,1\nzz,0\n",
-    )
-    .unwrap();
-    let e = data::read_mulan(&train, &bad, &xml)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("t-test.arff:6") && e.contains("`zz` is not a number"),
-        "{e}"
-    );
-    let missing = data::read_mulan(&dir.path().join("nope.arff"), &bad, &xml)
-        .unwrap_err()
-        .to_string();
+    std::fs::write(&bad, "@relation t\n@attribute f1 numeric\n@attribute L1 {0,1}\n@data\n0.5,1\nzz,0\n").unwrap();
+    let e = data::read_mulan(&train, &bad, &xml).unwrap_err().to_string();
+    assert!(e.contains("t-test.arff:6") && e.contains("`zz` is not a number"), "{e}");
+    let missing = data::read_mulan(&dir.path().join("nope.arff"), &bad, &xml).unwrap_err().to_string();
     assert!(missing.contains("nope.arff"), "{missing}");
-    std::fs::write(
-        &xml,
-        "<labels>\n<label name=\"L1\"></label><label name=\"L2\"></label>\n</labels>\n",
-    )
-    .unwrap();
-    let mismatch = data::read_mulan(&train, &train, &xml)
-        .unwrap_err()
-        .to_string();
+    std::fs::write(&xml, "<labels>\n<label name=\"L1\"></label><label name=\"L2\"></label>\n</labels>\n").unwrap();
+    let mismatch = data::read_mulan(&train, &train, &xml).unwrap_err().to_string();
     assert!(mismatch.contains("label count mismatch"), "{mismatch}");
 }
 
@@ -97,18 +70,12 @@ fn xc_format_reads_labels_and_sparse_features() {
     std::fs::write(&tr, "3 4 3\n0,2 0:1.5 3:2\n1 1:1\n 2:0.5\n").unwrap();
     std::fs::write(&te, "3 4 3\n2 0:1\n").unwrap();
     let raw = data::read_xc(&tr, &te).unwrap();
-    assert_eq!(
-        (raw.train.n, raw.features, raw.label_names.len()),
-        (3, 4, 3)
-    );
+    assert_eq!((raw.train.n, raw.features, raw.label_names.len()), (3, 4, 3));
     assert_eq!(&raw.train.y[..3], &[1, 0, 1]);
     assert_eq!(&raw.train.x[..4], &[1.5, 0.0, 0.0, 2.0]);
     assert_eq!(&raw.train.y[6..9], &[0, 0, 0]);
     std::fs::write(&te, "3 4 3\n7 0:1\n").unwrap();
-    assert!(data::read_xc(&tr, &te)
-        .unwrap_err()
-        .to_string()
-        .contains("label count mismatch"));
+    assert!(data::read_xc(&tr, &te).unwrap_err().to_string().contains("label count mismatch"));
 }
 
 #[test]

@@ -27,14 +27,7 @@ fn cpu_training_is_deterministic_and_reports_every_metric() {
     let ds = data::load(&cfg.dataset).unwrap();
     let cancel = AtomicBool::new(false);
     let mut epochs = Vec::new();
-    let a = train::train_one(
-        &ds,
-        &cfg,
-        tch::Device::Cpu,
-        &mut |r| epochs.push(r.epoch),
-        &cancel,
-    )
-    .unwrap();
+    let a = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |r| epochs.push(r.epoch), &cancel).unwrap();
     let b = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |_| {}, &cancel).unwrap();
     assert_eq!(epochs, (1..=10).collect::<Vec<u32>>());
     for k in [
@@ -48,16 +41,9 @@ fn cpu_training_is_deterministic_and_reports_every_metric() {
         "test.f1_macro_tail",
     ] {
         assert!(a.metrics.contains_key(k), "{k} missing");
-        assert_eq!(
-            a.metrics[k], b.metrics[k],
-            "{k} differs between identical runs"
-        );
+        assert_eq!(a.metrics[k], b.metrics[k], "{k} differs between identical runs");
     }
-    assert!(
-        a.metrics["test.f1_micro"] > 0.2,
-        "it learned something: {:?}",
-        a.metrics
-    );
+    assert!(a.metrics["test.f1_micro"] > 0.2, "it learned something: {:?}", a.metrics);
     // Tuned micro-F1 is never worse than untuned on validation.
     assert!(a.metrics["val.f1_micro_tuned"] >= a.metrics["val.f1_micro"]);
 }

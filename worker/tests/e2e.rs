@@ -23,11 +23,7 @@ fn bin(name: &str) -> PathBuf {
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
@@ -39,22 +35,14 @@ fn wait_for_file(path: &Path, within: Duration) -> String {
                 return s;
             }
         }
-        assert!(
-            start.elapsed() < within,
-            "{} did not appear",
-            path.display()
-        );
+        assert!(start.elapsed() < within, "{} did not appear", path.display());
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 /// The seed grid with sizes that train in a second or two on a CPU.
 fn small_seed_grid(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/seed-grid.yaml"
-    ))
-    .unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/seed-grid.yaml")).unwrap();
     let mut v: serde_norway::Value = serde_norway::from_str(&text).unwrap();
     v["name"] = "seed-grid-e2e".into();
     v["dataset"]["train_samples"] = 2000.into();
@@ -74,39 +62,16 @@ async fn two_workers_run_the_seed_grid_end_to_end() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (token, join, port) = (
-        dir.path().join("token"),
-        dir.path().join("join"),
-        dir.path().join("addr"),
-    );
+    let (token, join, port) = (dir.path().join("token"), dir.path().join("join"), dir.path().join("addr"));
     let coord = bin("sweep-coordinator");
     run(Command::new(&coord).args(["migrate", "--database-url", &db]));
     for (role, out) in [("admin", &token), ("join", &join)] {
-        run(Command::new(&coord)
-            .args([
-                "token",
-                "create",
-                "--role",
-                role,
-                "--database-url",
-                &db,
-                "--out",
-            ])
-            .arg(out));
+        run(Command::new(&coord).args(["token", "create", "--role", role, "--database-url", &db, "--out"]).arg(out));
     }
     let mut procs = Procs(vec![]);
     procs.0.push(
         Command::new(&coord)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--lease-ms",
-                "5000",
-                "--database-url",
-                &db,
-                "--port-file",
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0", "--lease-ms", "5000", "--database-url", &db, "--port-file"])
             .arg(&port)
             .stderr(Stdio::null())
             .spawn()
@@ -134,10 +99,8 @@ async fn two_workers_run_the_seed_grid_end_to_end() {
         );
     }
     let sweep = |args: &[&str]| {
-        let out = run(Command::new(bin("sweep"))
-            .args(args)
-            .args(["--coordinator", &addr])
-            .env("SWEEP_TOKEN_FILE", &token));
+        let out =
+            run(Command::new(bin("sweep")).args(args).args(["--coordinator", &addr]).env("SWEEP_TOKEN_FILE", &token));
         String::from_utf8(out.stdout).unwrap()
     };
     let spec = small_seed_grid(dir.path());
@@ -148,24 +111,15 @@ async fn two_workers_run_the_seed_grid_end_to_end() {
     let watched = sweep(&["watch", &id]);
     assert!(watched.contains("progress 9/9"), "{watched}");
 
-    let trials: serde_json::Value =
-        serde_json::from_str(&sweep(&["trials", &id, "-o", "json"])).unwrap();
+    let trials: serde_json::Value = serde_json::from_str(&sweep(&["trials", &id, "-o", "json"])).unwrap();
     let trials = trials["trials"].as_array().unwrap();
     assert_eq!(trials.len(), 9);
     let mut best = (String::new(), f64::MIN);
     for t in trials {
         assert_eq!(t["state"], "succeeded", "{t}");
         let m = &t["metrics"];
-        for k in [
-            "val.f1_micro",
-            "test.f1_micro",
-            "test.f1_macro",
-            "test.f1_micro_tuned",
-        ] {
-            assert!(
-                m[k].as_f64().is_some_and(|v| (0.0..=1.0).contains(&v)),
-                "{k} in {m}"
-            );
+        for k in ["val.f1_micro", "test.f1_micro", "test.f1_macro", "test.f1_micro_tuned"] {
+            assert!(m[k].as_f64().is_some_and(|v| (0.0..=1.0).contains(&v)), "{k} in {m}");
         }
         let obj = m["val.f1_micro"].as_f64().unwrap();
         if obj > best.1 {
@@ -176,19 +130,14 @@ async fn two_workers_run_the_seed_grid_end_to_end() {
     assert_eq!(b["trial_id"].as_str().unwrap(), best.0);
     assert_eq!(b["config"]["dataset"]["labels"], 698);
     // Both workers took part, and both exit on their own once the queue is empty.
-    let workers: serde_json::Value =
-        serde_json::from_str(&sweep(&["workers", "-o", "json"])).unwrap();
+    let workers: serde_json::Value = serde_json::from_str(&sweep(&["workers", "-o", "json"])).unwrap();
     assert_eq!(workers["workers"].as_array().unwrap().len(), 2);
-    let used: std::collections::HashSet<&str> =
-        trials.iter().filter_map(|t| t["worker"].as_str()).collect();
+    let used: std::collections::HashSet<&str> = trials.iter().filter_map(|t| t["worker"].as_str()).collect();
     assert_eq!(used.len(), 2, "both workers trained trials: {used:?}");
     for w in procs.0.iter_mut().skip(1) {
         let start = Instant::now();
         while w.try_wait().unwrap().is_none() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "worker did not exit when idle"
-            );
+            assert!(start.elapsed() < Duration::from_secs(30), "worker did not exit when idle");
             std::thread::sleep(Duration::from_millis(50));
         }
     }

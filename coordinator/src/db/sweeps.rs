@@ -55,12 +55,11 @@ pub async fn submit(
     let (sweep_id, created) = match inserted {
         Some((id,)) => (id, true),
         None => {
-            let (id, metric_name, goal): (Uuid, String, String) = sqlx::query_as(
-                "SELECT id, metric_name, metric_goal FROM sweeps WHERE name = $1 FOR UPDATE",
-            )
-            .bind(&spec.name)
-            .fetch_one(&mut *conn)
-            .await?;
+            let (id, metric_name, goal): (Uuid, String, String) =
+                sqlx::query_as("SELECT id, metric_name, metric_goal FROM sweeps WHERE name = $1 FOR UPDATE")
+                    .bind(&spec.name)
+                    .fetch_one(&mut *conn)
+                    .await?;
             if metric_name != spec.metric.name || goal != spec.metric.goal.as_str() {
                 return Err(CoordinatorError::AlreadyExists(format!(
                     "sweep `{}` exists with objective {goal} {metric_name}; give the new objective a new sweep name",
@@ -82,14 +81,8 @@ pub async fn submit(
         let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::new_v4()).collect();
         let seqs: Vec<i32> = (0..chunk.len()).map(|i| (base + i) as i32).collect();
         let hashes: Vec<&str> = chunk.iter().map(|t| t.hash.as_str()).collect();
-        let params: Vec<String> = chunk
-            .iter()
-            .map(|t| serde_json::to_string(&t.params).expect("json"))
-            .collect();
-        let configs: Vec<String> = chunk
-            .iter()
-            .map(|t| serde_json::to_string(&t.config).expect("json"))
-            .collect();
+        let params: Vec<String> = chunk.iter().map(|t| serde_json::to_string(&t.params).expect("json")).collect();
+        let configs: Vec<String> = chunk.iter().map(|t| serde_json::to_string(&t.config).expect("json")).collect();
         let r = sqlx::query(
             "INSERT INTO trials (id, sweep_id, seq, params_hash, params, config, max_attempts)
              SELECT u.id, $1, u.seq, u.hash, u.params::jsonb, u.config::jsonb, $2
@@ -107,20 +100,12 @@ pub async fn submit(
         .await?;
         added += r.rows_affected();
     }
-    let (total,): (i64,) = sqlx::query_as("SELECT count(*) FROM trials WHERE sweep_id = $1")
-        .bind(sweep_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(Submitted {
-        sweep_id,
-        created,
-        total: total as u64,
-        added,
-    })
+    let (total,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM trials WHERE sweep_id = $1").bind(sweep_id).fetch_one(&mut *conn).await?;
+    Ok(Submitted { sweep_id, created, total: total as u64, added })
 }
 
-const SWEEP_COLUMNS: &str =
-    "id, name, method, metric_name, metric_goal, spec_yaml, state, created_at";
+const SWEEP_COLUMNS: &str = "id, name, method, metric_name, metric_goal, spec_yaml, state, created_at";
 
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<SweepRow> {
     sqlx::query_as(&format!("SELECT {SWEEP_COLUMNS} FROM sweeps WHERE id = $1"))
@@ -131,11 +116,7 @@ pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<SweepRow> {
 }
 
 pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<SweepRow>> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {SWEEP_COLUMNS} FROM sweeps ORDER BY created_at"
-    ))
-    .fetch_all(db)
-    .await?)
+    Ok(sqlx::query_as(&format!("SELECT {SWEEP_COLUMNS} FROM sweeps ORDER BY created_at")).fetch_all(db).await?)
 }
 
 /// Trial counts by state.
@@ -151,10 +132,7 @@ pub async fn counts(db: impl PgExecutor<'_>, id: Uuid) -> Result<BTreeMap<String
 /// Cancels a sweep: queued and running trials become `cancelled` at once; a worker
 /// running one learns it at its next heartbeat. Returns how many were cancelled.
 pub async fn cancel(conn: &mut PgConnection, id: Uuid) -> Result<u64> {
-    let r = sqlx::query("UPDATE sweeps SET state = 'cancelled' WHERE id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+    let r = sqlx::query("UPDATE sweeps SET state = 'cancelled' WHERE id = $1").bind(id).execute(&mut *conn).await?;
     if r.rows_affected() == 0 {
         return Err(CoordinatorError::NotFound(format!("sweep {id}")));
     }
@@ -171,10 +149,7 @@ pub async fn cancel(conn: &mut PgConnection, id: Uuid) -> Result<u64> {
 
 /// Puts failed and dead trials back in the queue with a fresh budget.
 pub async fn retry_failed(conn: &mut PgConnection, id: Uuid) -> Result<u64> {
-    let r = sqlx::query("UPDATE sweeps SET state = 'running' WHERE id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+    let r = sqlx::query("UPDATE sweeps SET state = 'running' WHERE id = $1").bind(id).execute(&mut *conn).await?;
     if r.rows_affected() == 0 {
         return Err(CoordinatorError::NotFound(format!("sweep {id}")));
     }

@@ -66,12 +66,11 @@ pub async fn create(db: impl PgExecutor<'_>, role: Role, name: &str) -> Result<(
 /// The role of a live token, or None.
 pub async fn lookup(db: impl PgExecutor<'_>, token: &str) -> Result<Option<(Uuid, Role)>> {
     let h = hash(token);
-    let row: Option<(Uuid, String, String)> = sqlx::query_as(
-        "SELECT id, role, token_hash FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-    )
-    .bind(&h)
-    .fetch_optional(db)
-    .await?;
+    let row: Option<(Uuid, String, String)> =
+        sqlx::query_as("SELECT id, role, token_hash FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+            .bind(&h)
+            .fetch_optional(db)
+            .await?;
     Ok(row.and_then(|(id, role, stored)| {
         use subtle::ConstantTimeEq;
         let same: bool = stored.as_bytes().ct_eq(h.as_bytes()).into();
@@ -84,12 +83,10 @@ pub async fn lookup(db: impl PgExecutor<'_>, token: &str) -> Result<Option<(Uuid
 
 /// Revokes a token by id; returns whether one was live.
 pub async fn revoke(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
-    let r = sqlx::query(
-        "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
-    )
-    .bind(id)
-    .execute(db)
-    .await?;
+    let r = sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
+        .bind(id)
+        .execute(db)
+        .await?;
     Ok(r.rows_affected() == 1)
 }
 
@@ -103,9 +100,7 @@ pub struct TokenRow {
 }
 
 pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<TokenRow>> {
-    Ok(sqlx::query_as(
-        "SELECT id, name, role, created_at, revoked_at FROM api_tokens ORDER BY created_at",
-    )
-    .fetch_all(db)
-    .await?)
+    Ok(sqlx::query_as("SELECT id, name, role, created_at, revoked_at FROM api_tokens ORDER BY created_at")
+        .fetch_all(db)
+        .await?)
 }

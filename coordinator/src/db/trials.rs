@@ -21,24 +21,22 @@ pub struct Leased {
 }
 
 /// Claims up to `n` queued trials for `worker` in one statement. Concurrent claims
-/// skip each other's locked rows; no transaction stays open while the trial runs.
-pub async fn claim(
-    db: impl PgExecutor<'_>,
-    worker: Uuid,
-    n: u32,
-    lease_ms: u32,
-) -> Result<Vec<Leased>> {
+/// skip each other's locked rows; no transaction stays open while the trial runs. A
+/// revoked worker claims nothing. (Cancelled sweeps have no queued trials: cancel
+/// moves them to `cancelled`.)
+pub async fn claim(db: impl PgExecutor<'_>, worker: Uuid, n: u32, lease_ms: u32) -> Result<Vec<Leased>> {
     Ok(sqlx::query_as(
         "UPDATE trials t
          SET state = 'leased', attempt = t.attempt + 1, lease_owner = $1,
              lease_expires_at = now() + make_interval(secs => $3::double precision / 1000),
              updated_at = now(), error = NULL
          WHERE t.id IN (
-             SELECT q.id FROM trials q JOIN sweeps s ON s.id = q.sweep_id
-             WHERE q.state = 'queued' AND q.not_before <= now() AND s.state = 'running'
-             ORDER BY s.created_at, q.seq
+             SELECT q.id FROM trials q
+             WHERE q.state = 'queued' AND q.not_before <= now()
+               AND EXISTS (SELECT 1 FROM workers w WHERE w.id = $1 AND w.state <> 'revoked')
+             ORDER BY q.created_at, q.seq
              LIMIT $2
-             FOR UPDATE OF q SKIP LOCKED)
+             FOR UPDATE SKIP LOCKED)
          RETURNING t.id, t.attempt, t.sweep_id, t.config, t.params",
     )
     .bind(worker)
@@ -54,12 +52,7 @@ const HOLDS_LEASE: &str =
 
 /// Why a fenced write matched no row: another worker's lease is PERMISSION_DENIED,
 /// anything else (reaped, re-leased, cancelled, finished, expired) is a lost lease.
-async fn refusal(
-    db: impl PgExecutor<'_>,
-    trial: Uuid,
-    attempt: i32,
-    worker: Uuid,
-) -> CoordinatorError {
+async fn refusal(db: impl PgExecutor<'_>, trial: Uuid, attempt: i32, worker: Uuid) -> CoordinatorError {
     let row: std::result::Result<Option<(String, i32, Option<Uuid>)>, _> =
         sqlx::query_as("SELECT state, attempt, lease_owner FROM trials WHERE id = $1")
             .bind(trial)
@@ -70,9 +63,7 @@ async fn refusal(
         Ok(None) => CoordinatorError::NotFound(format!("trial {trial}")),
         Ok(Some((state, cur, owner))) => {
             if state == "leased" && cur == attempt && owner.is_some_and(|o| o != worker) {
-                CoordinatorError::PermissionDenied(format!(
-                    "trial {trial} is leased by another worker"
-                ))
+                CoordinatorError::PermissionDenied(format!("trial {trial} is leased by another worker"))
             } else {
                 CoordinatorError::LeaseLost(format!(
                     "trial {trial} attempt {attempt} no longer holds the lease (now {state}, attempt {cur})"
@@ -113,22 +104,17 @@ pub async fn heartbeat(
     .fetch_all(&mut *conn)
     .await?;
     let extended: std::collections::HashSet<Uuid> = extended.into_iter().map(|r| r.0).collect();
-    let states: Vec<(Uuid, String, i32)> =
-        sqlx::query_as("SELECT id, state, attempt FROM trials WHERE id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?;
-    let states: BTreeMap<Uuid, (String, i32)> =
-        states.into_iter().map(|(id, s, a)| (id, (s, a))).collect();
+    let states: Vec<(Uuid, String, i32)> = sqlx::query_as("SELECT id, state, attempt FROM trials WHERE id = ANY($1)")
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    let states: BTreeMap<Uuid, (String, i32)> = states.into_iter().map(|(id, s, a)| (id, (s, a))).collect();
     Ok(trials
         .iter()
         .map(|(id, attempt)| {
             if extended.contains(id) {
                 Directive::Continue
-            } else if states
-                .get(id)
-                .is_some_and(|(s, a)| s == "cancelled" && a == attempt)
-            {
+            } else if states.get(id).is_some_and(|(s, a)| s == "cancelled" && a == attempt) {
                 Directive::Cancel
             } else {
                 Directive::LeaseLost
@@ -273,12 +259,7 @@ pub async fn fail(
 }
 
 /// Hands a held trial back untouched (worker draining): queued again at once.
-pub async fn release(
-    conn: &mut PgConnection,
-    worker: Uuid,
-    trial: Uuid,
-    attempt: i32,
-) -> Result<()> {
+pub async fn release(conn: &mut PgConnection, worker: Uuid, trial: Uuid, attempt: i32) -> Result<()> {
     let r = sqlx::query(&format!(
         "UPDATE trials SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
                 not_before = now(), updated_at = now(), error = 'handed back by worker'
@@ -335,19 +316,15 @@ pub struct TrialRow {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-const TRIAL_COLUMNS: &str =
-    "t.id, t.sweep_id, t.seq, t.state, t.attempt, t.params, t.config, t.metrics, t.latest,
+const TRIAL_COLUMNS: &str = "t.id, t.sweep_id, t.seq, t.state, t.attempt, t.params, t.config, t.metrics, t.latest,
     t.objective, t.error, w.name AS worker, t.epoch, t.lost_count, t.error_count, t.updated_at";
-const TRIAL_FROM: &str =
-    "trials t LEFT JOIN workers w ON w.id = COALESCE(t.lease_owner, t.finished_by)";
+const TRIAL_FROM: &str = "trials t LEFT JOIN workers w ON w.id = COALESCE(t.lease_owner, t.finished_by)";
 
 pub async fn list(db: impl PgExecutor<'_>, sweep: Uuid) -> Result<Vec<TrialRow>> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {TRIAL_COLUMNS} FROM {TRIAL_FROM} WHERE t.sweep_id = $1 ORDER BY t.seq"
-    ))
-    .bind(sweep)
-    .fetch_all(db)
-    .await?)
+    Ok(sqlx::query_as(&format!("SELECT {TRIAL_COLUMNS} FROM {TRIAL_FROM} WHERE t.sweep_id = $1 ORDER BY t.seq"))
+        .bind(sweep)
+        .fetch_all(db)
+        .await?)
 }
 
 /// Trials of a sweep changed at or after `since` (for the watch stream).
@@ -379,30 +356,22 @@ pub async fn best(db: impl PgExecutor<'_>, sweep: Uuid, goal: &str) -> Result<Op
 }
 
 /// Per-epoch metrics of a trial, every attempt.
-pub async fn history(
-    db: impl PgExecutor<'_>,
-    trial: Uuid,
-) -> Result<Vec<(i32, i32, serde_json::Value)>> {
-    Ok(sqlx::query_as(
-        "SELECT attempt, epoch, metrics FROM trial_epochs WHERE trial_id = $1 ORDER BY attempt, epoch",
-    )
-    .bind(trial)
-    .fetch_all(db)
-    .await?)
+pub async fn history(db: impl PgExecutor<'_>, trial: Uuid) -> Result<Vec<(i32, i32, serde_json::Value)>> {
+    Ok(sqlx::query_as("SELECT attempt, epoch, metrics FROM trial_epochs WHERE trial_id = $1 ORDER BY attempt, epoch")
+        .bind(trial)
+        .fetch_all(db)
+        .await?)
 }
 
 /// Database time, for tests and for the watch stream's cursor.
 pub async fn db_now(db: impl PgExecutor<'_>) -> Result<chrono::DateTime<chrono::Utc>> {
-    let (t,): (chrono::DateTime<chrono::Utc>,) =
-        sqlx::query_as("SELECT now()").fetch_one(db).await?;
+    let (t,): (chrono::DateTime<chrono::Utc>,) = sqlx::query_as("SELECT now()").fetch_one(db).await?;
     Ok(t)
 }
 
 /// The sweep a trial belongs to.
 pub async fn sweep_of(db: impl PgExecutor<'_>, trial: Uuid) -> Result<Option<Uuid>> {
-    let row: Option<(Uuid,)> = sqlx::query_as("SELECT sweep_id FROM trials WHERE id = $1")
-        .bind(trial)
-        .fetch_optional(db)
-        .await?;
+    let row: Option<(Uuid,)> =
+        sqlx::query_as("SELECT sweep_id FROM trials WHERE id = $1").bind(trial).fetch_optional(db).await?;
     Ok(row.map(|r| r.0))
 }

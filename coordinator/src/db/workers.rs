@@ -34,26 +34,28 @@ pub async fn register(db: impl PgExecutor<'_>, w: &NewWorker) -> Result<(Uuid, S
     Ok((id, token))
 }
 
-/// The worker a credential belongs to, if it is not revoked. Touches `last_seen_at`
-/// (a worker marked gone by the reaper comes back to active when it calls again).
+/// The worker a credential belongs to, if it is not revoked.
 pub async fn authenticate(db: impl PgExecutor<'_>, token: &str) -> Result<Option<Uuid>> {
-    let row: Option<(Uuid,)> = sqlx::query_as(
-        "UPDATE workers SET last_seen_at = now(), state = 'active'
-         WHERE token_hash = $1 AND state <> 'revoked' RETURNING id",
-    )
-    .bind(super::tokens::hash(token))
-    .fetch_optional(db)
-    .await?;
+    let row: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM workers WHERE token_hash = $1 AND state <> 'revoked'")
+        .bind(super::tokens::hash(token))
+        .fetch_optional(db)
+        .await?;
     Ok(row.map(|r| r.0))
+}
+
+/// Records that a worker is alive (heartbeats); a worker marked gone comes back.
+pub async fn touch(db: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
+    sqlx::query("UPDATE workers SET last_seen_at = now(), state = 'active' WHERE id = $1 AND state <> 'revoked'")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 /// Revokes a worker and ends its leases (requeued without using up an attempt's
 /// error budget: the trial did nothing wrong). Returns how many leases it held.
 pub async fn revoke(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Option<u64>> {
-    let r = sqlx::query("UPDATE workers SET state = 'revoked' WHERE id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
+    let r = sqlx::query("UPDATE workers SET state = 'revoked' WHERE id = $1").bind(id).execute(&mut *conn).await?;
     if r.rows_affected() == 0 {
         return Ok(None);
     }

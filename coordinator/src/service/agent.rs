@@ -32,8 +32,7 @@ impl AgentApi {
 
     async fn lease(&self, worker: uuid::Uuid, req: pb::LeaseRequest) -> Result<pb::LeaseResponse> {
         let n = req.max_trials.clamp(1, MAX_LEASE_BATCH);
-        let deadline = tokio::time::Instant::now()
-            + Duration::from_millis(req.wait_ms.min(MAX_WAIT_MS) as u64);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms.min(MAX_WAIT_MS) as u64);
         loop {
             // Register interest before looking, so a submit between the two is not missed.
             let notified = self.state.work.notified();
@@ -50,11 +49,7 @@ impl AgentApi {
                     .map(|r| {
                         let metric = r.config.get("metric");
                         let field = |k: &str| {
-                            metric
-                                .and_then(|m| m.get(k))
-                                .and_then(|v| v.as_str())
-                                .unwrap_or_default()
-                                .to_string()
+                            metric.and_then(|m| m.get(k)).and_then(|v| v.as_str()).unwrap_or_default().to_string()
                         };
                         pb::LeasedTrial {
                             trial_id: r.id.to_string(),
@@ -75,9 +70,7 @@ impl AgentApi {
             }
             // Woken by a submit or requeue here; polled as a fallback (another
             // coordinator, a backoff that ran out).
-            let _ =
-                tokio::time::timeout((deadline - now).min(Duration::from_millis(500)), notified)
-                    .await;
+            let _ = tokio::time::timeout((deadline - now).min(Duration::from_millis(500)), notified).await;
         }
     }
 }
@@ -86,42 +79,25 @@ fn kind(k: i32) -> Result<trials::FailureKind> {
     match pb::FailureKind::try_from(k) {
         Ok(pb::FailureKind::User) => Ok(trials::FailureKind::User),
         Ok(pb::FailureKind::Transient) => Ok(trials::FailureKind::Transient),
-        _ => Err(CoordinatorError::InvalidArgument(format!(
-            "kind: {k} is not USER or TRANSIENT"
-        ))),
+        _ => Err(CoordinatorError::InvalidArgument(format!("kind: {k} is not USER or TRANSIENT"))),
     }
 }
 
 #[tonic::async_trait]
 impl pb::agent_service_server::AgentService for AgentApi {
     #[instrument(skip_all, fields(name))]
-    async fn register(
-        &self,
-        req: Request<pb::RegisterRequest>,
-    ) -> Result<Response<pb::RegisterResponse>, Status> {
+    async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
         auth::join(&self.state.db, &req).await?;
         let r = req.into_inner();
         tracing::Span::current().record("name", r.name.as_str());
         let text_ok = |s: &str| s.len() <= 256;
         if r.name.is_empty() || !text_ok(&r.name) || !text_ok(&r.host) || !text_ok(&r.version) {
-            return Err(CoordinatorError::InvalidArgument(
-                "name/host/version: 1 to 256 bytes".into(),
-            )
-            .into());
+            return Err(CoordinatorError::InvalidArgument("name/host/version: 1 to 256 bytes".into()).into());
         }
         if r.slots == 0 || r.slots > 1024 || r.gpus.len() > 64 {
-            return Err(CoordinatorError::InvalidArgument(
-                "slots: 1 to 1024; gpus: at most 64".into(),
-            )
-            .into());
+            return Err(CoordinatorError::InvalidArgument("slots: 1 to 1024; gpus: at most 64".into()).into());
         }
-        let w = workers::NewWorker {
-            name: r.name,
-            host: r.host,
-            gpus: r.gpus,
-            slots: r.slots,
-            version: r.version,
-        };
+        let w = workers::NewWorker { name: r.name, host: r.host, gpus: r.gpus, slots: r.slots, version: r.version };
         let (id, token) = workers::register(&self.state.db, &w).await?;
         tracing::info!(worker_id = %id, name = %w.name, slots = w.slots, gpus = ?w.gpus, "worker registered");
         Ok(Response::new(pb::RegisterResponse {
@@ -133,39 +109,21 @@ impl pb::agent_service_server::AgentService for AgentApi {
     }
 
     #[instrument(skip_all, fields(worker_id))]
-    async fn lease(
-        &self,
-        req: Request<pb::LeaseRequest>,
-    ) -> Result<Response<pb::LeaseResponse>, Status> {
-        let worker = auth::worker(&self.state.db, &req).await?;
+    async fn lease(&self, req: Request<pb::LeaseRequest>) -> Result<Response<pb::LeaseResponse>, Status> {
+        let worker = auth::worker(&self.state.db, &self.state.worker_auth, &req).await?;
         tracing::Span::current().record("worker_id", tracing::field::display(worker));
         Ok(Response::new(self.lease(worker, req.into_inner()).await?))
     }
 
     #[instrument(skip_all, fields(worker_id))]
-    async fn heartbeat(
-        &self,
-        req: Request<pb::HeartbeatRequest>,
-    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let worker = auth::worker(&self.state.db, &req).await?;
+    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let worker = auth::worker(&self.state.db, &self.state.worker_auth, &req).await?;
         let r = req.into_inner();
         if r.trials.len() > 1024 {
-            return Err(CoordinatorError::ResourceExhausted(
-                "trials: at most 1024 per heartbeat".into(),
-            )
-            .into());
+            return Err(CoordinatorError::ResourceExhausted("trials: at most 1024 per heartbeat".into()).into());
         }
-        let refs = r
-            .trials
-            .iter()
-            .map(|t| convert::trial_ref(Some(t)))
-            .collect::<Result<Vec<_>>>()?;
-        let mut conn = self
-            .state
-            .db
-            .acquire()
-            .await
-            .map_err(CoordinatorError::from)?;
+        let refs = r.trials.iter().map(|t| convert::trial_ref(Some(t))).collect::<Result<Vec<_>>>()?;
+        let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
         let directives = trials::heartbeat(&mut conn, worker, &refs, self.lease_ms()).await?;
         let directives = r
             .trials
@@ -184,11 +142,8 @@ impl pb::agent_service_server::AgentService for AgentApi {
     }
 
     #[instrument(skip_all, fields(trial_id, attempt))]
-    async fn report_progress(
-        &self,
-        req: Request<pb::ProgressRequest>,
-    ) -> Result<Response<pb::AckResponse>, Status> {
-        let worker = auth::worker(&self.state.db, &req).await?;
+    async fn report_progress(&self, req: Request<pb::ProgressRequest>) -> Result<Response<pb::AckResponse>, Status> {
+        let worker = auth::worker(&self.state.db, &self.state.worker_auth, &req).await?;
         let r = req.into_inner();
         let (trial, attempt) = convert::trial_ref(r.trial.as_ref())?;
         record(trial, attempt);
@@ -196,36 +151,17 @@ impl pb::agent_service_server::AgentService for AgentApi {
         let epoch = i32::try_from(r.epoch)
             .ok()
             .filter(|e| *e <= 100_000)
-            .ok_or_else(|| {
-                CoordinatorError::InvalidArgument(format!("epoch: {} is out of range", r.epoch))
-            })?;
-        let mut conn = self
-            .state
-            .db
-            .acquire()
-            .await
-            .map_err(CoordinatorError::from)?;
-        trials::progress_or_refuse(
-            &mut conn,
-            worker,
-            trial,
-            attempt,
-            epoch,
-            &metrics,
-            self.lease_ms(),
-        )
-        .await?;
+            .ok_or_else(|| CoordinatorError::InvalidArgument(format!("epoch: {} is out of range", r.epoch)))?;
+        let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
+        trials::progress_or_refuse(&mut conn, worker, trial, attempt, epoch, &metrics, self.lease_ms()).await?;
         drop(conn);
         self.notify_trial(trial).await;
         Ok(Response::new(pb::AckResponse {}))
     }
 
     #[instrument(skip_all, fields(trial_id, attempt))]
-    async fn complete(
-        &self,
-        req: Request<pb::CompleteRequest>,
-    ) -> Result<Response<pb::AckResponse>, Status> {
-        let worker = auth::worker(&self.state.db, &req).await?;
+    async fn complete(&self, req: Request<pb::CompleteRequest>) -> Result<Response<pb::AckResponse>, Status> {
+        let worker = auth::worker(&self.state.db, &self.state.worker_auth, &req).await?;
         let r = req.into_inner();
         let (trial, attempt) = convert::trial_ref(r.trial.as_ref())?;
         record(trial, attempt);
@@ -243,12 +179,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
             serde_json::from_str(&r.result_json)
                 .map_err(|e| CoordinatorError::InvalidArgument(format!("result_json: {e}")))?
         };
-        let mut conn = self
-            .state
-            .db
-            .acquire()
-            .await
-            .map_err(CoordinatorError::from)?;
+        let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
         trials::complete(&mut conn, worker, trial, attempt, &metrics, &result).await?;
         drop(conn);
         tracing::info!(%worker, "trial succeeded");
@@ -257,32 +188,16 @@ impl pb::agent_service_server::AgentService for AgentApi {
     }
 
     #[instrument(skip_all, fields(trial_id, attempt))]
-    async fn fail(
-        &self,
-        req: Request<pb::FailRequest>,
-    ) -> Result<Response<pb::AckResponse>, Status> {
-        let worker = auth::worker(&self.state.db, &req).await?;
+    async fn fail(&self, req: Request<pb::FailRequest>) -> Result<Response<pb::AckResponse>, Status> {
+        let worker = auth::worker(&self.state.db, &self.state.worker_auth, &req).await?;
         let r = req.into_inner();
         let (trial, attempt) = convert::trial_ref(r.trial.as_ref())?;
         record(trial, attempt);
         let kind = kind(r.kind)?;
         let error: String = r.error.chars().take(4096).collect();
-        let mut conn = self
-            .state
-            .db
-            .acquire()
-            .await
-            .map_err(CoordinatorError::from)?;
-        let state = trials::fail(
-            &mut conn,
-            worker,
-            trial,
-            attempt,
-            kind,
-            &error,
-            self.state.settings.backoff_ms,
-        )
-        .await?;
+        let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
+        let state =
+            trials::fail(&mut conn, worker, trial, attempt, kind, &error, self.state.settings.backoff_ms).await?;
         drop(conn);
         tracing::warn!(%worker, ?kind, new_state = %state, error = %error, "trial attempt failed");
         if state == "queued" {
@@ -293,19 +208,11 @@ impl pb::agent_service_server::AgentService for AgentApi {
     }
 
     #[instrument(skip_all, fields(trial_id, attempt))]
-    async fn release(
-        &self,
-        req: Request<pb::TrialRef>,
-    ) -> Result<Response<pb::AckResponse>, Status> {
-        let worker = auth::worker(&self.state.db, &req).await?;
+    async fn release(&self, req: Request<pb::TrialRef>) -> Result<Response<pb::AckResponse>, Status> {
+        let worker = auth::worker(&self.state.db, &self.state.worker_auth, &req).await?;
         let (trial, attempt) = convert::trial_ref(Some(req.get_ref()))?;
         record(trial, attempt);
-        let mut conn = self
-            .state
-            .db
-            .acquire()
-            .await
-            .map_err(CoordinatorError::from)?;
+        let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
         trials::release(&mut conn, worker, trial, attempt).await?;
         drop(conn);
         tracing::info!(%worker, "trial handed back");

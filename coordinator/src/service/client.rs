@@ -36,14 +36,8 @@ impl ClientApi {
                 req.spec_yaml.len()
             )));
         }
-        let name = if req.source_name.is_empty() {
-            "<submitted>"
-        } else {
-            req.source_name.as_str()
-        };
-        let limits = sweep_spec::Limits {
-            max_trials: self.state.settings.max_trials,
-        };
+        let name = if req.source_name.is_empty() { "<submitted>" } else { req.source_name.as_str() };
+        let limits = sweep_spec::Limits { max_trials: self.state.settings.max_trials };
         // Parsing and expansion are CPU work (up to the grid cap): off the async threads.
         let yaml = req.spec_yaml.clone();
         let name = name.to_string();
@@ -84,10 +78,7 @@ impl pb::client_service_server::ClientService for ClientApi {
     }
 
     #[instrument(skip_all)]
-    async fn get_sweep(
-        &self,
-        req: Request<pb::GetSweepRequest>,
-    ) -> Result<Response<pb::Sweep>, Status> {
+    async fn get_sweep(&self, req: Request<pb::GetSweepRequest>) -> Result<Response<pb::Sweep>, Status> {
         auth::client(&self.state.db, &req).await?;
         let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
         Ok(Response::new(self.sweep_summary(id).await?))
@@ -116,27 +107,17 @@ impl pb::client_service_server::ClientService for ClientApi {
         let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
         sweeps::get(&self.state.db, id).await?;
         let rows = trials::list(&self.state.db, id).await?;
-        Ok(Response::new(pb::ListTrialsResponse {
-            trials: rows.into_iter().map(convert::trial).collect(),
-        }))
+        Ok(Response::new(pb::ListTrialsResponse { trials: rows.into_iter().map(convert::trial).collect() }))
     }
 
     #[instrument(skip_all)]
-    async fn best_trial(
-        &self,
-        req: Request<pb::BestTrialRequest>,
-    ) -> Result<Response<pb::Trial>, Status> {
+    async fn best_trial(&self, req: Request<pb::BestTrialRequest>) -> Result<Response<pb::Trial>, Status> {
         auth::client(&self.state.db, &req).await?;
         let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
         let sweep = sweeps::get(&self.state.db, id).await?;
-        let best = trials::best(&self.state.db, id, &sweep.metric_goal)
-            .await?
-            .ok_or_else(|| {
-                CoordinatorError::NotFound(format!(
-                    "a succeeded trial with {} in sweep {id}",
-                    sweep.metric_name
-                ))
-            })?;
+        let best = trials::best(&self.state.db, id, &sweep.metric_goal).await?.ok_or_else(|| {
+            CoordinatorError::NotFound(format!("a succeeded trial with {} in sweep {id}", sweep.metric_name))
+        })?;
         Ok(Response::new(convert::trial(best)))
     }
 
@@ -147,12 +128,7 @@ impl pb::client_service_server::ClientService for ClientApi {
     ) -> Result<Response<pb::CancelSweepResponse>, Status> {
         auth::client(&self.state.db, &req).await?;
         let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
-        let mut tx = self
-            .state
-            .db
-            .begin()
-            .await
-            .map_err(CoordinatorError::from)?;
+        let mut tx = self.state.db.begin().await.map_err(CoordinatorError::from)?;
         let n = sweeps::cancel(&mut tx, id).await?;
         tx.commit().await.map_err(CoordinatorError::from)?;
         tracing::info!(sweep_id = %id, cancelled = n, "sweep cancelled");
@@ -167,12 +143,7 @@ impl pb::client_service_server::ClientService for ClientApi {
     ) -> Result<Response<pb::RetryFailedResponse>, Status> {
         auth::client(&self.state.db, &req).await?;
         let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
-        let mut tx = self
-            .state
-            .db
-            .begin()
-            .await
-            .map_err(CoordinatorError::from)?;
+        let mut tx = self.state.db.begin().await.map_err(CoordinatorError::from)?;
         let n = sweeps::retry_failed(&mut tx, id).await?;
         tx.commit().await.map_err(CoordinatorError::from)?;
         self.state.work.notify_waiters();
@@ -187,9 +158,7 @@ impl pb::client_service_server::ClientService for ClientApi {
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
         auth::client(&self.state.db, &req).await?;
         let rows = workers::list(&self.state.db).await?;
-        Ok(Response::new(pb::ListWorkersResponse {
-            workers: rows.into_iter().map(convert::worker).collect(),
-        }))
+        Ok(Response::new(pb::ListWorkersResponse { workers: rows.into_iter().map(convert::worker).collect() }))
     }
 
     #[instrument(skip_all)]
@@ -214,10 +183,7 @@ impl pb::client_service_server::ClientService for ClientApi {
     type WatchSweepStream = EventStream;
 
     #[instrument(skip_all)]
-    async fn watch_sweep(
-        &self,
-        req: Request<pb::WatchSweepRequest>,
-    ) -> Result<Response<EventStream>, Status> {
+    async fn watch_sweep(&self, req: Request<pb::WatchSweepRequest>) -> Result<Response<EventStream>, Status> {
         auth::client(&self.state.db, &req).await?;
         let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
         self.sweep_summary(id).await?; // 404 before the stream starts
@@ -266,8 +232,6 @@ impl pb::client_service_server::ClientService for ClientApi {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 }

@@ -13,11 +13,7 @@ const MAX_METRIC_NAME: usize = 128;
 
 pub fn flat_metrics(v: Option<&serde_json::Value>) -> std::collections::HashMap<String, f64> {
     v.and_then(|v| v.as_object())
-        .map(|o| {
-            o.iter()
-                .filter_map(|(k, v)| v.as_f64().map(|f| (k.clone(), f)))
-                .collect()
-        })
+        .map(|o| o.iter().filter_map(|(k, v)| v.as_f64().map(|f| (k.clone(), f))).collect())
         .unwrap_or_default()
 }
 
@@ -43,8 +39,7 @@ pub fn trial(t: TrialRow) -> pb::Trial {
 
 pub fn sweep(s: SweepRow, counts: BTreeMap<String, u64>) -> pb::Sweep {
     let total = counts.values().sum();
-    let open =
-        counts.get("queued").copied().unwrap_or(0) + counts.get("leased").copied().unwrap_or(0);
+    let open = counts.get("queued").copied().unwrap_or(0) + counts.get("leased").copied().unwrap_or(0);
     let state = if s.state == "cancelled" {
         "cancelled".to_string()
     } else if open == 0 {
@@ -84,15 +79,9 @@ pub fn worker(w: WorkerRow) -> pb::Worker {
 pub fn trial_ref(r: Option<&pb::TrialRef>) -> Result<(uuid::Uuid, i32)> {
     let r = r.ok_or_else(|| CoordinatorError::InvalidArgument("trial: missing".into()))?;
     let id = super::parse_id("trial.trial_id", &r.trial_id)?;
-    let attempt = i32::try_from(r.attempt)
-        .ok()
-        .filter(|a| *a > 0)
-        .ok_or_else(|| {
-            CoordinatorError::InvalidArgument(format!(
-                "trial.attempt: {} is not a valid attempt",
-                r.attempt
-            ))
-        })?;
+    let attempt = i32::try_from(r.attempt).ok().filter(|a| *a > 0).ok_or_else(|| {
+        CoordinatorError::InvalidArgument(format!("trial.attempt: {} is not a valid attempt", r.attempt))
+    })?;
     Ok((id, attempt))
 }
 
@@ -114,9 +103,7 @@ pub fn metrics(m: &std::collections::HashMap<String, f64>) -> Result<BTreeMap<St
             )));
         }
         if !v.is_finite() {
-            return Err(CoordinatorError::InvalidArgument(format!(
-                "metrics.{k}: {v} is not finite"
-            )));
+            return Err(CoordinatorError::InvalidArgument(format!("metrics.{k}: {v} is not finite")));
         }
         out.insert(k.clone(), *v);
     }

@@ -22,17 +22,13 @@ pub struct AppState {
     pub work: Notify,
     /// Which sweep changed; the watch streams follow it.
     pub changes: broadcast::Sender<Uuid>,
+    pub worker_auth: crate::auth::WorkerCache,
 }
 
 impl AppState {
     pub fn new(db: PgPool, settings: Settings) -> Arc<Self> {
         let (changes, _) = broadcast::channel(4096);
-        Arc::new(AppState {
-            db,
-            settings,
-            work: Notify::new(),
-            changes,
-        })
+        Arc::new(AppState { db, settings, work: Notify::new(), changes, worker_auth: Default::default() })
     }
 
     pub fn changed(&self, sweep: Uuid) {
@@ -41,7 +37,6 @@ impl AppState {
 }
 
 pub(crate) fn parse_id(field: &str, value: &str) -> Result<Uuid> {
-    Uuid::parse_str(value).map_err(|_| {
-        CoordinatorError::InvalidArgument(format!("{field}: `{value}` is not a valid id"))
-    })
+    Uuid::parse_str(value)
+        .map_err(|_| CoordinatorError::InvalidArgument(format!("{field}: `{value}` is not a valid id")))
 }

@@ -54,27 +54,13 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> Option<TestApp> {
     tokio::spawn(app.run(shutdown.clone()));
     let (_, admin) = tokens::create(&db, Role::Admin, "test").await.unwrap();
     let (_, join) = tokens::create(&db, Role::Join, "test").await.unwrap();
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect");
-    Some(TestApp {
-        url,
-        db,
-        admin,
-        join,
-        shutdown,
-        channel,
-    })
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.expect("connect");
+    Some(TestApp { url, db, admin, join, shutdown, channel })
 }
 
 pub fn with_token<T>(token: &str, msg: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
-    );
+    r.metadata_mut().insert("authorization", MetadataValue::try_from(format!("Bearer {token}")).unwrap());
     r
 }
 
@@ -99,10 +85,7 @@ impl TestApp {
         self.client()
             .submit_sweep(with_token(
                 &self.admin,
-                pb::SubmitSweepRequest {
-                    spec_yaml: yaml.into(),
-                    source_name: "t.yaml".into(),
-                },
+                pb::SubmitSweepRequest { spec_yaml: yaml.into(), source_name: "t.yaml".into() },
             ))
             .await
             .expect("submit")
@@ -131,33 +114,19 @@ impl TestApp {
 
     pub async fn lease(&self, worker: &str, n: u32) -> Vec<pb::LeasedTrial> {
         self.agent()
-            .lease(with_token(
-                worker,
-                pb::LeaseRequest {
-                    max_trials: n,
-                    wait_ms: 0,
-                },
-            ))
+            .lease(with_token(worker, pb::LeaseRequest { max_trials: n, wait_ms: 0 }))
             .await
             .expect("lease")
             .into_inner()
             .trials
     }
 
-    pub async fn complete(
-        &self,
-        worker: &str,
-        t: &pb::LeasedTrial,
-        f1: f64,
-    ) -> Result<(), tonic::Status> {
+    pub async fn complete(&self, worker: &str, t: &pb::LeasedTrial, f1: f64) -> Result<(), tonic::Status> {
         self.agent()
             .complete(with_token(
                 worker,
                 pb::CompleteRequest {
-                    trial: Some(pb::TrialRef {
-                        trial_id: t.trial_id.clone(),
-                        attempt: t.attempt,
-                    }),
+                    trial: Some(pb::TrialRef { trial_id: t.trial_id.clone(), attempt: t.attempt }),
                     metrics: [("val.f1_micro".to_string(), f1)].into(),
                     result_json: "{}".into(),
                 },
@@ -169,17 +138,16 @@ impl TestApp {
     /// Moves every lease of the trial into the past (no sleeping) and waits for the reaper.
     pub async fn expire(&self, trial_id: &str) {
         let id: uuid::Uuid = trial_id.parse().unwrap();
-        sqlx::query("UPDATE trials SET lease_expires_at = now() - interval '1 second' WHERE id = $1 AND state = 'leased'")
-            .bind(id)
-            .execute(&self.db)
-            .await
-            .unwrap();
+        sqlx::query(
+            "UPDATE trials SET lease_expires_at = now() - interval '1 second' WHERE id = $1 AND state = 'leased'",
+        )
+        .bind(id)
+        .execute(&self.db)
+        .await
+        .unwrap();
         for _ in 0..100 {
-            let (state,): (String,) = sqlx::query_as("SELECT state FROM trials WHERE id = $1")
-                .bind(id)
-                .fetch_one(&self.db)
-                .await
-                .unwrap();
+            let (state,): (String,) =
+                sqlx::query_as("SELECT state FROM trials WHERE id = $1").bind(id).fetch_one(&self.db).await.unwrap();
             if state != "leased" {
                 return;
             }

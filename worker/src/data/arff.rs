@@ -8,39 +8,26 @@ use super::{err_at, DataError, RawData, Split};
 
 /// Label names in file order from a MULAN `.xml` label file.
 pub fn read_label_xml(path: &Path) -> Result<Vec<String>, DataError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| DataError(format!("{}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| DataError(format!("{}: {e}", path.display())))?;
     let mut names = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let mut rest = line;
         while let Some(pos) = rest.find("<label ") {
             rest = &rest[pos + 7..];
-            let start = rest
-                .find("name=\"")
-                .ok_or_else(|| err_at(path, i + 1, "<label> without name=\"...\""))?
-                + 6;
-            let end = rest[start..]
-                .find('"')
-                .ok_or_else(|| err_at(path, i + 1, "unterminated label name"))?;
+            let start = rest.find("name=\"").ok_or_else(|| err_at(path, i + 1, "<label> without name=\"...\""))? + 6;
+            let end = rest[start..].find('"').ok_or_else(|| err_at(path, i + 1, "unterminated label name"))?;
             names.push(unescape_xml(&rest[start..start + end]));
             rest = &rest[start + end..];
         }
     }
     if names.is_empty() {
-        return Err(DataError(format!(
-            "{}: no <label name=...> entries (empty label set)",
-            path.display()
-        )));
+        return Err(DataError(format!("{}: no <label name=...> entries (empty label set)", path.display())));
     }
     Ok(names)
 }
 
 fn unescape_xml(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
+    s.replace("&quot;", "\"").replace("&apos;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 }
 
 /// Where each ARFF attribute goes.
@@ -72,13 +59,8 @@ fn read_arff(
     labels: &[String],
     header_of: Option<&[String]>,
 ) -> Result<(Split, Vec<String>, usize), DataError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| DataError(format!("{}: {e}", path.display())))?;
-    let label_index: HashMap<&str, usize> = labels
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.as_str(), i))
-        .collect();
+    let text = std::fs::read_to_string(path).map_err(|e| DataError(format!("{}: {e}", path.display())))?;
+    let label_index: HashMap<&str, usize> = labels.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
     let mut attrs: Vec<String> = Vec::new();
     let mut lines = text.lines().enumerate();
     let mut in_data = false;
@@ -98,11 +80,7 @@ fn read_arff(
             in_data = true;
             break;
         } else if !lower.starts_with("@relation") {
-            return Err(err_at(
-                path,
-                i + 1,
-                format!("unexpected header line `{}`", truncate(t)),
-            ));
+            return Err(err_at(path, i + 1, format!("unexpected header line `{}`", truncate(t))));
         }
     }
     if !in_data {
@@ -110,10 +88,7 @@ fn read_arff(
     }
     if let Some(expected) = header_of {
         if expected != attrs.as_slice() {
-            return Err(DataError(format!(
-                "{}: attributes differ from the training file's",
-                path.display()
-            )));
+            return Err(DataError(format!("{}: attributes differ from the training file's", path.display())));
         }
     }
     let mut features = 0;
@@ -140,11 +115,7 @@ fn read_arff(
             missing
         )));
     }
-    let header = Header {
-        columns,
-        features,
-        names: attrs,
-    };
+    let header = Header { columns, features, names: attrs };
     let (l, d) = (labels.len(), header.features);
     let mut split = Split::default();
     for (i, line) in lines {
@@ -155,28 +126,15 @@ fn read_arff(
         let (mut xrow, mut yrow) = (vec![0f32; d], vec![0u8; l]);
         let mut put = |col: usize, v: &str| -> Result<(), DataError> {
             let c = *header.columns.get(col).ok_or_else(|| {
-                err_at(
-                    path,
-                    i + 1,
-                    format!(
-                        "attribute index {col} is past the {} attributes",
-                        header.columns.len()
-                    ),
-                )
+                err_at(path, i + 1, format!("attribute index {col} is past the {} attributes", header.columns.len()))
             })?;
-            let value: f32 = v.trim().trim_matches('\'').parse().map_err(|_| {
-                err_at(
-                    path,
-                    i + 1,
-                    format!("attribute {col}: `{}` is not a number", truncate(v)),
-                )
-            })?;
+            let value: f32 = v
+                .trim()
+                .trim_matches('\'')
+                .parse()
+                .map_err(|_| err_at(path, i + 1, format!("attribute {col}: `{}` is not a number", truncate(v))))?;
             if !value.is_finite() {
-                return Err(err_at(
-                    path,
-                    i + 1,
-                    format!("attribute {col}: {value} is not finite"),
-                ));
+                return Err(err_at(path, i + 1, format!("attribute {col}: {value} is not finite")));
             }
             match c {
                 Column::Feature(f) => xrow[f] = value,
@@ -185,24 +143,14 @@ fn read_arff(
             Ok(())
         };
         if let Some(body) = t.strip_prefix('{') {
-            let body = body
-                .strip_suffix('}')
-                .ok_or_else(|| err_at(path, i + 1, "sparse row without closing `}`"))?;
+            let body = body.strip_suffix('}').ok_or_else(|| err_at(path, i + 1, "sparse row without closing `}`"))?;
             for pair in body.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 let (idx, v) = pair.split_once(char::is_whitespace).ok_or_else(|| {
-                    err_at(
-                        path,
-                        i + 1,
-                        format!("sparse entry `{}` is not `index value`", truncate(pair)),
-                    )
+                    err_at(path, i + 1, format!("sparse entry `{}` is not `index value`", truncate(pair)))
                 })?;
-                let col: usize = idx.parse().map_err(|_| {
-                    err_at(
-                        path,
-                        i + 1,
-                        format!("sparse index `{}` is not a number", truncate(idx)),
-                    )
-                })?;
+                let col: usize = idx
+                    .parse()
+                    .map_err(|_| err_at(path, i + 1, format!("sparse index `{}` is not a number", truncate(idx))))?;
                 put(col, v)?;
             }
         } else {
@@ -211,11 +159,7 @@ fn read_arff(
                 return Err(err_at(
                     path,
                     i + 1,
-                    format!(
-                        "{} values, the header declares {} attributes",
-                        values.len(),
-                        header.columns.len()
-                    ),
+                    format!("{} values, the header declares {} attributes", values.len(), header.columns.len()),
                 ));
             }
             for (col, v) in values.iter().enumerate() {
@@ -241,20 +185,8 @@ pub fn read_mulan(train: &Path, test: &Path, xml: &Path) -> Result<RawData, Data
     let labels = read_label_xml(xml)?;
     let (train_split, attrs, d) = read_arff(train, &labels, None)?;
     let (test_split, _, _) = read_arff(test, &labels, Some(&attrs))?;
-    let dense = !std::fs::read_to_string(train)
-        .map(|t| t.lines().any(|l| l.trim_start().starts_with('{')))
-        .unwrap_or(false);
-    let name = xml
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("mulan")
-        .to_string();
-    Ok(RawData {
-        name,
-        features: d,
-        label_names: labels,
-        train: train_split,
-        test: test_split,
-        dense,
-    })
+    let dense =
+        !std::fs::read_to_string(train).map(|t| t.lines().any(|l| l.trim_start().starts_with('{'))).unwrap_or(false);
+    let name = xml.file_stem().and_then(|s| s.to_str()).unwrap_or("mulan").to_string();
+    Ok(RawData { name, features: d, label_names: labels, train: train_split, test: test_split, dense })
 }

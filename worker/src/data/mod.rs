@@ -32,11 +32,7 @@ impl Split {
             x.extend_from_slice(&self.x[r * d..(r + 1) * d]);
             y.extend_from_slice(&self.y[r * l..(r + 1) * l]);
         }
-        Split {
-            n: rows.len(),
-            x,
-            y,
-        }
+        Split { n: rows.len(), x, y }
     }
 }
 
@@ -76,9 +72,7 @@ pub fn err_at(path: &Path, line: usize, msg: impl std::fmt::Display) -> DataErro
 
 /// The directory datasets are found under: `$SWEEP_DATA_DIR`, else `../shared/datasets`.
 pub fn data_dir() -> PathBuf {
-    std::env::var_os("SWEEP_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("../shared/datasets"))
+    std::env::var_os("SWEEP_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("../shared/datasets"))
 }
 
 fn resolve(p: &str) -> PathBuf {
@@ -98,11 +92,8 @@ pub fn load(cfg: &DatasetConfig) -> Result<Dataset, DataError> {
             let (train, test, xml) = match (&cfg.name, &cfg.train) {
                 (_, Some(train)) => {
                     let train = resolve(train);
-                    let test = cfg
-                        .test
-                        .as_deref()
-                        .map(resolve)
-                        .ok_or_else(|| DataError("dataset.test: missing".into()))?;
+                    let test =
+                        cfg.test.as_deref().map(resolve).ok_or_else(|| DataError("dataset.test: missing".into()))?;
                     let xml = match &cfg.xml {
                         Some(x) => resolve(x),
                         None => sibling_xml(&train)?,
@@ -110,13 +101,8 @@ pub fn load(cfg: &DatasetConfig) -> Result<Dataset, DataError> {
                     (train, test, xml)
                 }
                 (Some(name), None) => {
-                    if !name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                    {
-                        return Err(DataError(format!(
-                            "dataset.name: `{name}` is not a dataset name"
-                        )));
+                    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                        return Err(DataError(format!("dataset.name: `{name}` is not a dataset name")));
                     }
                     let dir = data_dir().join("mulan").join(name);
                     (
@@ -125,25 +111,13 @@ pub fn load(cfg: &DatasetConfig) -> Result<Dataset, DataError> {
                         dir.join(format!("{name}.xml")),
                     )
                 }
-                (None, None) => {
-                    return Err(DataError(
-                        "dataset: a mulan dataset needs `name` or `train`".into(),
-                    ))
-                }
+                (None, None) => return Err(DataError("dataset: a mulan dataset needs `name` or `train`".into())),
             };
             read_mulan(&train, &test, &xml)?
         }
         DatasetKind::Xc => {
-            let train = cfg
-                .train
-                .as_deref()
-                .map(resolve)
-                .ok_or_else(|| DataError("dataset.train: missing".into()))?;
-            let test = cfg
-                .test
-                .as_deref()
-                .map(resolve)
-                .ok_or_else(|| DataError("dataset.test: missing".into()))?;
+            let train = cfg.train.as_deref().map(resolve).ok_or_else(|| DataError("dataset.train: missing".into()))?;
+            let test = cfg.test.as_deref().map(resolve).ok_or_else(|| DataError("dataset.test: missing".into()))?;
             read_xc(&train, &test)?
         }
     };
@@ -186,18 +160,12 @@ impl SplitMix64 {
 pub fn split(raw: RawData, val_fraction: f64, seed: u64) -> Result<Dataset, DataError> {
     let (d, l) = (raw.features, raw.label_names.len());
     if l == 0 {
-        return Err(DataError(format!(
-            "{}: the dataset has no labels",
-            raw.name
-        )));
+        return Err(DataError(format!("{}: the dataset has no labels", raw.name)));
     }
     let perm = SplitMix64(seed).permutation(raw.train.n);
     let n_val = ((raw.train.n as f64 * val_fraction) as usize).max(1);
     if n_val >= raw.train.n {
-        return Err(DataError(format!(
-            "{}: {} training rows are too few to split",
-            raw.name, raw.train.n
-        )));
+        return Err(DataError(format!("{}: {} training rows are too few to split", raw.name, raw.train.n)));
     }
     let mut val_rows = perm[..n_val].to_vec();
     let mut train_rows = perm[n_val..].to_vec();
@@ -249,11 +217,7 @@ fn column_stats(x: &[f32], n: usize, d: usize) -> (Vec<f64>, Vec<f64>) {
             *s += (v as f64 - m).powi(2);
         }
     }
-    let std = var
-        .iter()
-        .map(|s| (s / n as f64).sqrt())
-        .map(|s| if s < 1e-12 { 1.0 } else { s })
-        .collect();
+    let std = var.iter().map(|s| (s / n as f64).sqrt()).map(|s| if s < 1e-12 { 1.0 } else { s }).collect();
     (mean, std)
 }
 
@@ -273,12 +237,6 @@ impl DatasetCache {
         // Loaded outside the lock; two trials racing on a new dataset both load it once.
         let d = Arc::new(load(cfg)?);
         tracing::info!(dataset = %d.name, train = d.train.n, val = d.val.n, test = d.test.n, labels = d.labels, features = d.features, "dataset loaded");
-        Ok(self
-            .inner
-            .lock()
-            .expect("cache lock")
-            .entry(key)
-            .or_insert(d)
-            .clone())
+        Ok(self.inner.lock().expect("cache lock").entry(key).or_insert(d).clone())
     }
 }

@@ -30,18 +30,9 @@ const SIGNAL: f64 = 0.35;
 pub fn generate(cfg: &DatasetConfig) -> RawData {
     let (l, d) = (cfg.labels as usize, cfg.features as usize);
     let n_train = cfg.train_samples as usize;
-    let (max_pos, min_pos) = (
-        cfg.max_positives.min(cfg.train_samples) as f64,
-        cfg.min_positives as f64,
-    );
-    let s = if l > 1 && max_pos > min_pos {
-        (max_pos / min_pos).ln() / (l as f64).ln()
-    } else {
-        0.0
-    };
-    let prob: Vec<f64> = (0..l)
-        .map(|k| (max_pos * ((k + 1) as f64).powf(-s) / n_train as f64).min(1.0))
-        .collect();
+    let (max_pos, min_pos) = (cfg.max_positives.min(cfg.train_samples) as f64, cfg.min_positives as f64);
+    let s = if l > 1 && max_pos > min_pos { (max_pos / min_pos).ln() / (l as f64).ln() } else { 0.0 };
+    let prob: Vec<f64> = (0..l).map(|k| (max_pos * ((k + 1) as f64).powf(-s) / n_train as f64).min(1.0)).collect();
     let mut rng = Rng(SplitMix64(cfg.seed ^ 0x5EED_5EED));
     // Prototypes: sparse-ish, each label loads on a random quarter of the features.
     let mut proto = vec![0f32; l * d];
@@ -51,16 +42,9 @@ pub fn generate(cfg: &DatasetConfig) -> RawData {
         }
     }
     let mut make = |n: usize| {
-        let mut split = super::Split {
-            n,
-            x: vec![0.0; n * d],
-            y: vec![0; n * l],
-        };
+        let mut split = super::Split { n, x: vec![0.0; n * d], y: vec![0; n * l] };
         for i in 0..n {
-            let (x, y) = (
-                &mut split.x[i * d..(i + 1) * d],
-                &mut split.y[i * l..(i + 1) * l],
-            );
+            let (x, y) = (&mut split.x[i * d..(i + 1) * d], &mut split.y[i * l..(i + 1) * l]);
             for (k, p) in prob.iter().enumerate() {
                 if rng.uniform() < *p {
                     y[k] = 1;

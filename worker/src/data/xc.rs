@@ -6,14 +6,16 @@ use std::path::Path;
 
 use super::{err_at, DataError, RawData, Split};
 
+/// One row: its label indices and its (feature, value) pairs.
+type Row = (Vec<usize>, Vec<(usize, f32)>);
+
 struct Rows {
     header: Option<(usize, usize)>,
-    rows: Vec<(Vec<usize>, Vec<(usize, f32)>)>,
+    rows: Vec<Row>,
 }
 
 fn parse(path: &Path) -> Result<Rows, DataError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| DataError(format!("{}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| DataError(format!("{}: {e}", path.display())))?;
     let mut header = None;
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -32,28 +34,18 @@ fn parse(path: &Path) -> Result<Rows, DataError> {
         };
         let mut labels = Vec::new();
         for l in label_part.split(',').filter(|s| !s.is_empty()) {
-            labels.push(
-                l.parse::<usize>()
-                    .map_err(|_| err_at(path, i + 1, format!("label `{l}` is not an index")))?,
-            );
+            labels.push(l.parse::<usize>().map_err(|_| err_at(path, i + 1, format!("label `{l}` is not an index")))?);
         }
         let mut fv = Vec::new();
         for tok in feats.split_whitespace() {
-            let (f, v) = tok.split_once(':').ok_or_else(|| {
-                err_at(path, i + 1, format!("feature `{tok}` is not `index:value`"))
-            })?;
-            let f: usize = f
-                .parse()
-                .map_err(|_| err_at(path, i + 1, format!("feature index `{f}` is not a number")))?;
-            let v: f32 = v
-                .parse()
-                .map_err(|_| err_at(path, i + 1, format!("feature value `{v}` is not a number")))?;
+            let (f, v) = tok
+                .split_once(':')
+                .ok_or_else(|| err_at(path, i + 1, format!("feature `{tok}` is not `index:value`")))?;
+            let f: usize =
+                f.parse().map_err(|_| err_at(path, i + 1, format!("feature index `{f}` is not a number")))?;
+            let v: f32 = v.parse().map_err(|_| err_at(path, i + 1, format!("feature value `{v}` is not a number")))?;
             if !v.is_finite() {
-                return Err(err_at(
-                    path,
-                    i + 1,
-                    format!("feature value {v} is not finite"),
-                ));
+                return Err(err_at(path, i + 1, format!("feature value {v} is not finite")));
             }
             fv.push((f, v));
         }
@@ -67,38 +59,22 @@ fn parse(path: &Path) -> Result<Rows, DataError> {
 
 pub fn read_xc(train: &Path, test: &Path) -> Result<RawData, DataError> {
     let (a, b) = (parse(train)?, parse(test)?);
-    let max_of = |r: &Rows, f: &dyn Fn(&(Vec<usize>, Vec<(usize, f32)>)) -> usize| {
-        r.rows.iter().map(f).max().unwrap_or(0)
-    };
-    let feat =
-        |row: &(Vec<usize>, Vec<(usize, f32)>)| row.1.iter().map(|p| p.0 + 1).max().unwrap_or(0);
-    let lab =
-        |row: &(Vec<usize>, Vec<(usize, f32)>)| row.0.iter().map(|p| p + 1).max().unwrap_or(0);
+    let max_of =
+        |r: &Rows, f: &dyn Fn(&Row) -> usize| r.rows.iter().map(f).max().unwrap_or(0);
+    let feat = |row: &Row| row.1.iter().map(|p| p.0 + 1).max().unwrap_or(0);
+    let lab = |row: &Row| row.0.iter().map(|p| p + 1).max().unwrap_or(0);
     let (d, l) = match a.header.or(b.header) {
         Some(h) => h,
-        None => (
-            max_of(&a, &feat).max(max_of(&b, &feat)),
-            max_of(&a, &lab).max(max_of(&b, &lab)),
-        ),
+        None => (max_of(&a, &feat).max(max_of(&b, &feat)), max_of(&a, &lab).max(max_of(&b, &lab))),
     };
     if l == 0 {
-        return Err(DataError(format!(
-            "{}: no labels (empty label set)",
-            train.display()
-        )));
+        return Err(DataError(format!("{}: no labels (empty label set)", train.display())));
     }
     if d > 1_000_000 || (a.rows.len() + b.rows.len()).saturating_mul(d) > 2_000_000_000 {
-        return Err(DataError(format!(
-            "{}: {d} features are too many for the dense MLP",
-            train.display()
-        )));
+        return Err(DataError(format!("{}: {d} features are too many for the dense MLP", train.display())));
     }
     let to_split = |r: &Rows, path: &Path| -> Result<Split, DataError> {
-        let mut s = Split {
-            n: r.rows.len(),
-            x: vec![0.0; r.rows.len() * d],
-            y: vec![0; r.rows.len() * l],
-        };
+        let mut s = Split { n: r.rows.len(), x: vec![0.0; r.rows.len() * d], y: vec![0; r.rows.len() * l] };
         for (i, (labels, feats)) in r.rows.iter().enumerate() {
             for &j in labels {
                 if j >= l {
@@ -112,22 +88,14 @@ pub fn read_xc(train: &Path, test: &Path) -> Result<RawData, DataError> {
             }
             for &(f, v) in feats {
                 if f >= d {
-                    return Err(DataError(format!(
-                        "{}: row {}: feature {f} >= {d} features",
-                        path.display(),
-                        i + 1
-                    )));
+                    return Err(DataError(format!("{}: row {}: feature {f} >= {d} features", path.display(), i + 1)));
                 }
                 s.x[i * d + f] = v;
             }
         }
         Ok(s)
     };
-    let name = train
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("xc")
-        .to_string();
+    let name = train.file_stem().and_then(|s| s.to_str()).unwrap_or("xc").to_string();
     Ok(RawData {
         name,
         features: d,
