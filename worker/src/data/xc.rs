@@ -59,8 +59,7 @@ fn parse(path: &Path) -> Result<Rows, DataError> {
 
 pub fn read_xc(train: &Path, test: &Path) -> Result<RawData, DataError> {
     let (a, b) = (parse(train)?, parse(test)?);
-    let max_of =
-        |r: &Rows, f: &dyn Fn(&Row) -> usize| r.rows.iter().map(f).max().unwrap_or(0);
+    let max_of = |r: &Rows, f: &dyn Fn(&Row) -> usize| r.rows.iter().map(f).max().unwrap_or(0);
     let feat = |row: &Row| row.1.iter().map(|p| p.0 + 1).max().unwrap_or(0);
     let lab = |row: &Row| row.0.iter().map(|p| p + 1).max().unwrap_or(0);
     let (d, l) = match a.header.or(b.header) {
