@@ -11,7 +11,7 @@ case $cmd in
     mkdir -p "$dir"
     if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; chmod 700 "$dir"; fi
     if [ ! -f "$dir/PG_VERSION" ]; then
-      as_pg "'$bin/initdb' -D '$dir' -A trust -U postgres >'$dir.initdb.log' 2>&1" || { cat "$dir.initdb.log" >&2; exit 1; }
+      as_pg "'$bin/initdb' -D '$dir' -A trust -U postgres" >"$dir.initdb.log" 2>&1 || { cat "$dir.initdb.log" >&2; exit 1; }
     fi
     if ! as_pg "'$bin/pg_ctl' -D '$dir' status" >/dev/null 2>&1; then
       as_pg "'$bin/pg_ctl' -D '$dir' -w -t 60 -l '$dir/log' -o \"-k '$dir' -p $port -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off\" start" >/dev/null

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod db;
 pub mod error;
+pub mod invariants;
 pub mod reaper;
 pub mod service;
 pub mod settings;

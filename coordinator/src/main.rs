@@ -23,6 +23,14 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
+    /// Check the store's invariants (exit 1 on any violation). With --settled, every
+    /// trial must also be in a terminal state.
+    Check {
+        #[arg(long)]
+        settled: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Revoke a worker's credential; its leases go back to the queue.
     RevokeWorker {
         worker_id: uuid::Uuid,
@@ -113,6 +121,19 @@ async fn main() -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Cmd::Check { settled, db: a } => {
+            let pool = db::connect(&a.database_url, 2).await?;
+            let violations = sweep_coordinator::invariants::check(&pool, settled).await?;
+            for (state, n) in sweep_coordinator::invariants::summary(&pool).await? {
+                eprintln!("{state:>10} {n}");
+            }
+            for v in &violations {
+                println!("violation: {v}");
+            }
+            anyhow::ensure!(violations.is_empty(), "{} invariant violation(s)", violations.len());
+            eprintln!("invariants hold");
+            Ok(())
+        }
         Cmd::RevokeWorker { worker_id, db: a } => {
             let pool = db::connect(&a.database_url, 1).await?;
             let mut conn = pool.acquire().await?;

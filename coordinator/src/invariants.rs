@@ -1,0 +1,61 @@
+//! The invariant checker the fault-injection suite and the soak end with. Each check
+//! is one query; a violation names the trial and what is wrong.
+
+use sqlx::PgExecutor;
+
+use crate::error::Result;
+
+/// Checks that hold at any moment.
+const ALWAYS: &[(&str, &str)] = &[
+    (
+        "a lease held by a revoked worker",
+        "SELECT t.id::text FROM trials t JOIN workers w ON w.id = t.lease_owner
+         WHERE t.state = 'leased' AND w.state = 'revoked'",
+    ),
+    ("a result on a trial that did not succeed", "SELECT id::text FROM trials WHERE metrics IS NOT NULL AND state <> 'succeeded'"),
+    (
+        "a succeeded trial without its result or its attempt",
+        "SELECT id::text FROM trials WHERE state = 'succeeded' AND (metrics IS NULL OR finished_by IS NULL OR attempt < 1)",
+    ),
+    (
+        "more failures counted than attempts made",
+        "SELECT id::text FROM trials WHERE lost_count + error_count > attempt",
+    ),
+    (
+        "per-epoch metrics from an attempt that never happened",
+        "SELECT e.trial_id::text FROM trial_epochs e JOIN trials t ON t.id = e.trial_id WHERE e.attempt > t.attempt OR e.attempt < 1",
+    ),
+    (
+        "a terminal trial still holding a lease",
+        "SELECT id::text FROM trials WHERE state IN ('succeeded','failed','cancelled','dead')
+         AND (lease_owner IS NOT NULL OR lease_expires_at IS NOT NULL OR finished_at IS NULL)",
+    ),
+    (
+        "two trials for one cell",
+        "SELECT min(id::text) FROM trials GROUP BY sweep_id, params_hash HAVING count(*) > 1",
+    ),
+];
+
+/// Violations of the invariants. With `settled`, every trial must also have reached
+/// exactly one terminal state (succeeded, failed, cancelled or dead).
+pub async fn check(db: impl PgExecutor<'_> + Copy, settled: bool) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (what, sql) in ALWAYS {
+        let rows: Vec<(Option<String>,)> = sqlx::query_as(sql).fetch_all(db).await?;
+        out.extend(rows.into_iter().map(|(id,)| format!("{what}: trial {}", id.unwrap_or_default())));
+    }
+    if settled {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id::text, state FROM trials WHERE state NOT IN ('succeeded','failed','cancelled','dead')",
+        )
+        .fetch_all(db)
+        .await?;
+        out.extend(rows.into_iter().map(|(id, s)| format!("not in a terminal state: trial {id} is {s}")));
+    }
+    Ok(out)
+}
+
+/// Trial counts for a report: (state, count).
+pub async fn summary(db: impl PgExecutor<'_>) -> Result<Vec<(String, i64)>> {
+    Ok(sqlx::query_as("SELECT state, count(*) FROM trials GROUP BY state ORDER BY state").fetch_all(db).await?)
+}
