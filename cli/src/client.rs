@@ -20,6 +20,11 @@ pub struct Conn {
     /// CA certificate (PEM) to verify the coordinator's TLS certificate.
     #[arg(long, global = true, env = "SWEEP_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    #[arg(long, global = true, env = "SWEEP_TLS_CLIENT_CERT")]
+    pub tls_client_cert: Option<PathBuf>,
+    #[arg(long, global = true, env = "SWEEP_TLS_CLIENT_KEY")]
+    pub tls_client_key: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -58,9 +63,20 @@ impl Conn {
         let mut ep = Endpoint::from_shared(self.coordinator.clone())
             .with_context(|| format!("--coordinator `{}` is not a URL", self.coordinator))?
             .connect_timeout(Duration::from_secs(5));
-        if let Some(ca) = &self.ca_file {
-            let pem = std::fs::read(ca).with_context(|| format!("read {}", ca.display()))?;
-            ep = ep.tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))?;
+        if self.ca_file.is_some() || self.tls_client_cert.is_some() {
+            let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("read {}", p.display()));
+            let mut tls = ClientTlsConfig::new().with_native_roots();
+            if let Some(ca) = &self.ca_file {
+                tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+            }
+            match (&self.tls_client_cert, &self.tls_client_key) {
+                (Some(cert), Some(key)) => {
+                    tls = tls.identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?));
+                }
+                (None, None) => {}
+                _ => anyhow::bail!("--tls-client-cert and --tls-client-key go together"),
+            }
+            ep = ep.tls_config(tls)?;
         }
         let channel =
             ep.connect().await.with_context(|| format!("cannot reach the coordinator at {}", self.coordinator))?;

@@ -365,3 +365,108 @@ async fn watch_streams_until_the_sweep_ends() {
     assert!(last.finished);
     assert_eq!(last.sweep.unwrap().counts["succeeded"], 3);
 }
+
+#[tokio::test]
+async fn two_hundred_agents_claiming_at_once_lease_every_trial_once() {
+    let app = app!();
+    let grid = GRID.replace(
+        "loss.focal_gamma: {values: [0, 2, 3]}",
+        &format!("train.seed: {{values: {:?}}}", (0..100).collect::<Vec<_>>()),
+    );
+    assert_eq!(app.submit(&grid).await.trials_total, 300);
+    let mut workers = Vec::new();
+    for i in 0..200 {
+        workers.push(app.worker(&format!("w{i}")).await);
+    }
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(200));
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in workers {
+        let (agent, start) = (app.agent(), start.clone());
+        tasks.spawn(async move {
+            start.wait().await;
+            let mut a = agent.clone();
+            let r = a.lease(with_token(&w, pb::LeaseRequest { max_trials: 2, wait_ms: 0 })).await.unwrap();
+            r.into_inner().trials.into_iter().map(|t| t.trial_id).collect::<Vec<_>>()
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r.unwrap());
+    }
+    assert_eq!(all.len(), 300, "two per agent until the 300 ran out");
+    assert_eq!(all.iter().collect::<HashSet<_>>().len(), 300, "none leased twice");
+    let v = sweep_coordinator::invariants::check(&app.db, false).await.unwrap();
+    assert!(v.is_empty(), "{v:?}");
+}
+
+#[tokio::test]
+async fn completion_racing_the_reaper_has_exactly_one_outcome() {
+    let app = app!();
+    app.submit(&GRID.replace("[6, 7, 8]", "[7]")).await;
+    let w = app.worker("a").await;
+    // Many rounds: each trial's lease runs out while its completion is in flight.
+    let mut outcomes = (0, 0);
+    for t in app.lease(&w, 3).await {
+        sqlx::query("UPDATE trials SET lease_expires_at = now() + interval '5 milliseconds' WHERE id = $1")
+            .bind(t.trial_id.parse::<uuid::Uuid>().unwrap())
+            .execute(&app.db)
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(4)).await;
+        match app.complete(&w, &t, 0.5).await {
+            Ok(()) => outcomes.0 += 1,
+            Err(e) => {
+                assert_eq!(e.code(), Code::FailedPrecondition);
+                outcomes.1 += 1;
+            }
+        }
+        // Let the reaper pass, then check the trial took exactly one path.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let (state, attempt, lost, _) = app.state_of(&t.trial_id).await;
+        match state.as_str() {
+            "succeeded" => assert_eq!((attempt, lost), (1, 0)),
+            "queued" => assert_eq!((attempt, lost), (1, 1)),
+            other => panic!("unexpected state {other}"),
+        }
+    }
+    assert_eq!(outcomes.0 + outcomes.1, 3);
+    let v = sweep_coordinator::invariants::check(&app.db, false).await.unwrap();
+    assert!(v.is_empty(), "{v:?}");
+}
+
+#[tokio::test]
+async fn oversized_messages_are_refused_and_the_server_stays_healthy() {
+    let app = app!();
+    // Bigger than the server's 1 MiB message limit (the test settings).
+    let huge = format!("name: x\ndescription: '{}'\n", "a".repeat(2 << 20));
+    let err = app
+        .client()
+        .submit_sweep(with_token(
+            &app.admin,
+            pb::SubmitSweepRequest { spec_yaml: huge, source_name: "big.yaml".into() },
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err.code(), Code::ResourceExhausted | Code::OutOfRange), "{err:?}");
+    // Too many metrics in one report.
+    app.submit(GRID).await;
+    let w = app.worker("a").await;
+    let t = app.lease(&w, 1).await.remove(0);
+    let metrics = (0..1000).map(|i| (format!("m{i}"), 0.1)).collect();
+    let err = app
+        .agent()
+        .report_progress(with_token(
+            &w,
+            pb::ProgressRequest {
+                trial: Some(pb::TrialRef { trial_id: t.trial_id.clone(), attempt: 1 }),
+                epoch: 1,
+                metrics,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    // Still serving.
+    let sweeps = app.client().list_sweeps(with_token(&app.admin, pb::ListSweepsRequest {})).await.unwrap();
+    assert_eq!(sweeps.into_inner().sweeps.len(), 1);
+}

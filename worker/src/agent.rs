@@ -33,6 +33,11 @@ pub struct AgentSettings {
     /// CA certificate (PEM) to verify the coordinator's TLS certificate.
     #[arg(long, env = "SWEEP_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    #[arg(long, env = "SWEEP_TLS_CLIENT_CERT", requires = "tls_client_key")]
+    pub tls_client_cert: Option<PathBuf>,
+    #[arg(long, env = "SWEEP_TLS_CLIENT_KEY", requires = "tls_client_cert")]
+    pub tls_client_key: Option<PathBuf>,
     /// Trials run at once.
     #[arg(long, default_value_t = 1)]
     pub slots: u32,
@@ -80,9 +85,16 @@ async fn channel(s: &AgentSettings) -> anyhow::Result<Channel> {
         .with_context(|| format!("--coordinator `{}` is not a URL", s.coordinator))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
-    if let Some(ca) = &s.ca_file {
-        let pem = std::fs::read(ca).with_context(|| format!("read {}", ca.display()))?;
-        ep = ep.tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))?;
+    if s.ca_file.is_some() || s.tls_client_cert.is_some() {
+        let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("read {}", p.display()));
+        let mut tls = ClientTlsConfig::new().with_native_roots();
+        if let Some(ca) = &s.ca_file {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        if let (Some(cert), Some(key)) = (&s.tls_client_cert, &s.tls_client_key) {
+            tls = tls.identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?));
+        }
+        ep = ep.tls_config(tls)?;
     }
     // Lazy: the first call connects, and a lost connection is re-established per call.
     Ok(ep.connect_lazy())
@@ -287,6 +299,14 @@ async fn heartbeat_loop(
                         *r.stopped_by.lock().expect("lock") = Some(stop);
                         r.cancel.store(true, Ordering::Relaxed);
                     }
+                }
+            }
+            Err(e) if e.code() == Code::Unauthenticated => {
+                // Revoked: the coordinator already took our leases back.
+                tracing::error!(message = e.message(), "credential refused, stopping every trial");
+                for r in running.lock().expect("lock").values() {
+                    *r.stopped_by.lock().expect("lock") = Some(Stop::LeaseLost);
+                    r.cancel.store(true, Ordering::Relaxed);
                 }
             }
             Err(e) => tracing::warn!(code = ?e.code(), message = e.message(), "heartbeat failed"),

@@ -50,9 +50,16 @@ pub async fn claim(db: impl PgExecutor<'_>, worker: Uuid, n: u32, lease_ms: u32)
 const HOLDS_LEASE: &str =
     "id = $1 AND attempt = $2 AND lease_owner = $3 AND state = 'leased' AND lease_expires_at > now()";
 
-/// Why a fenced write matched no row: another worker's lease is PERMISSION_DENIED,
-/// anything else (reaped, re-leased, cancelled, finished, expired) is a lost lease.
-async fn refusal(db: impl PgExecutor<'_>, trial: Uuid, attempt: i32, worker: Uuid) -> CoordinatorError {
+/// Why a fenced write matched no row: a revoked worker is UNAUTHENTICATED, another
+/// worker's lease is PERMISSION_DENIED, anything else (reaped, re-leased, cancelled,
+/// finished, expired) is a lost lease.
+async fn refusal(conn: &mut PgConnection, trial: Uuid, attempt: i32, worker: Uuid) -> CoordinatorError {
+    match super::workers::is_revoked(&mut *conn, worker).await {
+        Ok(true) => return CoordinatorError::Unauthenticated("worker credential revoked".into()),
+        Ok(false) => {}
+        Err(e) => return e,
+    }
+    let db = &mut *conn;
     let row: std::result::Result<Option<(String, i32, Option<Uuid>)>, _> =
         sqlx::query_as("SELECT state, attempt, lease_owner FROM trials WHERE id = $1")
             .bind(trial)

@@ -44,12 +44,21 @@ pub async fn authenticate(db: impl PgExecutor<'_>, token: &str) -> Result<Option
 }
 
 /// Records that a worker is alive (heartbeats); a worker marked gone comes back.
-pub async fn touch(db: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
-    sqlx::query("UPDATE workers SET last_seen_at = now(), state = 'active' WHERE id = $1 AND state <> 'revoked'")
-        .bind(id)
-        .execute(db)
-        .await?;
-    Ok(())
+/// Returns false for a revoked worker.
+pub async fn touch(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
+    let r =
+        sqlx::query("UPDATE workers SET last_seen_at = now(), state = 'active' WHERE id = $1 AND state <> 'revoked'")
+            .bind(id)
+            .execute(db)
+            .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Whether a worker has been revoked (the slow path behind the credential cache).
+pub async fn is_revoked(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT state FROM workers WHERE id = $1").bind(id).fetch_optional(db).await?;
+    Ok(row.is_none_or(|(s,)| s == "revoked"))
 }
 
 /// Revokes a worker and ends its leases (requeued without using up an attempt's

@@ -64,6 +64,9 @@ impl AgentApi {
                     .collect();
                 return Ok(pb::LeaseResponse { trials });
             }
+            if workers::is_revoked(&self.state.db, worker).await? {
+                return Err(CoordinatorError::Unauthenticated("worker credential revoked".into()));
+            }
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 return Ok(pb::LeaseResponse { trials: vec![] });

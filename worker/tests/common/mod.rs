@@ -1,0 +1,247 @@
+#![allow(dead_code)]
+//! Real processes for the fault and soak tests: a coordinator, workers, the CLI, a
+//! database per test, and a TCP proxy that can cut a link.
+
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use tokio::net::{TcpListener, TcpStream};
+
+pub const LEASE_MS: u32 = 3_000;
+
+pub fn bin(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_sweep-worker")).with_file_name(name)
+}
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Proc(pub Child);
+
+impl Proc {
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").args([sig, &self.0.id().to_string()]).status();
+    }
+    pub fn wait_exit(&mut self, within: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if self.0.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub struct Cluster {
+    pub db_url: String,
+    pub db: PgPool,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub token: PathBuf,
+    pub join: PathBuf,
+}
+
+impl Cluster {
+    pub async fn new() -> Option<Cluster> {
+        let db_url = sweep_coordinator::testing::fresh_database().await?;
+        Some(Self::on(db_url).await)
+    }
+
+    pub async fn on(db_url: String) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let (token, join) = (dir.path().join("token"), dir.path().join("join"));
+        let coord = bin("sweep-coordinator");
+        let migrated = Command::new(&coord).args(["migrate", "--database-url", &db_url]).stderr(Stdio::null()).status();
+        assert!(migrated.unwrap().success());
+        for (role, out) in [("admin", &token), ("join", &join)] {
+            let ok = Command::new(&coord)
+                .args(["token", "create", "--role", role, "--database-url", &db_url, "--out"])
+                .arg(out)
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        let db = PgPool::connect(&db_url).await.unwrap();
+        Cluster { db_url, db, dir, port: free_port(), token, join }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn coordinator(&self) -> Proc {
+        let port_file = self.dir.path().join(format!("addr-{}", rand_suffix()));
+        let child = Command::new(bin("sweep-coordinator"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--database-url", &self.db_url])
+            .args([
+                "--lease-ms",
+                &LEASE_MS.to_string(),
+                "--heartbeat-ms",
+                "500",
+                "--reap-ms",
+                "200",
+                "--backoff-ms",
+                "100",
+            ])
+            .arg("--port-file")
+            .arg(&port_file)
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while !port_file.exists() {
+            assert!(start.elapsed() < Duration::from_secs(30), "coordinator did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Proc(child)
+    }
+
+    pub fn worker(&self, name: &str, coordinator: &str, extra: &[&str]) -> Proc {
+        Proc(
+            Command::new(bin("sweep-worker"))
+                .args(["run", "--device", "cpu", "--name", name, "--coordinator", coordinator])
+                .args(extra)
+                .env("SWEEP_JOIN_TOKEN_FILE", &self.join)
+                .env("RUST_LOG", "warn")
+                .env("OMP_NUM_THREADS", "1")
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin("sweep"))
+            .args(args)
+            .args(["--coordinator", &self.addr()])
+            .env("SWEEP_TOKEN_FILE", &self.token)
+            .output()
+            .unwrap()
+    }
+
+    /// Submits a grid of `trials` tiny synthetic trials of `epochs` epochs each.
+    pub fn submit(&self, trials: usize, epochs: u32, dataset: &str) -> String {
+        let seeds: Vec<usize> = (0..trials).collect();
+        let yaml = format!(
+            "name: faults\nmax_attempts: 3\n\
+             dataset: {dataset}\n\
+             model: {{hidden: [512], dropout: 0.0}}\n\
+             train: {{epochs: {epochs}, patience: 0, batch_size: 256}}\n\
+             parameters:\n  train.seed: {{values: {seeds:?}}}\n"
+        );
+        let path = self.dir.path().join("sweep.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let out = self.cli(&["submit", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    pub async fn wait_for(&self, what: &str, within: Duration, sql: &str) {
+        let start = Instant::now();
+        loop {
+            let (ok,): (bool,) = sqlx::query_as(sql).fetch_one(&self.db).await.unwrap();
+            if ok {
+                return;
+            }
+            assert!(start.elapsed() < within, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn settled(&self, within: Duration) {
+        self.wait_for(
+            "every trial to settle",
+            within,
+            "SELECT count(*) = 0 FROM trials WHERE state NOT IN ('succeeded','failed','cancelled','dead')",
+        )
+        .await;
+    }
+
+    pub async fn check_invariants(&self) {
+        let v = sweep_coordinator::invariants::check(&self.db, true).await.unwrap();
+        assert!(v.is_empty(), "invariant violations: {v:#?}");
+    }
+
+    pub async fn trial(&self) -> (String, i32, i32, i32, Option<uuid::Uuid>) {
+        sqlx::query_as("SELECT state, attempt, lost_count, error_count, finished_by FROM trials ORDER BY seq LIMIT 1")
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+
+    pub async fn worker_id(&self, name: &str) -> uuid::Uuid {
+        let (id,): (uuid::Uuid,) =
+            sqlx::query_as("SELECT id FROM workers WHERE name = $1").bind(name).fetch_one(&self.db).await.unwrap();
+        id
+    }
+}
+
+pub fn rand_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
+}
+
+/// Small enough to load in a moment, big enough that an epoch takes a noticeable
+/// fraction of a second on two cores, so trials last several lease lengths.
+pub const TINY: &str =
+    "{kind: synthetic, labels: 200, features: 256, train_samples: 20000, test_samples: 500, max_positives: 2000}";
+
+/// A TCP proxy that can cut the link: while cut, open connections are dropped and new
+/// ones are closed at once.
+pub struct Proxy {
+    pub port: u16,
+    cut: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let flag = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut down, _)) = listener.accept().await else { return };
+                if flag.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)).await else { return };
+                    let watch = async {
+                        while !flag.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        _ = watch => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, cut }
+    }
+    pub fn addr(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+    }
+}
