@@ -3,5 +3,7 @@
 //! stderr with a non-zero exit code.
 
 pub mod client;
+pub mod local;
 pub mod output;
+pub mod report;
 pub mod watch;

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use sweep_cli::client::{status_error, Conn};
-use sweep_cli::output::{self, fmt_metric, params, params_inline, rank, trial_json, Format};
+use sweep_cli::output::{self, params_inline, rank, trial_json, Format};
 use sweep_proto as pb;
 
 /// Run hyperparameter sweeps of imbalanced multi-label classifiers.
@@ -60,6 +60,15 @@ enum Cmd {
     },
     /// Registered workers.
     Workers,
+    /// Write a self-contained HTML report: leaderboard, curves, grid heatmap, label groups.
+    Report {
+        sweep_id: String,
+        #[arg(long, default_value = "report.html")]
+        out: PathBuf,
+    },
+    /// Run a sweep on this machine: a private Postgres, a coordinator and N workers,
+    /// live progress, then the leaderboard. Everything stops at the end or on Ctrl-C.
+    Local(sweep_cli::local::LocalArgs),
 }
 
 #[tokio::main]
@@ -82,6 +91,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let fmt = cli.output;
     match cli.cmd {
         Cmd::Validate { file, max_trials } => validate(&file, max_trials, fmt),
+        Cmd::Local(args) => sweep_cli::local::run(args).await,
+        Cmd::Report { sweep_id, out } => {
+            let mut c = cli.conn.connect().await?;
+            let html = sweep_cli::report::build(&mut c, &sweep_id).await?;
+            std::fs::write(&out, html).with_context(|| format!("write {}", out.display()))?;
+            eprintln!("wrote {}", out.display());
+            Ok(())
+        }
         Cmd::Submit { file, watch } => {
             let yaml = std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
             // Check locally first: a bad file never reaches the coordinator.
@@ -187,31 +204,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Format::Json => {
                     print_json(&json!({"trials": ordered.iter().map(|t| trial_json(t)).collect::<Vec<_>>()}))
                 }
-                Format::Table => {
-                    let mut t = output::table(&[
-                        "trial",
-                        "state",
-                        "att",
-                        "params",
-                        &sweep.metric_name,
-                        "test.f1_micro",
-                        "test.f1_macro",
-                        "worker / error",
-                    ]);
-                    for tr in ordered {
-                        t.add_row(vec![
-                            tr.trial_id[..8].to_string(),
-                            tr.state.clone(),
-                            tr.attempt.to_string(),
-                            params_inline(&params(tr)),
-                            fmt_metric(tr.metrics.get(&sweep.metric_name)),
-                            fmt_metric(tr.metrics.get("test.f1_micro")),
-                            fmt_metric(tr.metrics.get("test.f1_macro")),
-                            if tr.error.is_empty() { tr.worker.clone() } else { tr.error.chars().take(60).collect() },
-                        ]);
-                    }
-                    println!("{t}");
-                }
+                Format::Table => output::print_trials(&sweep, &ordered),
             }
             Ok(())
         }
@@ -234,35 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     v["config"] = config;
                     print_json(&v);
                 }
-                Format::Table => {
-                    println!(
-                        "best of {}: trial {}  {} = {}  [{}]",
-                        sweep.name,
-                        t.trial_id,
-                        sweep.metric_name,
-                        fmt_metric(t.metrics.get(&sweep.metric_name)),
-                        params_inline(&params(&t))
-                    );
-                    let mut tb = output::table(&["metric", "val", "test"]);
-                    for m in [
-                        "f1_micro",
-                        "f1_macro",
-                        "f1_micro_tuned",
-                        "f1_macro_tuned",
-                        "f1_macro_head",
-                        "f1_macro_medium",
-                        "f1_macro_tail",
-                    ] {
-                        tb.add_row(vec![
-                            m.to_string(),
-                            fmt_metric(t.metrics.get(&format!("val.{m}"))),
-                            fmt_metric(t.metrics.get(&format!("test.{m}"))),
-                        ]);
-                    }
-                    println!("{tb}");
-                    println!("# a sweep file that re-runs this configuration:");
-                    print!("{}", rerun_yaml(&sweep.name, &config)?);
-                }
+                Format::Table => output::print_best(&sweep, &t)?,
             }
             Ok(())
         }
@@ -348,21 +313,4 @@ fn validate(file: &std::path::Path, max_trials: u64, fmt: Format) -> anyhow::Res
         }
     }
     Ok(())
-}
-
-/// A sweep file whose single trial is `config`.
-fn rerun_yaml(name: &str, config: &serde_json::Value) -> anyhow::Result<String> {
-    let mut doc = serde_json::Map::new();
-    doc.insert("name".into(), json!(format!("{name}-best")));
-    doc.insert("method".into(), json!("grid"));
-    for k in ["metric", "dataset", "model", "train", "loss"] {
-        if let Some(v) = config.get(k) {
-            let mut v = v.clone();
-            if let Some(o) = v.as_object_mut() {
-                o.retain(|_, x| !x.is_null());
-            }
-            doc.insert(k.into(), v);
-        }
-    }
-    Ok(serde_norway::to_string(&serde_json::Value::Object(doc))?)
 }

@@ -92,3 +92,80 @@ pub fn rank<'a>(trials: &'a [pb::Trial], metric: &str, goal: &str) -> Vec<&'a pb
     });
     v
 }
+
+/// The trials table (people).
+pub fn print_trials(sweep: &pb::Sweep, ordered: &[&pb::Trial]) {
+    let mut t = table(&[
+        "trial",
+        "state",
+        "att",
+        "params",
+        &sweep.metric_name,
+        "test.f1_micro",
+        "test.f1_macro",
+        "worker / error",
+    ]);
+    for tr in ordered {
+        t.add_row(vec![
+            tr.trial_id[..8].to_string(),
+            tr.state.clone(),
+            tr.attempt.to_string(),
+            params_inline(&params(tr)),
+            fmt_metric(tr.metrics.get(&sweep.metric_name)),
+            fmt_metric(tr.metrics.get("test.f1_micro")),
+            fmt_metric(tr.metrics.get("test.f1_macro")),
+            if tr.error.is_empty() { tr.worker.clone() } else { tr.error.chars().take(60).collect() },
+        ]);
+    }
+    println!("{t}");
+}
+
+/// The best trial, its metrics, and a sweep file that re-runs its config.
+pub fn print_best(sweep: &pb::Sweep, t: &pb::Trial) -> anyhow::Result<()> {
+    let config: Value = serde_json::from_str(&t.config_json).unwrap_or_default();
+    println!(
+        "best of {}: trial {}  {} = {}  [{}]",
+        sweep.name,
+        t.trial_id,
+        sweep.metric_name,
+        fmt_metric(t.metrics.get(&sweep.metric_name)),
+        params_inline(&params(t))
+    );
+    let mut tb = table(&["metric", "val", "test"]);
+    for m in [
+        "f1_micro",
+        "f1_macro",
+        "f1_micro_tuned",
+        "f1_macro_tuned",
+        "f1_macro_head",
+        "f1_macro_medium",
+        "f1_macro_tail",
+    ] {
+        tb.add_row(vec![
+            m.to_string(),
+            fmt_metric(t.metrics.get(&format!("val.{m}"))),
+            fmt_metric(t.metrics.get(&format!("test.{m}"))),
+        ]);
+    }
+    println!("{tb}");
+    println!("# a sweep file that re-runs this configuration:");
+    print!("{}", rerun_yaml(&sweep.name, &config)?);
+    Ok(())
+}
+
+/// A sweep file whose single trial is `config`.
+pub fn rerun_yaml(name: &str, config: &Value) -> anyhow::Result<String> {
+    let mut doc = serde_json::Map::new();
+    doc.insert("name".into(), json!(format!("{name}-best")));
+    doc.insert("method".into(), json!("grid"));
+    for k in ["metric", "dataset", "model", "train", "loss"] {
+        if let Some(v) = config.get(k) {
+            let mut v = v.clone();
+            if let Some(o) = v.as_object_mut() {
+                o.retain(|_, x| !x.is_null());
+            }
+            doc.insert(k.into(), v);
+        }
+    }
+    Ok(serde_norway::to_string(&Value::Object(doc))?)
+}

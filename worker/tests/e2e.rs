@@ -107,9 +107,24 @@ async fn two_workers_run_the_seed_grid_end_to_end() {
     let submitted: serde_json::Value =
         serde_json::from_str(&sweep(&["submit", spec.to_str().unwrap(), "-o", "json"])).unwrap();
     let id = submitted["sweep_id"].as_str().unwrap().to_string();
-    // `watch` returns when the sweep has finished (plain lines: stdout is a pipe).
+    // The same stream through a pseudo-terminal (redrawn in place) and through a pipe
+    // (plain lines); both return when the sweep has finished.
+    let pty = Command::new("script")
+        .args(["-qec", &format!("{} watch {id} --coordinator {addr}", bin("sweep").display()), "/dev/null"])
+        .env("SWEEP_TOKEN_FILE", &token)
+        .env("TERM", "xterm-256color")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let watched = sweep(&["watch", &id]);
     assert!(watched.contains("progress 9/9"), "{watched}");
+    assert!(!watched.contains('\u{1b}'), "no escape codes into a pipe");
+    let pty = pty.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&pty.stdout);
+    assert!(pty.status.success(), "{screen}");
+    assert!(screen.contains("\u{1b}["), "a terminal gets in-place redraws: {screen:?}");
+    assert!(screen.contains("9/9 trials") && screen.contains("top by val.f1_micro"), "{screen:?}");
 
     let trials: serde_json::Value = serde_json::from_str(&sweep(&["trials", &id, "-o", "json"])).unwrap();
     let trials = trials["trials"].as_array().unwrap();

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{bin, free_port, Cluster, Proxy, LEASE_MS, TINY};
+use common::{free_port, Cluster, Proxy, LEASE_MS, TINY};
 use sqlx::PgPool;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

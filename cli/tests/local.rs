@@ -1,0 +1,134 @@
+//! `sweep local` end to end (private Postgres, coordinator, workers as processes), the
+//! HTML report rendered by headless Chromium, and no processes left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_sweep")).with_file_name(name)
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if e.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                out.push(cmd);
+            }
+        }
+    }
+    out
+}
+
+const GRID: &str = "
+dataset: {kind: synthetic, labels: 60, features: 32, train_samples: 1500, test_samples: 300, max_positives: 400}
+model: {hidden: [32]}
+train: {epochs: 4}
+parameters:
+  loss.class_weight.cap: {values: [6, 8]}
+  loss.focal_gamma: {values: [0, 3]}
+";
+
+#[test]
+fn sweep_local_runs_reports_and_leaves_nothing_running() {
+    for b in ["sweep-coordinator", "sweep-worker"] {
+        if !bin(b).exists() {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{b} not built (run the workspace tests)");
+            eprintln!("skipping: {b} not built beside sweep (cargo test --workspace builds it)");
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let report = dir.path().join("report.html");
+    let run = |name: &str, report: Option<&Path>| {
+        let spec = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&spec, format!("name: {name}\n{GRID}")).unwrap();
+        let mut cmd = Command::new(bin("sweep"));
+        cmd.args(["local", spec.to_str().unwrap(), "--workers", "2", "--device", "cpu", "--data-dir"]).arg(&data);
+        if let Some(r) = report {
+            cmd.arg("--report").arg(r);
+        }
+        let out = cmd.output().unwrap();
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert!(out.status.success(), "sweep local failed:\n{stderr}");
+        (stdout, stderr)
+    };
+    let (first, _) = run("local-one", Some(&report));
+    assert!(first.contains("leaderboard of local-one (succeeded 4)"), "{first}");
+    assert!(first.contains("# a sweep file that re-runs this configuration:"), "{first}");
+    let data_s = data.canonicalize().unwrap().to_string_lossy().into_owned();
+    let pg_dir = std::fs::read_to_string(data.join("postgres-location"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| format!("{data_s}/pg"));
+    assert!(processes_mentioning(&data_s).is_empty(), "left running: {:?}", processes_mentioning(&data_s));
+    assert!(processes_mentioning(&pg_dir).is_empty(), "postgres left running: {:?}", processes_mentioning(&pg_dir));
+
+    // A second run on the same data directory shows the first sweep.
+    let (second, _) = run("local-two", None);
+    assert!(second.contains("local-one") && second.contains("local-two"), "{second}");
+    assert!(processes_mentioning(&data_s).is_empty());
+    assert!(processes_mentioning(&pg_dir).is_empty());
+
+    render_in_chromium(&report, 4);
+    if pg_dir.starts_with("/var/lib/sweep/") {
+        let _ = std::fs::remove_dir_all(&pg_dir);
+    }
+}
+
+/// Opens the report in headless Chromium: no console errors, one chart per trial, the
+/// heatmap present; keeps a PNG screenshot under target/test-artifacts.
+fn render_in_chromium(report: &Path, trials: usize) {
+    let Ok(chromium) = which("chromium") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "chromium is missing under CI=true (scripts/setup.sh installs it)"
+        );
+        eprintln!("skipping the browser check: chromium not installed");
+        return;
+    };
+    let html = std::fs::read_to_string(report).unwrap();
+    for fetch in ["src=", "href=\"http", "@import", "url(http", "<script"] {
+        assert!(!html.contains(fetch), "the report must be self-contained, found `{fetch}`");
+    }
+    let profile = tempfile::tempdir().unwrap();
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let png = artifacts.join("report.png");
+    let url = format!("file://{}", report.display());
+    let base = |extra: &[&str]| {
+        let mut c = Command::new(&chromium);
+        c.args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
+            .args(["--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0"])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(&url);
+        c
+    };
+    let dom = base(&["--dump-dom"]).output().unwrap();
+    assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
+    let dom_s = String::from_utf8_lossy(&dom.stdout);
+    assert_eq!(dom_s.matches("class=\"chart trial-chart\"").count(), trials, "one chart per trial");
+    assert!(dom_s.contains("id=\"heatmap\""), "heatmap present");
+    assert!(dom_s.contains("id=\"leaderboard\""));
+    let stderr = String::from_utf8_lossy(&dom.stderr);
+    let console_errors: Vec<&str> =
+        stderr.lines().filter(|l| l.contains("CONSOLE") && (l.contains("ERROR") || l.contains("Uncaught"))).collect();
+    assert!(console_errors.is_empty(), "console errors: {console_errors:?}");
+    let shot = base(&[&format!("--screenshot={}", png.display()), "--window-size=1280,2200", "--hide-scrollbars"])
+        .output()
+        .unwrap();
+    assert!(shot.status.success(), "{}", String::from_utf8_lossy(&shot.stderr));
+    let meta = std::fs::metadata(&png).expect("screenshot written");
+    assert!(meta.len() > 10_000, "screenshot is {} bytes", meta.len());
+}
+
+fn which(name: &str) -> Result<PathBuf, ()> {
+    std::env::var("PATH").unwrap_or_default().split(':').map(|d| Path::new(d).join(name)).find(|p| p.exists()).ok_or(())
+}
