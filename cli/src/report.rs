@@ -77,8 +77,9 @@ fn svg_heatmap(trials: &[pb::Trial], metric: &str) -> Option<String> {
     let mut cells = BTreeMap::new();
     for (t, p) in trials.iter().zip(&ps) {
         if let Some(v) = t.metrics.get(metric).filter(|_| t.state == "succeeded") {
-            let x = xs.iter().position(|a| *a == p[&keys[0]].to_string())?;
-            let y = ys.iter().position(|a| *a == p[&keys[1]].to_string())?;
+            let (px, py) = (p[&keys[0]].to_string(), p[&keys[1]].to_string());
+            let x = xs.iter().position(|a| *a == px)?;
+            let y = ys.iter().position(|a| *a == py)?;
             cells.insert((x, y), *v);
         }
     }
