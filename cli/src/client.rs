@@ -90,3 +90,23 @@ impl Conn {
 pub fn status_error(what: &str, s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{what}: {} ({:?})", s.message(), s.code())
 }
+
+/// A sweep and its trials in grid order (`what` names the command in errors).
+pub async fn sweep_and_trials(
+    c: &mut Client,
+    sweep_id: &str,
+    what: &str,
+) -> anyhow::Result<(pb::Sweep, Vec<pb::Trial>)> {
+    let sweep = c
+        .get_sweep(pb::GetSweepRequest { sweep_id: sweep_id.into() })
+        .await
+        .map_err(|s| status_error(what, s))?
+        .into_inner();
+    let trials = c
+        .list_trials(pb::ListTrialsRequest { sweep_id: sweep_id.into() })
+        .await
+        .map_err(|s| status_error(what, s))?
+        .into_inner()
+        .trials;
+    Ok((sweep, trials))
+}

@@ -19,8 +19,8 @@ use crate::output::{self, rank};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LocalArgs {
-    /// The sweep file.
-    pub file: PathBuf,
+    /// The sweep file (default: the seed grid, examples/seed-grid.yaml, built in).
+    pub file: Option<PathBuf>,
     /// Worker processes to start.
     #[arg(long, default_value_t = 2)]
     pub workers: u32,
@@ -34,6 +34,9 @@ pub struct LocalArgs {
     #[arg(long)]
     pub report: Option<PathBuf>,
 }
+
+/// The seed grid, for `sweep local` with no file.
+pub const SEED_GRID: &str = include_str!("../../examples/seed-grid.yaml");
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {
     if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
@@ -216,8 +219,12 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
-    let yaml = std::fs::read_to_string(&args.file).with_context(|| format!("read {}", args.file.display()))?;
-    let source = args.file.display().to_string();
+    let (yaml, source) = match &args.file {
+        Some(f) => {
+            (std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?, f.display().to_string())
+        }
+        None => (SEED_GRID.to_string(), "seed-grid.yaml (built in)".to_string()),
+    };
     sweep_spec::parse(&yaml, &source, sweep_spec::Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let data = match &args.data_dir {
         Some(d) => d.clone(),
@@ -320,17 +327,7 @@ async fn with_postgres(
 
 /// Prints the leaderboard, the best config and every sweep this data directory holds.
 pub async fn print_summary(client: &mut crate::client::Client, sweep_id: &str) -> anyhow::Result<()> {
-    let sweep = client
-        .get_sweep(pb::GetSweepRequest { sweep_id: sweep_id.into() })
-        .await
-        .map_err(|s| status_error("status", s))?;
-    let sweep = sweep.into_inner();
-    let trials = client
-        .list_trials(pb::ListTrialsRequest { sweep_id: sweep_id.into() })
-        .await
-        .map_err(|s| status_error("trials", s))?
-        .into_inner()
-        .trials;
+    let (sweep, trials) = crate::client::sweep_and_trials(client, sweep_id, "status").await?;
     println!("\nleaderboard of {} ({}):", sweep.name, output::counts_line(&sweep));
     output::print_trials(&sweep, &rank(&trials, &sweep.metric_name, &sweep.metric_goal));
     if let Ok(best) = client.best_trial(pb::BestTrialRequest { sweep_id: sweep_id.into() }).await {

@@ -176,17 +176,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Trials { sweep_id, sort } => {
             let mut c = cli.conn.connect().await?;
-            let sweep = c
-                .get_sweep(pb::GetSweepRequest { sweep_id: sweep_id.clone() })
-                .await
-                .map_err(|s| status_error("trials", s))?
-                .into_inner();
-            let trials = c
-                .list_trials(pb::ListTrialsRequest { sweep_id })
-                .await
-                .map_err(|s| status_error("trials", s))?
-                .into_inner()
-                .trials;
+            let (sweep, trials) = sweep_cli::client::sweep_and_trials(&mut c, &sweep_id, "trials").await?;
             let metric = match sort.as_deref() {
                 None | Some("metric") => sweep.metric_name.clone(),
                 Some(m) => m.to_string(),

@@ -174,17 +174,7 @@ fn svg_groups(top: &[&pb::Trial]) -> String {
 /// Fetches a sweep, its trials and their per-epoch history, and renders the report.
 pub async fn build(c: &mut crate::client::Client, sweep_id: &str) -> anyhow::Result<String> {
     use crate::client::status_error;
-    let sweep = c
-        .get_sweep(pb::GetSweepRequest { sweep_id: sweep_id.into() })
-        .await
-        .map_err(|s| status_error("report", s))?
-        .into_inner();
-    let trials = c
-        .list_trials(pb::ListTrialsRequest { sweep_id: sweep_id.into() })
-        .await
-        .map_err(|s| status_error("report", s))?
-        .into_inner()
-        .trials;
+    let (sweep, trials) = crate::client::sweep_and_trials(c, sweep_id, "report").await?;
     let mut history = BTreeMap::new();
     for t in &trials {
         let epochs = c

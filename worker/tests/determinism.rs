@@ -2,19 +2,15 @@
 //! libtorch's random generator is process-global: concurrent trainings in one process
 //! interleave their draws.
 
+mod common;
+
 use std::sync::atomic::AtomicBool;
 
 use sweep_spec::TrialConfig;
 use sweep_worker::{data, train};
 
 fn small() -> TrialConfig {
-    let mut c = TrialConfig::default();
-    c.dataset.labels = 60;
-    c.dataset.features = 32;
-    c.dataset.train_samples = 1500;
-    c.dataset.test_samples = 400;
-    c.dataset.max_positives = 400;
-    c.model.hidden = vec![64];
+    let mut c = common::small_config();
     c.train.epochs = 10;
     c.train.lr = 3e-3;
     c

@@ -27,7 +27,8 @@ async fn soak_with_random_kills_loses_and_duplicates_nothing() {
     let trials = 12;
     let mut rng = Lcg(seed);
     let mut coord = c.coordinator();
-    c.submit(trials, 6, TINY);
+    // A generous attempt budget: the harness, not the trials, is what kills attempts.
+    c.submit_with(trials, 6, TINY, 20);
     let mut workers: Vec<Proc> =
         (0..3).map(|i| c.worker(&format!("w{i}-0"), &c.addr(), &["--grace-secs", "2"])).collect();
     let mut faults: BTreeMap<&str, u32> = BTreeMap::new();
@@ -61,8 +62,9 @@ async fn soak_with_random_kills_loses_and_duplicates_nothing() {
     }
     c.settled(Duration::from_secs(300)).await;
     let violations = sweep_coordinator::invariants::check(&c.db, true).await.unwrap();
-    let (total, succeeded, attempts, lost_leases): (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(*) FILTER (WHERE state = 'succeeded'), sum(attempt)::int8, sum(lost_count)::int8 FROM trials",
+    let (total, succeeded, dead, attempts, lost_leases): (i64, i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE state = 'succeeded'), count(*) FILTER (WHERE state = 'dead'),
+                sum(attempt)::int8, sum(lost_count)::int8 FROM trials",
     )
     .fetch_one(&c.db)
     .await
@@ -73,15 +75,24 @@ async fn soak_with_random_kills_loses_and_duplicates_nothing() {
     .fetch_one(&c.db)
     .await
     .unwrap();
-    let lost = trials as i64 - succeeded;
+    // Lost: submitted but not in a terminal state (or gone). `dead` is a terminal state
+    // (the attempt budget spent on lost leases), reported apart.
+    let (terminal,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM trials WHERE state IN ('succeeded','failed','cancelled','dead')")
+            .fetch_one(&c.db)
+            .await
+            .unwrap();
+    let lost = trials as i64 - terminal;
     println!("soak: {secs} s of faults, seed {seed}");
     println!("| fault | count |\n|---|---|");
     for (k, v) in &faults {
         println!("| {k} | {v} |");
     }
-    println!("| trials | {total} |\n| succeeded | {succeeded} |\n| attempts made | {attempts} |");
+    println!("| trials | {total} |\n| succeeded | {succeeded} |\n| dead (attempt budget spent) | {dead} |");
+    println!("| attempts made | {attempts} |");
     println!("| leases expired and re-run | {lost_leases} |\n| lost | {lost} |\n| duplicated | {dup} |");
     println!("| invariant violations | {} |", violations.len());
     assert!(violations.is_empty(), "{violations:#?}");
     assert_eq!((total, lost, dup), (trials as i64, 0, 0));
+    assert_eq!(succeeded + dead, total, "no trial failed: only the harness killed attempts");
 }

@@ -2,21 +2,15 @@
 //! dataset that cannot load is a user error. (Determinism is in its own test binary:
 //! libtorch's RNG is process-global, so parallel tests would interleave draws.)
 
+mod common;
+
 use std::sync::atomic::AtomicBool;
 
 use sweep_spec::TrialConfig;
 use sweep_worker::{data, train};
 
 fn small() -> TrialConfig {
-    let mut c = TrialConfig::default();
-    c.dataset.labels = 60;
-    c.dataset.features = 32;
-    c.dataset.train_samples = 1500;
-    c.dataset.test_samples = 400;
-    c.dataset.max_positives = 400;
-    c.model.hidden = vec![64];
-    c.train.epochs = 4;
-    c
+    common::small_config()
 }
 
 #[test]

@@ -138,9 +138,13 @@ impl Cluster {
 
     /// Submits a grid of `trials` tiny synthetic trials of `epochs` epochs each.
     pub fn submit(&self, trials: usize, epochs: u32, dataset: &str) -> String {
+        self.submit_with(trials, epochs, dataset, 3)
+    }
+
+    pub fn submit_with(&self, trials: usize, epochs: u32, dataset: &str, max_attempts: u32) -> String {
         let seeds: Vec<usize> = (0..trials).collect();
         let yaml = format!(
-            "name: faults\nmax_attempts: 3\n\
+            "name: faults\nmax_attempts: {max_attempts}\n\
              dataset: {dataset}\n\
              model: {{hidden: [512], dropout: 0.0}}\n\
              train: {{epochs: {epochs}, patience: 0, batch_size: 256}}\n\
@@ -244,4 +248,17 @@ impl Proxy {
     pub fn set_cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::SeqCst);
     }
+}
+
+/// A trial config that trains in well under a second on a CPU.
+pub fn small_config() -> sweep_spec::TrialConfig {
+    let mut c = sweep_spec::TrialConfig::default();
+    c.dataset.labels = 60;
+    c.dataset.features = 32;
+    c.dataset.train_samples = 1500;
+    c.dataset.test_samples = 400;
+    c.dataset.max_positives = 400;
+    c.model.hidden = vec![64];
+    c.train.epochs = 4;
+    c
 }
