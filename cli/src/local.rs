@@ -287,12 +287,15 @@ async fn with_postgres(
         anyhow::ensure!(start.elapsed() < Duration::from_secs(60), "the coordinator did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    // Split the cores between the workers so their libtorch thread pools do not fight.
+    let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+    let threads = (cores / args.workers.max(1)).max(1).to_string();
     for i in 1..=args.workers {
         children.spawn(
             &format!("worker {i}"),
             Command::new(worker)
                 .args(["run", "--coordinator", &addr, "--device", &args.device, "--grace-secs", "0"])
-                .args(["--name", &format!("local-{i}")])
+                .args(["--name", &format!("local-{i}"), "--threads", &threads])
                 .env("SWEEP_JOIN_TOKEN_FILE", &join),
             &data.join(format!("worker-{i}.log")),
         )?;

@@ -44,6 +44,10 @@ pub struct AgentSettings {
     /// auto, cpu or cuda.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// libtorch CPU threads (default: libtorch's choice, one per core). Several workers
+    /// on one machine should split the cores between them.
+    #[arg(long)]
+    pub threads: Option<i32>,
     /// Name shown in `sweep workers` (default: host name and pid).
     #[arg(long)]
     pub name: Option<String>,
@@ -142,6 +146,10 @@ type Key = (String, u32);
 /// Runs the agent until `shutdown` fires (then drains) or it has been idle long enough.
 pub async fn run(s: AgentSettings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let device = train::device(&s.device)?;
+    if let Some(n) = s.threads {
+        anyhow::ensure!(n > 0, "--threads must be at least 1");
+        tch::set_num_threads(n);
+    }
     let join = join_token(&s)?;
     let channel = channel(&s).await?;
     let gpus: Vec<String> = if tch::Cuda::is_available() {

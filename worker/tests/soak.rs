@@ -24,7 +24,8 @@ async fn soak_with_random_kills_loses_and_duplicates_nothing() {
     let Some(c) = Cluster::new().await else { return };
     let secs: u64 = std::env::var("SOAK_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let seed: u64 = std::env::var("SOAK_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
-    let trials = 12;
+    // Enough work to keep three workers busy through the whole fault phase.
+    let trials = (secs as usize * 2).max(12);
     let mut rng = Lcg(seed);
     let mut coord = c.coordinator();
     // A generous attempt budget: the harness, not the trials, is what kills attempts.
