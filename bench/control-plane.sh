@@ -5,7 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 scripts/setup.sh
-PGDIR=${SWEEP_BENCH_PGDIR:-/tmp/sweep-bench-pg-$(id -u)}
-export SWEEP_TEST_DATABASE_URL=$(scripts/pg.sh start "$PGDIR" 55438)
-trap 'scripts/pg.sh stop "$PGDIR"' EXIT
+start_private_pg "${SWEEP_BENCH_PGDIR:-/tmp/sweep-bench-pg-$(id -u)}" 55438
 cargo bench -p sweep-coordinator --bench control_plane

@@ -10,3 +10,12 @@ export LIBTORCH_USE_PYTORCH=1
 export LD_LIBRARY_PATH="$SWEEP_VENV/lib/python3.11/site-packages/torch/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export SWEEP_DATA_DIR=${SWEEP_DATA_DIR:-$(cd "$REPO_ROOT/.." && pwd)/shared/datasets}
+
+# start_private_pg DIR PORT: starts (or reuses) a private cluster, exports its URL as
+# SWEEP_TEST_DATABASE_URL, and stops it when the calling script exits.
+start_private_pg() {
+  SWEEP_TEST_DATABASE_URL=$("$REPO_ROOT/scripts/pg.sh" start "$1" "$2")
+  export SWEEP_TEST_DATABASE_URL
+  # shellcheck disable=SC2064
+  trap "'$REPO_ROOT/scripts/pg.sh' stop '$1'" EXIT
+}
