@@ -12,6 +12,13 @@ if ! "$SWEEP_VENV/bin/python" -c "import torch, sklearn, numpy, yaml; assert tor
   "$SWEEP_VENV/bin/pip" install -q "torch==$TORCH_VERSION" numpy scikit-learn pyyaml
 fi
 
+# faketime: the fault suite runs workers with their wall clock five minutes off.
+if ! command -v faketime >/dev/null 2>&1; then
+  echo "setup: installing faketime (for the clock-skew test)" >&2
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get install -y -qq faketime >/dev/null 2>&1 || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq faketime >/dev/null; }
+fi
+
 # Debian's Chromium: the report test renders the HTML report headless.
 if ! command -v chromium >/dev/null 2>&1; then
   echo "setup: installing chromium (for the report test)" >&2

@@ -224,3 +224,36 @@ async fn a_trial_with_a_user_error_fails_once_and_never_loops() {
     assert!(err.contains("no-such-dataset"), "{err}");
     c.check_invariants().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_clock_off_by_five_minutes_changes_nothing() {
+    let _serial = SERIAL.lock().await;
+    if Command::new("faketime").arg("--version").output().is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "faketime missing under CI=true (scripts/setup.sh installs it)"
+        );
+        eprintln!("skipping: faketime not installed");
+        return;
+    }
+    let c = cluster!();
+    let _coord = c.coordinator();
+    c.submit(2, 10, TINY);
+    // One worker's wall clock five minutes ahead, one's five minutes behind (libfaketime;
+    // the monotonic clock is left alone, as NTP leaves it).
+    let skewed = |name: &str, offset: &str| {
+        let mut cmd = Command::new("faketime");
+        cmd.args(["-f", offset]).arg(common::bin("sweep-worker")).env("DONT_FAKE_MONOTONIC", "1");
+        c.worker_with(cmd, name, &c.addr(), &[])
+    };
+    let _a = skewed("ahead", "+5m");
+    let _b = skewed("behind", "-5m");
+    c.settled(Duration::from_secs(120)).await;
+    let rows: Vec<(String, i32, i32)> =
+        sqlx::query_as("SELECT state, attempt, lost_count FROM trials ORDER BY seq").fetch_all(&c.db).await.unwrap();
+    assert_eq!(rows, vec![("succeeded".to_string(), 1, 0), ("succeeded".to_string(), 1, 0)]);
+    let (workers,): (i64,) =
+        sqlx::query_as("SELECT count(DISTINCT finished_by) FROM trials").fetch_one(&c.db).await.unwrap();
+    eprintln!("trials finished by {workers} skewed worker(s)");
+    c.check_invariants().await;
+}

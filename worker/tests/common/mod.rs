@@ -114,9 +114,13 @@ impl Cluster {
     }
 
     pub fn worker(&self, name: &str, coordinator: &str, extra: &[&str]) -> Proc {
+        self.worker_with(Command::new(bin("sweep-worker")), name, coordinator, extra)
+    }
+
+    /// A worker started through `cmd` (e.g. a wrapper such as faketime).
+    pub fn worker_with(&self, mut cmd: Command, name: &str, coordinator: &str, extra: &[&str]) -> Proc {
         Proc(
-            Command::new(bin("sweep-worker"))
-                .args(["run", "--device", "cpu", "--name", name, "--coordinator", coordinator])
+            cmd.args(["run", "--device", "cpu", "--name", name, "--coordinator", coordinator])
                 .args(extra)
                 .env("SWEEP_JOIN_TOKEN_FILE", &self.join)
                 .env("RUST_LOG", "warn")
