@@ -134,6 +134,19 @@ struct Running {
     stopped_by: Arc<Mutex<Option<Stop>>>,
 }
 
+impl Running {
+    /// Asks the trial's training thread to stop, recording why first so the trial task
+    /// knows what to report.
+    fn stop(&self, why: Stop) {
+        stop_trial(&self.stopped_by, &self.cancel, why);
+    }
+}
+
+fn stop_trial(stopped_by: &Mutex<Option<Stop>>, cancel: &AtomicBool, why: Stop) {
+    *stopped_by.lock().expect("lock") = Some(why);
+    cancel.store(true, Ordering::Relaxed);
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Stop {
     Cancelled,
@@ -262,8 +275,7 @@ pub async fn run(s: AgentSettings, shutdown: CancellationToken) -> anyhow::Resul
         let all_done = async { while tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(Duration::from_secs(s.grace_secs), all_done).await.is_err() {
             for r in running.lock().expect("lock").values() {
-                *r.stopped_by.lock().expect("lock") = Some(Stop::Draining);
-                r.cancel.store(true, Ordering::Relaxed);
+                r.stop(Stop::Draining);
             }
             while tasks.join_next().await.is_some() {}
         }
@@ -304,8 +316,7 @@ async fn heartbeat_loop(
                     let Some(t) = d.trial else { continue };
                     if let Some(r) = running.lock().expect("lock").get(&(t.trial_id.clone(), t.attempt)) {
                         tracing::warn!(trial_id = %t.trial_id, attempt = t.attempt, reason = ?stop, "stopping trial");
-                        *r.stopped_by.lock().expect("lock") = Some(stop);
-                        r.cancel.store(true, Ordering::Relaxed);
+                        r.stop(stop);
                     }
                 }
             }
@@ -313,8 +324,7 @@ async fn heartbeat_loop(
                 // Revoked: the coordinator already took our leases back.
                 tracing::error!(message = e.message(), "credential refused, stopping every trial");
                 for r in running.lock().expect("lock").values() {
-                    *r.stopped_by.lock().expect("lock") = Some(Stop::LeaseLost);
-                    r.cancel.store(true, Ordering::Relaxed);
+                    r.stop(Stop::LeaseLost);
                 }
             }
             Err(e) => tracing::warn!(code = ?e.code(), message = e.message(), "heartbeat failed"),
@@ -370,8 +380,7 @@ async fn run_trial(
                 Ok(_) => {}
                 Err(e) if e.code() == Code::FailedPrecondition || e.code() == Code::PermissionDenied => {
                     tracing::warn!(message = e.message(), "lease lost, stopping");
-                    *stopped_by.lock().expect("lock") = Some(Stop::LeaseLost);
-                    cancel.store(true, Ordering::Relaxed);
+                    stop_trial(&stopped_by, &cancel, Stop::LeaseLost);
                 }
                 Err(e) => {
                     tracing::warn!(code = ?e.code(), message = e.message(), "progress not recorded")

@@ -33,6 +33,7 @@ impl AgentApi {
     async fn lease(&self, worker: uuid::Uuid, req: pb::LeaseRequest) -> Result<pb::LeaseResponse> {
         let n = req.max_trials.clamp(1, MAX_LEASE_BATCH);
         let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms.min(MAX_WAIT_MS) as u64);
+        let mut revocation_checked = false;
         loop {
             // Register interest before looking, so a submit between the two is not missed.
             let notified = self.state.work.notified();
@@ -64,8 +65,13 @@ impl AgentApi {
                     .collect();
                 return Ok(pb::LeaseResponse { trials });
             }
-            if workers::is_revoked(&self.state.db, worker).await? {
-                return Err(CoordinatorError::Unauthenticated("worker credential revoked".into()));
+            // An empty claim may mean the (cached) credential was revoked: say so once per
+            // call rather than on every poll of the long wait.
+            if !revocation_checked {
+                if workers::is_revoked(&self.state.db, worker).await? {
+                    return Err(CoordinatorError::Unauthenticated("worker credential revoked".into()));
+                }
+                revocation_checked = true;
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
