@@ -1,4 +1,4 @@
-//! Tables for people, stable JSON for scripts.
+//! Tables for people, and every JSON shape scripts see (`-o json`), in one place.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +18,10 @@ pub fn table(header: &[&str]) -> Table {
     t
 }
 
+pub fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).expect("json"));
+}
+
 pub fn params(t: &pb::Trial) -> Value {
     serde_json::from_str(&t.params_json).unwrap_or(Value::Null)
 }
@@ -27,7 +31,7 @@ pub fn trial_json(t: &pb::Trial) -> Value {
     let metrics: BTreeMap<&String, &f64> = t.metrics.iter().collect();
     json!({
         "trial_id": t.trial_id,
-        "state": t.state,
+        "state": t.state().name(),
         "params": params(t),
         "attempt": t.attempt,
         "metrics": metrics,
@@ -45,7 +49,7 @@ pub fn sweep_json(s: &pb::Sweep) -> Value {
     json!({
         "sweep_id": s.sweep_id,
         "name": s.name,
-        "state": s.state,
+        "state": s.state().name(),
         "method": s.method,
         "metric": {"name": s.metric_name, "goal": s.metric_goal},
         "total": s.total,
@@ -67,8 +71,84 @@ pub fn fmt_metric(m: Option<&f64>) -> String {
 }
 
 pub fn counts_line(s: &pb::Sweep) -> String {
-    let order = ["queued", "leased", "succeeded", "failed", "dead", "cancelled"];
-    order.iter().filter_map(|k| s.counts.get(*k).map(|n| format!("{k} {n}"))).collect::<Vec<_>>().join(", ")
+    let counted =
+        pb::TrialState::ALL.iter().filter_map(|st| s.counts.get(st.name()).map(|n| format!("{} {n}", st.name())));
+    counted.collect::<Vec<_>>().join(", ")
+}
+
+/// Trials of a sweep that have ended (in any terminal state).
+pub fn done_count(s: &pb::Sweep) -> u64 {
+    pb::TrialState::ALL.iter().filter(|st| st.is_terminal()).filter_map(|st| s.counts.get(st.name())).sum()
+}
+
+pub fn submitted_json(r: &pb::SubmitSweepResponse) -> Value {
+    json!({"sweep_id": r.sweep_id, "created": r.created, "trials_total": r.trials_total, "trials_added": r.trials_added})
+}
+
+pub fn validated_json(spec: &sweep_spec::SweepSpec, trials: &[sweep_spec::Trial]) -> Value {
+    json!({
+        "name": spec.name(),
+        "method": spec.method().as_str(),
+        "count": trials.len(),
+        "trials": trials.iter().map(|t| json!({"params": t.params, "config": t.config, "hash": t.hash})).collect::<Vec<_>>(),
+    })
+}
+
+pub fn sweeps_json(sweeps: &[pb::Sweep]) -> Value {
+    json!({"sweeps": sweeps.iter().map(sweep_json).collect::<Vec<_>>()})
+}
+
+pub fn trials_json(trials: &[&pb::Trial]) -> Value {
+    json!({"trials": trials.iter().map(|t| trial_json(t)).collect::<Vec<_>>()})
+}
+
+/// The best trial with its resolved config.
+pub fn best_json(t: &pb::Trial) -> Value {
+    let mut v = trial_json(t);
+    v["config"] = serde_json::from_str(&t.config_json).unwrap_or_default();
+    v
+}
+
+pub fn workers_json(ws: &[pb::Worker]) -> Value {
+    let one = |w: &pb::Worker| {
+        json!({
+            "worker_id": w.worker_id, "name": w.name, "host": w.host, "gpus": w.gpus, "slots": w.slots,
+            "version": w.version, "state": w.state().name(), "running": w.running,
+            "last_seen_unix_ms": w.last_seen_unix_ms,
+        })
+    };
+    json!({"workers": ws.iter().map(one).collect::<Vec<_>>()})
+}
+
+pub fn print_sweeps(sweeps: &[pb::Sweep]) {
+    let mut t = table(&["sweep", "name", "state", "objective", "trials", "progress"]);
+    for s in sweeps {
+        t.add_row(vec![
+            s.sweep_id.clone(),
+            s.name.clone(),
+            s.state().name().to_string(),
+            format!("{} {}", s.metric_goal, s.metric_name),
+            s.total.to_string(),
+            counts_line(s),
+        ]);
+    }
+    println!("{t}");
+}
+
+pub fn print_workers(ws: &[pb::Worker]) {
+    let mut t = table(&["worker", "name", "host", "gpus", "slots", "running", "state"]);
+    for w in ws {
+        t.add_row(vec![
+            w.worker_id[..8].to_string(),
+            w.name.clone(),
+            w.host.clone(),
+            if w.gpus.is_empty() { "cpu".into() } else { w.gpus.join(",") },
+            w.slots.to_string(),
+            w.running.to_string(),
+            w.state().name().to_string(),
+        ]);
+    }
+    println!("{t}");
 }
 
 /// Trials ranked by a metric (NaN/missing last), best first for the goal.
@@ -108,7 +188,7 @@ pub fn print_trials(sweep: &pb::Sweep, ordered: &[&pb::Trial]) {
     for tr in ordered {
         t.add_row(vec![
             tr.trial_id[..8].to_string(),
-            tr.state.clone(),
+            tr.state().name().to_string(),
             tr.attempt.to_string(),
             params_inline(&params(tr)),
             fmt_metric(tr.metrics.get(&sweep.metric_name)),

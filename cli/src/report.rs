@@ -76,7 +76,7 @@ fn svg_heatmap(trials: &[pb::Trial], metric: &str) -> Option<String> {
     let (xs, ys) = (axis(&keys[0]), axis(&keys[1]));
     let mut cells = BTreeMap::new();
     for (t, p) in trials.iter().zip(&ps) {
-        if let Some(v) = t.metrics.get(metric).filter(|_| t.state == "succeeded") {
+        if let Some(v) = t.metrics.get(metric).filter(|_| t.state() == pb::TrialState::Succeeded) {
             let (px, py) = (p[&keys[0]].to_string(), p[&keys[1]].to_string());
             let x = xs.iter().position(|a| *a == px)?;
             let y = ys.iter().position(|a| *a == py)?;
@@ -202,7 +202,7 @@ pub fn render(d: &ReportData) -> String {
          td.l{{text-align:left}} .grid{{display:flex;flex-wrap:wrap;gap:8px}} .chart{{border:1px solid #eee}}\
          </style></head><body><h1>Sweep {name}</h1><p>{state}: {counts}; objective {goal} <b>{metric}</b></p>",
         name = esc(&s.name),
-        state = esc(&s.state),
+        state = esc(s.state().name()),
         counts = esc(&crate::output::counts_line(s)),
         goal = esc(&s.metric_goal),
         metric = esc(metric)
@@ -228,7 +228,7 @@ pub fn render(d: &ReportData) -> String {
             "<tr><td>{}</td><td class=l>{}</td><td class=l>{}</td><td class=l>{}</td>",
             i + 1,
             &t.trial_id[..8],
-            esc(&t.state),
+            esc(t.state().name()),
             esc(&params_inline(&params(t)))
         );
         for c in cols {
@@ -240,7 +240,8 @@ pub fn render(d: &ReportData) -> String {
     if let Some(svg) = svg_heatmap(&d.trials, metric) {
         let _ = write!(h, "<h2>Grid</h2><div class=\"chart heatmap\" id=\"heatmap\">{svg}</div>");
     }
-    let top: Vec<&pb::Trial> = ranked.iter().filter(|t| t.state == "succeeded").take(5).copied().collect();
+    let top: Vec<&pb::Trial> =
+        ranked.iter().filter(|t| t.state() == pb::TrialState::Succeeded).take(5).copied().collect();
     if !top.is_empty() {
         let _ =
             write!(h, "<h2>Label groups, top {}</h2><div class=\"chart groups\">{}</div>", top.len(), svg_groups(&top));

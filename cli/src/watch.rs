@@ -29,14 +29,14 @@ pub async fn watch(client: &mut Client, sweep_id: &str) -> anyhow::Result<pb::Sw
     let detail = multi.add(ProgressBar::new_spinner());
     detail.set_style(ProgressStyle::with_template("{msg}").expect("template"));
     let mut trials: BTreeMap<String, pb::Trial> = BTreeMap::new();
-    let mut last_state: BTreeMap<String, (String, u32)> = BTreeMap::new();
+    let mut last_state: BTreeMap<String, (pb::TrialState, u32)> = BTreeMap::new();
     let mut last = None;
     while let Some(ev) = stream.message().await.map_err(|s| status_error("watch", s))? {
         let Some(sweep) = ev.sweep else { continue };
         for t in ev.changed {
             trials.insert(t.trial_id.clone(), t);
         }
-        let done: u64 = ["succeeded", "failed", "dead", "cancelled"].iter().filter_map(|k| sweep.counts.get(*k)).sum();
+        let done = crate::output::done_count(&sweep);
         if tty {
             bar.set_prefix(sweep.name.clone());
             bar.set_length(sweep.total);
@@ -45,13 +45,13 @@ pub async fn watch(client: &mut Client, sweep_id: &str) -> anyhow::Result<pb::Sw
             detail.set_message(screen(&trials, &sweep));
         } else {
             for t in trials.values() {
-                let key = (t.state.clone(), t.epoch);
+                let key = (t.state(), t.epoch);
                 if last_state.get(&t.trial_id) != Some(&key) {
                     println!(
                         "{} trial {} {} epoch {} {} {} [{}]",
                         sweep.name,
                         &t.trial_id[..8],
-                        t.state,
+                        t.state().name(),
                         t.epoch,
                         sweep.metric_name,
                         fmt_metric(t.metrics.get(&sweep.metric_name)),
@@ -75,7 +75,7 @@ pub async fn watch(client: &mut Client, sweep_id: &str) -> anyhow::Result<pb::Sw
 
 fn screen(trials: &BTreeMap<String, pb::Trial>, sweep: &pb::Sweep) -> String {
     let mut lines = Vec::new();
-    for t in trials.values().filter(|t| t.state == "leased") {
+    for t in trials.values().filter(|t| t.state() == pb::TrialState::Leased) {
         let epochs = serde_json::from_str::<serde_json::Value>(&t.config_json)
             .ok()
             .and_then(|c| c["train"]["epochs"].as_u64())
@@ -91,7 +91,7 @@ fn screen(trials: &BTreeMap<String, pb::Trial>, sweep: &pb::Sweep) -> String {
             params_inline(&params(t))
         ));
     }
-    let all: Vec<pb::Trial> = trials.values().filter(|t| t.state == "succeeded").cloned().collect();
+    let all: Vec<pb::Trial> = trials.values().filter(|t| t.state() == pb::TrialState::Succeeded).cloned().collect();
     let top = rank(&all, &sweep.metric_name, &sweep.metric_goal);
     if !top.is_empty() {
         lines.push(format!("  top by {}:", sweep.metric_name));

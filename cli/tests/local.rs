@@ -4,25 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn bin(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_sweep")).with_file_name(name)
-}
+use sweep_testkit::procs::{bin, processes_mentioning};
+use sweep_testkit::skip;
 
-/// Processes whose command line mentions `needle`.
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if e.file_name().to_string_lossy().parse::<u32>().is_err() {
-            continue;
-        }
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) {
-                out.push(cmd);
-            }
-        }
-    }
-    out
+/// Whether the binaries `sweep local` starts were built beside `sweep`.
+fn binaries_built() -> bool {
+    let missing: Vec<&str> = ["sweep-coordinator", "sweep-worker"].into_iter().filter(|b| !bin(b).exists()).collect();
+    missing.is_empty()
+        || skip::<()>(format!("{missing:?} not built beside sweep (cargo test --workspace builds them)")).is_some()
 }
 
 const GRID: &str = "
@@ -36,12 +25,8 @@ parameters:
 
 #[test]
 fn sweep_local_runs_reports_and_leaves_nothing_running() {
-    for b in ["sweep-coordinator", "sweep-worker"] {
-        if !bin(b).exists() {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "{b} not built (run the workspace tests)");
-            eprintln!("skipping: {b} not built beside sweep (cargo test --workspace builds it)");
-            return;
-        }
+    if !binaries_built() {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -85,12 +70,8 @@ fn sweep_local_runs_reports_and_leaves_nothing_running() {
 /// Opens the report in headless Chromium: no console errors, one chart per trial, the
 /// heatmap present; keeps a PNG screenshot under target/test-artifacts.
 fn render_in_chromium(report: &Path, trials: usize) {
-    let Ok(chromium) = which("chromium") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "chromium is missing under CI=true (scripts/setup.sh installs it)"
-        );
-        eprintln!("skipping the browser check: chromium not installed");
+    let Some(chromium) = which("chromium").or_else(|| skip("chromium is not installed (scripts/setup.sh installs it)"))
+    else {
         return;
     };
     let html = std::fs::read_to_string(report).unwrap();
@@ -129,8 +110,8 @@ fn render_in_chromium(report: &Path, trials: usize) {
     assert!(meta.len() > 10_000, "screenshot is {} bytes", meta.len());
 }
 
-fn which(name: &str) -> Result<PathBuf, ()> {
-    std::env::var("PATH").unwrap_or_default().split(':').map(|d| Path::new(d).join(name)).find(|p| p.exists()).ok_or(())
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var("PATH").unwrap_or_default().split(':').map(|d| Path::new(d).join(name)).find(|p| p.exists())
 }
 
 /// Ctrl-C mid-sweep: the CLI stops workers, coordinator and Postgres in order and exits;
@@ -138,8 +119,7 @@ fn which(name: &str) -> Result<PathBuf, ()> {
 #[test]
 fn ctrl_c_stops_everything_and_loses_nothing() {
     use std::io::{BufRead, BufReader};
-    if !bin("sweep-worker").exists() || !bin("sweep-coordinator").exists() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "binaries not built");
+    if !binaries_built() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -47,29 +47,36 @@ pub async fn join<T>(db: &PgPool, req: &Request<T>) -> Result<()> {
     }
 }
 
-/// How long a verified worker credential is trusted without asking the database.
-/// Revocation still bites at once where it matters: a revoked worker's leases are
-/// returned immediately, its fenced writes match nothing, and a claim checks the
-/// worker's state in the same statement.
-pub const WORKER_CACHE_TTL: Duration = Duration::from_secs(2);
+/// Verified worker credentials by token hash: a busy worker costs no extra query per
+/// call. An entry is trusted for `ttl` (2 s, or a third of the lease when that is
+/// shorter); the lookup after it also records the worker as seen, which keeps a
+/// calling worker alive. Revocation still bites at once where it matters: a revoked
+/// worker's leases are returned immediately, its fenced writes match nothing, and a
+/// claim checks the worker's state in the same statement.
+pub struct WorkerCache {
+    ttl: Duration,
+    verified: Mutex<HashMap<String, (Uuid, Instant)>>,
+}
 
-/// Verified worker credentials by token hash: a busy worker costs no extra query per call.
-#[derive(Default)]
-pub struct WorkerCache(Mutex<HashMap<String, (Uuid, Instant)>>);
+impl WorkerCache {
+    pub fn new(lease: Duration) -> WorkerCache {
+        WorkerCache { ttl: Duration::from_secs(2).min(lease / 3), verified: Mutex::default() }
+    }
+}
 
 /// A registered, unrevoked worker.
 pub async fn worker<T>(db: &PgPool, cache: &WorkerCache, req: &Request<T>) -> Result<Uuid> {
     let token = bearer(req)?;
     let key = tokens::hash(token);
-    if let Some((id, at)) = cache.0.lock().expect("auth cache").get(&key) {
-        if at.elapsed() < WORKER_CACHE_TTL {
+    if let Some((id, at)) = cache.verified.lock().expect("auth cache").get(&key) {
+        if at.elapsed() < cache.ttl {
             return Ok(*id);
         }
     }
     let id = workers::authenticate(db, token)
         .await?
         .ok_or_else(|| CoordinatorError::Unauthenticated("unknown or revoked worker credential".into()))?;
-    let mut map = cache.0.lock().expect("auth cache");
+    let mut map = cache.verified.lock().expect("auth cache");
     if map.len() > 100_000 {
         map.clear();
     }

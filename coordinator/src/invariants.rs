@@ -4,6 +4,7 @@
 use sqlx::PgExecutor;
 
 use crate::error::Result;
+use crate::states::TERMINAL_SQL;
 
 /// Checks that hold at any moment.
 const ALWAYS: &[(&str, &str)] = &[
@@ -26,11 +27,6 @@ const ALWAYS: &[(&str, &str)] = &[
         "SELECT e.trial_id::text FROM trial_epochs e JOIN trials t ON t.id = e.trial_id WHERE e.attempt > t.attempt OR e.attempt < 1",
     ),
     (
-        "a terminal trial still holding a lease",
-        "SELECT id::text FROM trials WHERE state IN ('succeeded','failed','cancelled','dead')
-         AND (lease_owner IS NOT NULL OR lease_expires_at IS NOT NULL OR finished_at IS NULL)",
-    ),
-    (
         "two trials for one cell",
         "SELECT min(id::text) FROM trials GROUP BY sweep_id, params_hash HAVING count(*) > 1",
     ),
@@ -40,16 +36,20 @@ const ALWAYS: &[(&str, &str)] = &[
 /// exactly one terminal state (succeeded, failed, cancelled or dead).
 pub async fn check(db: impl PgExecutor<'_> + Copy, settled: bool) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    for (what, sql) in ALWAYS {
-        let rows: Vec<(Option<String>,)> = sqlx::query_as(sql).fetch_all(db).await?;
+    let terminal_holding = format!(
+        "SELECT id::text FROM trials WHERE state IN {TERMINAL_SQL}
+         AND (lease_owner IS NOT NULL OR lease_expires_at IS NOT NULL OR finished_at IS NULL)"
+    );
+    let checks = ALWAYS.iter().map(|(w, q)| (*w, q.to_string()));
+    for (what, sql) in checks.chain([("a terminal trial still holding a lease", terminal_holding)]) {
+        let rows: Vec<(Option<String>,)> = sqlx::query_as(&sql).fetch_all(db).await?;
         out.extend(rows.into_iter().map(|(id,)| format!("{what}: trial {}", id.unwrap_or_default())));
     }
     if settled {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT id::text, state FROM trials WHERE state NOT IN ('succeeded','failed','cancelled','dead')",
-        )
-        .fetch_all(db)
-        .await?;
+        let rows: Vec<(String, String)> =
+            sqlx::query_as(&format!("SELECT id::text, state FROM trials WHERE state NOT IN {TERMINAL_SQL}"))
+                .fetch_all(db)
+                .await?;
         out.extend(rows.into_iter().map(|(id, s)| format!("not in a terminal state: trial {id} is {s}")));
     }
     Ok(out)

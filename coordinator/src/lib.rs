@@ -5,12 +5,11 @@ pub mod auth;
 pub mod db;
 pub mod error;
 pub mod invariants;
-pub mod reaper;
+pub mod maintenance;
 pub mod service;
 pub mod settings;
 pub mod startup;
-pub mod telemetry;
-pub mod testing;
+pub mod states;
 
 pub use error::CoordinatorError;
 pub use settings::Settings;

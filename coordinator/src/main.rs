@@ -1,8 +1,8 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sweep_client::{signal, telemetry};
 use sweep_coordinator::db::{self, tokens};
-use sweep_coordinator::{telemetry, Coordinator, Settings};
-use tokio_util::sync::CancellationToken;
+use sweep_coordinator::{Coordinator, Settings};
 
 /// The Sweep coordinator.
 #[derive(Parser)]
@@ -77,13 +77,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Serve(settings) => {
             let coordinator = Coordinator::build(settings).await?;
-            let shutdown = CancellationToken::new();
-            let trigger = shutdown.clone();
-            tokio::spawn(async move {
-                telemetry::shutdown_signal().await;
-                trigger.cancel();
-            });
-            coordinator.run(shutdown).await
+            coordinator.run(signal::shutdown_token()).await
         }
         Cmd::Migrate(a) => {
             db::connect(&a.database_url, 1).await?;

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
+use crate::maintenance::{LeaseReaper, Liveness};
 use crate::service::{agent::AgentApi, client::ClientApi, AppState};
 use crate::settings::Settings;
 
@@ -58,7 +59,9 @@ impl Coordinator {
             }
             builder = builder.tls_config(tls).context("tls config")?;
         }
-        let reaper = tokio::spawn(crate::reaper::run(self.state.clone(), shutdown.clone()));
+        let mut maintenance = tokio::task::JoinSet::new();
+        maintenance.spawn(crate::maintenance::run(LeaseReaper(self.state.clone()), shutdown.clone()));
+        maintenance.spawn(crate::maintenance::run(Liveness(self.state.clone()), shutdown.clone()));
         tracing::info!(addr = %self.addr, tls = settings.tls_cert.is_some(), "coordinator listening");
         builder
             .add_service(health_service)
@@ -71,7 +74,7 @@ impl Coordinator {
             )
             .await
             .context("serve")?;
-        let _ = reaper.await;
+        maintenance.join_all().await;
         tracing::info!("coordinator stopped");
         Ok(())
     }

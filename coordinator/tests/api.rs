@@ -1,12 +1,10 @@
 //! The coordinator over real gRPC against a real Postgres: claims, fencing, the
 //! reaper, cancel, duplicate submits and completions, credentials.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::{spawn, with_token, GRID};
 use sweep_proto as pb;
+use sweep_testkit::app::{spawn, with_token, GRID};
 use tonic::Code;
 
 macro_rules! app {

@@ -1,8 +1,6 @@
 //! TLS through tonic's rustls: a server certificate from a CA made in the test (rcgen),
 //! clients that trust the CA, and mutual TLS with a client certificate.
 
-mod common;
-
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use sweep_proto as pb;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
@@ -30,13 +28,13 @@ fn pki() -> Pki {
 
 async fn list(channel: Channel, token: &str) -> Result<usize, tonic::Status> {
     let mut c = pb::client_service_client::ClientServiceClient::new(channel);
-    Ok(c.list_sweeps(common::with_token(token, pb::ListSweepsRequest {})).await?.into_inner().sweeps.len())
+    Ok(c.list_sweeps(sweep_testkit::app::with_token(token, pb::ListSweepsRequest {})).await?.into_inner().sweeps.len())
 }
 
 #[tokio::test]
 async fn tls_and_mutual_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let Some(url) = sweep_coordinator::testing::fresh_database().await else { return };
+    let Some(url) = sweep_testkit::fresh_database().await else { return };
     let pki = pki();
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {
@@ -44,7 +42,7 @@ async fn tls_and_mutual_tls() {
         std::fs::write(&p, text).unwrap();
         p
     };
-    let mut s = common::settings(&url);
+    let mut s = sweep_testkit::app::settings(&url);
     s.tls_cert = Some(write("server.pem", &pki.server.0));
     s.tls_key = Some(write("server.key", &pki.server.1));
     s.tls_client_ca = Some(write("ca.pem", &pki.ca_pem));

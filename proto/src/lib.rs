@@ -10,4 +10,6 @@ pub mod v1 {
 /// Encoded `FileDescriptorSet` for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("sweep_descriptor");
 
+mod states;
+
 pub use v1::*;

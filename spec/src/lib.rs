@@ -3,13 +3,18 @@
 //! A sweep file is YAML close to the W&B sweep format: `name`, `method`, `metric`,
 //! fixed sections (`dataset`, `model`, `train`, `loss`) and `parameters:` whose keys
 //! are dotted paths into those sections. [`parse`] validates a file and returns a
-//! [`SweepSpec`]; [`SweepSpec::expand`] turns it into trials. Nothing here does IO.
+//! [`SweepSpec`]; [`SweepSpec::expand`] turns it into trials ([`parse_and_expand`]
+//! does both). Nothing here does IO.
 
 mod config;
 mod error;
+mod expand;
 mod locate;
+mod parse;
 mod spec;
 
 pub use config::*;
 pub use error::{SpecError, SpecErrors};
-pub use spec::{config_hash, parse, Distribution, Limits, Method, ParamSpec, SweepSpec, Trial, METRICS};
+pub use expand::{config_hash, parse_and_expand};
+pub use parse::parse;
+pub use spec::{Distribution, Limits, Method, ParamSpec, SweepSpec, Trial, METRICS};

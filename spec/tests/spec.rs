@@ -29,7 +29,7 @@ fn seed_grid_expands_to_nine_resolved_trials() {
 fn random_search_is_seeded_and_respects_ranges() {
     let yaml = "name: r\nmethod: random\nrun_cap: 50\nseed: 3\nparameters:\n  train.lr: {min: 0.0001, max: 0.1, distribution: log_uniform}\n  train.batch_size: {min: 32, max: 512, distribution: int_uniform}\n  loss.focal_gamma: {values: [0, 2]}\n";
     let a = parse(yaml, "r.yaml", Limits::default()).unwrap();
-    assert_eq!(a.method, Method::Random);
+    assert_eq!(a.method(), Method::Random);
     let ta = a.expand().unwrap();
     let tb = parse(yaml, "r.yaml", Limits::default()).unwrap().expand().unwrap();
     assert_eq!(ta, tb);
@@ -92,4 +92,17 @@ fn hostile_files_fail_cleanly() {
     assert!(parse("name: x\ntrain: {epochs: 99999999999999999999}\n", "big.yaml", Limits::default()).is_err());
     assert!(parse("", "empty.yaml", Limits::default()).is_err());
     assert!(parse("- just\n- a list\n", "list.yaml", Limits::default()).is_err());
+}
+
+/// Parsing validates each field and each value alone and never expands; a combination
+/// that only fails together is found by the one expansion (`parse_and_expand`), with the
+/// file and the trial named.
+#[test]
+fn parse_checks_fields_and_expansion_checks_combinations() {
+    let yaml = "name: x\nparameters:\n  dataset.kind: {values: [synthetic, mulan]}\n";
+    let spec = parse(yaml, "c.yaml", Limits::default()).expect("each value alone is valid");
+    assert_eq!(spec.parameters().len(), 1);
+    let e = sweep_spec::parse_and_expand(yaml, "c.yaml", Limits::default()).expect_err("one cell has no dataset");
+    let e = e.to_string();
+    assert!(e.starts_with("c.yaml: trial {\"dataset.kind\":\"mulan\"}: dataset.name: a mulan dataset needs"), "{e}");
 }

@@ -5,22 +5,22 @@
 //! rest.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use sweep_client::{read_token, with_retry, Authed, Bearer, TlsArgs};
 use sweep_proto as pb;
+use sweep_trainer::data::DatasetCache;
+use sweep_trainer::train::{self, TrainError, TrialResult};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
-
-use crate::data::DatasetCache;
-use crate::train::{self, TrainError};
+use tracing::Instrument;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentSettings {
@@ -30,14 +30,8 @@ pub struct AgentSettings {
     /// File holding the join token (or set SWEEP_JOIN_TOKEN). Never a flag: `ps` shows flags.
     #[arg(long, env = "SWEEP_JOIN_TOKEN_FILE")]
     pub join_token_file: Option<PathBuf>,
-    /// CA certificate (PEM) to verify the coordinator's TLS certificate.
-    #[arg(long, env = "SWEEP_CA_FILE")]
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate and key (PEM) for mutual TLS.
-    #[arg(long, env = "SWEEP_TLS_CLIENT_CERT", requires = "tls_client_key")]
-    pub tls_client_cert: Option<PathBuf>,
-    #[arg(long, env = "SWEEP_TLS_CLIENT_KEY", requires = "tls_client_cert")]
-    pub tls_client_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Trials run at once.
     #[arg(long, default_value_t = 1)]
     pub slots: u32,
@@ -59,387 +53,338 @@ pub struct AgentSettings {
     pub exit_when_idle_secs: u64,
 }
 
-fn join_token(s: &AgentSettings) -> anyhow::Result<String> {
-    if let Ok(t) = std::env::var("SWEEP_JOIN_TOKEN") {
-        return Ok(t.trim().to_string());
-    }
-    let path = s.join_token_file.as_ref().context("no join token: set SWEEP_JOIN_TOKEN or --join-token-file")?;
-    Ok(std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?.trim().to_string())
-}
+type Client = pb::agent_service_client::AgentServiceClient<Authed>;
 
-#[derive(Clone)]
-struct Bearer(MetadataValue<Ascii>);
+/// A trial is running under (trial id, attempt).
+type Key = (String, u32);
 
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
-        req.metadata_mut().insert("authorization", self.0.clone());
-        Ok(req)
-    }
-}
-
-type Client = pb::agent_service_client::AgentServiceClient<InterceptedService<Channel, Bearer>>;
-
-fn client(channel: Channel, token: &str) -> anyhow::Result<Client> {
-    let value: MetadataValue<Ascii> = format!("Bearer {token}").parse().context("token is not ASCII")?;
-    Ok(pb::agent_service_client::AgentServiceClient::with_interceptor(channel, Bearer(value)))
-}
-
-async fn channel(s: &AgentSettings) -> anyhow::Result<Channel> {
-    let mut ep = Endpoint::from_shared(s.coordinator.clone())
-        .with_context(|| format!("--coordinator `{}` is not a URL", s.coordinator))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
-    if s.ca_file.is_some() || s.tls_client_cert.is_some() {
-        let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("read {}", p.display()));
-        let mut tls = ClientTlsConfig::new().with_native_roots();
-        if let Some(ca) = &s.ca_file {
-            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
-        }
-        if let (Some(cert), Some(key)) = (&s.tls_client_cert, &s.tls_client_key) {
-            tls = tls.identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?));
-        }
-        ep = ep.tls_config(tls)?;
-    }
-    // Lazy: the first call connects, and a lost connection is re-established per call.
-    Ok(ep.connect_lazy())
-}
-
-/// Retries `f` while the coordinator is unreachable, with capped exponential backoff.
-async fn with_retry<T, F, Fut>(what: &str, stop: &CancellationToken, mut f: F) -> Result<T, Status>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Status>>,
-{
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match f().await {
-            Err(s)
-                if matches!(s.code(), Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Internal) =>
-            {
-                tracing::warn!(call = what, code = ?s.code(), message = s.message(), "coordinator unreachable, retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stop.cancelled() => return Err(s),
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            other => return other,
-        }
-    }
-}
-
-struct Running {
-    cancel: Arc<AtomicBool>,
-    /// Why it was stopped: set before `cancel` so the trial task knows what to report.
-    stopped_by: Arc<Mutex<Option<Stop>>>,
-}
-
-impl Running {
-    /// Asks the trial's training thread to stop, recording why first so the trial task
-    /// knows what to report.
-    fn stop(&self, why: Stop) {
-        stop_trial(&self.stopped_by, &self.cancel, why);
-    }
-}
-
-fn stop_trial(stopped_by: &Mutex<Option<Stop>>, cancel: &AtomicBool, why: Stop) {
-    *stopped_by.lock().expect("lock") = Some(why);
-    cancel.store(true, Ordering::Relaxed);
-}
-
+/// Why the agent stopped a running trial.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Stop {
+    /// The user cancelled its sweep: report nothing.
     Cancelled,
+    /// Another attempt owns it now: report nothing.
     LeaseLost,
+    /// This worker is shutting down: hand it back.
     Draining,
 }
 
-type Key = (String, u32);
+/// The handle that stops one running trial.
+#[derive(Default)]
+struct Running {
+    /// Checked by the training thread between batches.
+    cancel: Arc<AtomicBool>,
+    /// Why it was stopped: set before `cancel` so the trial task knows what to report.
+    stopped_by: Mutex<Option<Stop>>,
+}
+
+impl Running {
+    fn stop(&self, why: Stop) {
+        *self.stopped_by.lock().expect("lock") = Some(why);
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    fn stopped_by(&self) -> Option<Stop> {
+        *self.stopped_by.lock().expect("lock")
+    }
+}
+
+/// A registered worker and the trials it runs.
+struct Agent {
+    /// The coordinator, called with this worker's own credential.
+    api: Client,
+    /// Where trials train (CPU or a CUDA device).
+    device: tch::Device,
+    /// Trials running now, each with the handle that stops it.
+    running: Mutex<HashMap<Key, Arc<Running>>>,
+    /// Datasets this process has loaded, shared by every trial that names one.
+    cache: DatasetCache,
+    /// Cancelled once every trial task has ended: until then calls that carry a result
+    /// keep retrying through a coordinator outage, so no finished work is dropped.
+    reporting: CancellationToken,
+    settings: AgentSettings,
+}
 
 /// Runs the agent until `shutdown` fires (then drains) or it has been idle long enough.
-pub async fn run(s: AgentSettings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let device = train::device(&s.device)?;
-    if let Some(n) = s.threads {
+pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let device = train::device(&settings.device)?;
+    if let Some(n) = settings.threads {
         anyhow::ensure!(n > 0, "--threads must be at least 1");
         tch::set_num_threads(n);
     }
-    let join = join_token(&s)?;
-    let channel = channel(&s).await?;
+    let join = read_token("SWEEP_JOIN_TOKEN", settings.join_token_file.as_deref(), "join token")?;
+    // Lazy: the first call connects, and a lost connection is re-established per call.
+    let channel = sweep_client::connect::endpoint(&settings.coordinator, &settings.tls)?.connect_lazy();
+    let (api, heartbeat_every) = register(&settings, channel, &join, &shutdown).await?;
+    let agent = Arc::new(Agent {
+        api,
+        device,
+        running: Mutex::default(),
+        cache: DatasetCache::default(),
+        reporting: CancellationToken::new(),
+        settings,
+    });
+    let heartbeat = tokio::spawn(agent.clone().heartbeat_loop(heartbeat_every));
+    let mut tasks = JoinSet::new();
+    let result = agent.lease_loop(&mut tasks, &shutdown).await;
+    agent.drain(&mut tasks).await;
+    agent.reporting.cancel();
+    let _ = heartbeat.await;
+    tracing::info!("worker stopped");
+    result
+}
+
+/// Enrols with the join token; returns a client that carries this worker's own
+/// credential, and how often to heartbeat.
+async fn register(
+    s: &AgentSettings,
+    channel: Channel,
+    join: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Client, Duration)> {
+    let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     let gpus: Vec<String> = if tch::Cuda::is_available() {
         (0..tch::Cuda::device_count()).map(|i| format!("cuda:{i}")).collect()
     } else {
         vec![]
     };
-    let name = s.name.clone().unwrap_or_else(|| {
-        format!(
-            "{}-{}",
-            hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
-            std::process::id()
-        )
-    });
-    let never = CancellationToken::new();
-    let mut joiner = client(channel.clone(), &join)?;
-    let reg = with_retry("register", &shutdown, || {
-        let req = pb::RegisterRequest {
-            name: name.clone(),
-            host: hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
-            gpus: gpus.clone(),
-            slots: s.slots,
-            version: env!("CARGO_PKG_VERSION").into(),
-        };
-        let mut c = joiner.clone();
+    let req = pb::RegisterRequest {
+        name: s.name.clone().unwrap_or_else(|| format!("{host}-{}", std::process::id())),
+        host,
+        gpus,
+        slots: s.slots,
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let joiner = pb::agent_service_client::AgentServiceClient::with_interceptor(channel.clone(), Bearer::new(join)?);
+    let reg = with_retry("register", shutdown, || {
+        let (mut c, req) = (joiner.clone(), req.clone());
         async move { c.register(req).await }
     })
     .await
     .context("register with the coordinator")?
     .into_inner();
-    drop(joiner.clone());
-    joiner = client(channel.clone(), &reg.worker_token)?;
-    let api = joiner;
-    tracing::info!(worker_id = %reg.worker_id, %name, slots = s.slots, ?device, "registered");
+    tracing::info!(worker_id = %reg.worker_id, name = %req.name, slots = s.slots, "registered");
+    let api = pb::agent_service_client::AgentServiceClient::with_interceptor(channel, Bearer::new(&reg.worker_token)?);
+    Ok((api, Duration::from_millis(reg.heartbeat_ms as u64)))
+}
 
-    let running: Arc<Mutex<HashMap<Key, Running>>> = Arc::default();
-    let cache = DatasetCache::default();
-    let heartbeat = tokio::spawn(heartbeat_loop(
-        api.clone(),
-        running.clone(),
-        Duration::from_millis(reg.heartbeat_ms as u64),
-        never.clone(),
-    ));
-    let mut tasks = JoinSet::new();
-    let mut idle_since = tokio::time::Instant::now();
-    loop {
-        while let Some(done) = tasks.try_join_next() {
-            if let Err(e) = done {
-                tracing::error!(error = %e, "trial task panicked");
-            }
+impl Agent {
+    /// Calls the coordinator with `req`, retrying while it is unreachable until every
+    /// trial has reported (see `reporting`).
+    async fn call<R, T, F, Fut>(&self, what: &str, req: R, f: F) -> Result<T, Status>
+    where
+        R: Clone,
+        F: Fn(Client, R) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        with_retry(what, &self.reporting, || f(self.api.clone(), req.clone())).await.map(|r| r.into_inner())
+    }
+
+    fn stop_all(&self, why: Stop) {
+        for r in self.running.lock().expect("lock").values() {
+            r.stop(why);
         }
-        if shutdown.is_cancelled() {
-            break;
-        }
-        let free = s.slots as usize - running.lock().expect("lock").len();
-        if free == 0 {
-            tokio::select! {
-                _ = tasks.join_next() => {}
-                _ = shutdown.cancelled() => {}
+    }
+
+    /// Leases trials into free slots until `shutdown` fires or the queue has stayed
+    /// empty for `--exit-when-idle-secs`. A refused credential ends the agent.
+    async fn lease_loop(self: &Arc<Self>, tasks: &mut JoinSet<()>, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let idle_limit = Duration::from_secs(self.settings.exit_when_idle_secs);
+        let mut idle_since = tokio::time::Instant::now();
+        while !shutdown.is_cancelled() {
+            while let Some(done) = tasks.try_join_next() {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "trial task panicked");
+                }
             }
-            continue;
-        }
-        let lease = tokio::select! {
-            r = with_retry("lease", &shutdown, || {
-                let mut c = api.clone();
-                async move { c.lease(pb::LeaseRequest { max_trials: free as u32, wait_ms: 2_000 }).await }
-            }) => r,
-            _ = shutdown.cancelled() => break,
-        };
-        let leased = match lease {
-            Ok(r) => r.into_inner().trials,
-            Err(e) if e.code() == Code::Unauthenticated => {
-                anyhow::bail!("the coordinator refused this worker: {}", e.message())
-            }
-            Err(e) => {
-                tracing::warn!(code = ?e.code(), message = e.message(), "lease failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+            let free = self.settings.slots as usize - self.running.lock().expect("lock").len();
+            if free == 0 {
+                tokio::select! { _ = tasks.join_next() => {}, _ = shutdown.cancelled() => {} }
                 continue;
             }
-        };
-        if leased.is_empty() {
-            if s.exit_when_idle_secs > 0
-                && running.lock().expect("lock").is_empty()
-                && idle_since.elapsed() >= Duration::from_secs(s.exit_when_idle_secs)
+            let req = pb::LeaseRequest { max_trials: free as u32, wait_ms: 2_000 };
+            let lease = with_retry("lease", shutdown, || {
+                let mut c = self.api.clone();
+                async move { c.lease(req).await }
+            });
+            let lease = tokio::select! { r = lease => r, _ = shutdown.cancelled() => break };
+            let leased = match lease {
+                Ok(r) => r.into_inner().trials,
+                Err(e) if e.code() == Code::Unauthenticated => {
+                    anyhow::bail!("the coordinator refused this worker: {}", e.message())
+                }
+                Err(e) => {
+                    tracing::warn!(code = ?e.code(), message = e.message(), "lease failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            if !leased.is_empty() {
+                idle_since = tokio::time::Instant::now();
+            } else if !idle_limit.is_zero()
+                && self.running.lock().expect("lock").is_empty()
+                && idle_since.elapsed() >= idle_limit
             {
                 tracing::info!("queue empty, exiting (--exit-when-idle-secs)");
                 break;
             }
-            continue;
+            for t in leased {
+                self.start(tasks, t);
+            }
         }
-        for t in leased {
-            let key = (t.trial_id.clone(), t.attempt);
-            let r = Running { cancel: Arc::default(), stopped_by: Arc::default() };
-            let (cancel, stopped_by) = (r.cancel.clone(), r.stopped_by.clone());
-            running.lock().expect("lock").insert(key.clone(), r);
-            let (api, running, cache) = (api.clone(), running.clone(), cache.clone());
-            let never = never.clone();
-            tasks.spawn(async move {
-                run_trial(api, t, device, cache, cancel, stopped_by, never).await;
-                running.lock().expect("lock").remove(&key);
-            });
-        }
-        idle_since = tokio::time::Instant::now();
+        Ok(())
     }
 
-    // Draining: no new work; running trials get the grace period, then are handed back.
-    let n = running.lock().expect("lock").len();
-    if n > 0 {
-        tracing::info!(running = n, grace_secs = s.grace_secs, "draining");
-        let all_done = async { while tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(s.grace_secs), all_done).await.is_err() {
-            for r in running.lock().expect("lock").values() {
-                r.stop(Stop::Draining);
+    /// Starts a leased trial in its own task, under a span that follows it through
+    /// the training thread and every call it makes.
+    fn start(self: &Arc<Self>, tasks: &mut JoinSet<()>, t: pb::LeasedTrial) {
+        let key = (t.trial_id.clone(), t.attempt);
+        let handle = Arc::new(Running::default());
+        self.running.lock().expect("lock").insert(key.clone(), handle.clone());
+        let span = tracing::info_span!("trial", trial_id = %t.trial_id, attempt = t.attempt);
+        let agent = self.clone();
+        tasks.spawn(
+            async move {
+                agent.run_trial(t, &handle).await;
+                agent.running.lock().expect("lock").remove(&key);
             }
+            .instrument(span),
+        );
+    }
+
+    /// Lets running trials finish within the grace period, then hands the rest back.
+    async fn drain(&self, tasks: &mut JoinSet<()>) {
+        let n = self.running.lock().expect("lock").len();
+        if n == 0 {
+            return;
+        }
+        let grace = Duration::from_secs(self.settings.grace_secs);
+        tracing::info!(running = n, grace_secs = grace.as_secs(), "draining");
+        let all_done = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, all_done).await.is_err() {
+            self.stop_all(Stop::Draining);
             while tasks.join_next().await.is_some() {}
         }
     }
-    never.cancel();
-    let _ = heartbeat.await;
-    tracing::info!("worker stopped");
-    Ok(())
-}
 
-async fn heartbeat_loop(
-    api: Client,
-    running: Arc<Mutex<HashMap<Key, Running>>>,
-    every: Duration,
-    stop: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.cancelled() => return,
-        }
-        let trials: Vec<pb::TrialRef> = running
-            .lock()
-            .expect("lock")
-            .keys()
-            .map(|(id, attempt)| pb::TrialRef { trial_id: id.clone(), attempt: *attempt })
-            .collect();
-        let mut c = api.clone();
-        // An empty heartbeat still tells the coordinator this worker is alive.
-        match c.heartbeat(pb::HeartbeatRequest { trials }).await {
-            Ok(r) => {
-                for d in r.into_inner().directives {
-                    let stop = match pb::Action::try_from(d.action) {
-                        Ok(pb::Action::Cancel) => Stop::Cancelled,
-                        Ok(pb::Action::LeaseLost) => Stop::LeaseLost,
-                        _ => continue,
-                    };
-                    let Some(t) = d.trial else { continue };
-                    if let Some(r) = running.lock().expect("lock").get(&(t.trial_id.clone(), t.attempt)) {
-                        tracing::warn!(trial_id = %t.trial_id, attempt = t.attempt, reason = ?stop, "stopping trial");
-                        r.stop(stop);
+    /// Extends the leases of running trials and applies what the coordinator says
+    /// about each (cancelled, lease lost). An empty heartbeat still says "alive".
+    async fn heartbeat_loop(self: Arc<Self>, every: Duration) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = self.reporting.cancelled() => return,
+            }
+            let trials: Vec<pb::TrialRef> = (self.running.lock().expect("lock").keys())
+                .map(|(id, attempt)| pb::TrialRef { trial_id: id.clone(), attempt: *attempt })
+                .collect();
+            let mut c = self.api.clone();
+            match c.heartbeat(pb::HeartbeatRequest { trials }).await {
+                Ok(r) => {
+                    for d in r.into_inner().directives {
+                        let why = match pb::Action::try_from(d.action) {
+                            Ok(pb::Action::Cancel) => Stop::Cancelled,
+                            Ok(pb::Action::LeaseLost) => Stop::LeaseLost,
+                            _ => continue,
+                        };
+                        let Some(t) = d.trial else { continue };
+                        if let Some(r) = self.running.lock().expect("lock").get(&(t.trial_id.clone(), t.attempt)) {
+                            tracing::warn!(trial_id = %t.trial_id, attempt = t.attempt, reason = ?why, "stopping trial");
+                            r.stop(why);
+                        }
                     }
                 }
+                Err(e) if e.code() == Code::Unauthenticated => {
+                    // Revoked: the coordinator already took our leases back.
+                    tracing::error!(message = e.message(), "credential refused, stopping every trial");
+                    self.stop_all(Stop::LeaseLost);
+                }
+                Err(e) => tracing::warn!(code = ?e.code(), message = e.message(), "heartbeat failed"),
             }
-            Err(e) if e.code() == Code::Unauthenticated => {
-                // Revoked: the coordinator already took our leases back.
-                tracing::error!(message = e.message(), "credential refused, stopping every trial");
-                for r in running.lock().expect("lock").values() {
-                    r.stop(Stop::LeaseLost);
+        }
+    }
+
+    /// Trains one leased trial and reports how it ended.
+    async fn run_trial(&self, t: pb::LeasedTrial, handle: &Running) {
+        tracing::info!(params = %t.params_json, "trial started");
+        let trial = pb::TrialRef { trial_id: t.trial_id.clone(), attempt: t.attempt };
+        let outcome = self.train(&trial, t.config_json, handle).await;
+        let reported = match outcome {
+            Ok(res) => {
+                tracing::info!(best_epoch = res.best_epoch, seconds = res.seconds, "trial finished");
+                let req = pb::CompleteRequest {
+                    trial: Some(trial),
+                    metrics: res.metrics.clone().into_iter().collect(),
+                    result_json: serde_json::to_string(&res).unwrap_or_default(),
+                };
+                self.call("complete", req, |mut c, r| async move { c.complete(r).await }).await
+            }
+            Err(TrainError::Cancelled) if handle.stopped_by() == Some(Stop::Draining) => {
+                tracing::info!("handing trial back");
+                self.call("release", trial, |mut c, r| async move { c.release(r).await }).await
+            }
+            Err(TrainError::Cancelled) => {
+                tracing::info!(reason = ?handle.stopped_by(), "trial stopped");
+                return;
+            }
+            Err(e) => {
+                let kind =
+                    if matches!(e, TrainError::User(_)) { pb::FailureKind::User } else { pb::FailureKind::Transient };
+                tracing::warn!(error = %e, ?kind, "trial failed");
+                let req = pb::FailRequest { trial: Some(trial), error: e.to_string(), kind: kind as i32 };
+                self.call("fail", req, |mut c, r| async move { c.fail(r).await }).await
+            }
+        };
+        if let Err(e) = reported {
+            tracing::warn!(code = ?e.code(), message = e.message(), "result not recorded (the lease was lost; another attempt owns the trial)");
+        }
+    }
+
+    /// Trains on a blocking thread (the trial's span carried into it) while forwarding
+    /// each epoch's metrics; a refused progress report means the lease is lost.
+    async fn train(
+        &self,
+        trial: &pb::TrialRef,
+        config_json: String,
+        handle: &Running,
+    ) -> Result<TrialResult, TrainError> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (cancel, cache, device, span) =
+            (handle.cancel.clone(), self.cache.clone(), self.device, tracing::Span::current());
+        let work = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let cfg = parse_config(&config_json)?;
+            let ds = cache.get(&cfg.dataset).map_err(|e| TrainError::User(e.to_string()))?;
+            train::train_one(&ds, &cfg, device, &mut |r| drop(tx.send(r.clone())), &cancel)
+        });
+        let forward = async {
+            while let Some(r) = rx.recv().await {
+                let req = pb::ProgressRequest {
+                    trial: Some(trial.clone()),
+                    epoch: r.epoch,
+                    metrics: r.metrics.into_iter().collect(),
+                };
+                match self.call("progress", req, |mut c, r| async move { c.report_progress(r).await }).await {
+                    Ok(_) => {}
+                    Err(e) if matches!(e.code(), Code::FailedPrecondition | Code::PermissionDenied) => {
+                        tracing::warn!(message = e.message(), "lease lost, stopping");
+                        handle.stop(Stop::LeaseLost);
+                    }
+                    Err(e) => tracing::warn!(code = ?e.code(), message = e.message(), "progress not recorded"),
                 }
             }
-            Err(e) => tracing::warn!(code = ?e.code(), message = e.message(), "heartbeat failed"),
-        }
+        };
+        let (outcome, ()) = tokio::join!(work, forward);
+        outcome.unwrap_or_else(|e| Err(TrainError::Transient(format!("training thread panicked: {e}"))))
     }
 }
 
-/// Trains one leased trial and reports how it ended.
-async fn run_trial(
-    api: Client,
-    t: pb::LeasedTrial,
-    device: tch::Device,
-    cache: DatasetCache,
-    cancel: Arc<AtomicBool>,
-    stopped_by: Arc<Mutex<Option<Stop>>>,
-    never: CancellationToken,
-) {
-    let trial = pb::TrialRef { trial_id: t.trial_id.clone(), attempt: t.attempt };
-    let span = tracing::info_span!("trial", trial_id = %t.trial_id, attempt = t.attempt);
-    let _e = span.enter();
-    tracing::info!(params = %t.params_json, "trial started");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let cancel2 = cancel.clone();
-    let config_json = t.config_json.clone();
-    let work = tokio::task::spawn_blocking(move || -> Result<train::TrialResult, TrainError> {
-        let cfg: sweep_spec::TrialConfig =
-            serde_json::from_str(&config_json).map_err(|e| TrainError::User(format!("trial config: {e}")))?;
-        if let Some((field, problem)) = cfg.check().into_iter().next() {
-            return Err(TrainError::User(format!("{field}: {problem}")));
-        }
-        let ds = cache.get(&cfg.dataset).map_err(|e| TrainError::User(e.to_string()))?;
-        let mut progress = |r: &train::EpochReport| {
-            let _ = tx.send(r.clone());
-        };
-        train::train_one(&ds, &cfg, device, &mut progress, &cancel2)
-    });
-    // Forward per-epoch metrics while training runs.
-    let forward = async {
-        while let Some(r) = rx.recv().await {
-            let req = pb::ProgressRequest {
-                trial: Some(trial.clone()),
-                epoch: r.epoch,
-                metrics: r.metrics.into_iter().collect(),
-            };
-            let mut c = api.clone();
-            match with_retry("progress", &never, || {
-                let mut c = c.clone();
-                let req = req.clone();
-                async move { c.report_progress(req).await }
-            })
-            .await
-            {
-                Ok(_) => {}
-                Err(e) if e.code() == Code::FailedPrecondition || e.code() == Code::PermissionDenied => {
-                    tracing::warn!(message = e.message(), "lease lost, stopping");
-                    stop_trial(&stopped_by, &cancel, Stop::LeaseLost);
-                }
-                Err(e) => {
-                    tracing::warn!(code = ?e.code(), message = e.message(), "progress not recorded")
-                }
-            }
-            let _ = &mut c;
-        }
-    };
-    let (outcome, ()) = tokio::join!(work, forward);
-    let outcome = outcome.unwrap_or_else(|e| Err(TrainError::Transient(format!("training thread panicked: {e}"))));
-    let result = match outcome {
-        Ok(res) => {
-            let req = pb::CompleteRequest {
-                trial: Some(trial.clone()),
-                metrics: res.metrics.clone().into_iter().collect(),
-                result_json: serde_json::to_string(&res).unwrap_or_default(),
-            };
-            tracing::info!(best_epoch = res.best_epoch, seconds = res.seconds, "trial finished");
-            with_retry("complete", &never, || {
-                let mut c = api.clone();
-                let req = req.clone();
-                async move { c.complete(req).await }
-            })
-            .await
-        }
-        Err(TrainError::Cancelled) => {
-            let why = *stopped_by.lock().expect("lock");
-            match why {
-                Some(Stop::Draining) => {
-                    tracing::info!("handing trial back");
-                    with_retry("release", &never, || {
-                        let mut c = api.clone();
-                        let req = trial.clone();
-                        async move { c.release(req).await }
-                    })
-                    .await
-                }
-                _ => {
-                    tracing::info!(reason = ?why, "trial stopped");
-                    return;
-                }
-            }
-        }
-        Err(e) => {
-            let kind = match e {
-                TrainError::User(_) => pb::FailureKind::User,
-                _ => pb::FailureKind::Transient,
-            };
-            tracing::warn!(error = %e, ?kind, "trial failed");
-            let req = pb::FailRequest { trial: Some(trial.clone()), error: e.to_string(), kind: kind as i32 };
-            with_retry("fail", &never, || {
-                let mut c = api.clone();
-                let req = req.clone();
-                async move { c.fail(req).await }
-            })
-            .await
-        }
-    };
-    if let Err(e) = result {
-        tracing::warn!(code = ?e.code(), message = e.message(), "result not recorded (the lease was lost; another attempt owns the trial)");
+/// A trial config as the coordinator sends it, checked like a sweep file's.
+pub fn parse_config(json: &str) -> Result<sweep_spec::TrialConfig, TrainError> {
+    let cfg: sweep_spec::TrialConfig =
+        serde_json::from_str(json).map_err(|e| TrainError::User(format!("trial config: {e}")))?;
+    match cfg.check().into_iter().next() {
+        Some((field, problem)) => Err(TrainError::User(format!("{field}: {problem}"))),
+        None => Ok(cfg),
     }
 }

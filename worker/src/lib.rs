@@ -1,9 +1,4 @@
-//! Sweep worker: the libtorch trainer (data, model, loss, metrics) and the agent that
-//! leases trials from the coordinator and runs them.
+//! Sweep worker: the agent that leases trials from the coordinator, trains them with
+//! the trainer crate and reports back. `sweep-worker train` runs one trial alone.
 
 pub mod agent;
-pub mod data;
-pub mod loss;
-pub mod metrics;
-pub mod model;
-pub mod train;

@@ -3,42 +3,10 @@
 //! with the highest objective.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn bin(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_sweep-worker")).with_file_name(name)
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("spawn");
-    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-fn wait_for_file(path: &Path, within: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path) {
-            if !s.is_empty() {
-                return s;
-            }
-        }
-        assert!(start.elapsed() < within, "{} did not appear", path.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use sweep_testkit::procs::{bin, Cluster};
 
 /// The seed grid with sizes that train in a second or two on a CPU.
 fn small_seed_grid(dir: &Path) -> PathBuf {
@@ -58,52 +26,18 @@ fn small_seed_grid(dir: &Path) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_workers_run_the_seed_grid_end_to_end() {
-    let Some(db) = sweep_coordinator::testing::fresh_database().await else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let (token, join, port) = (dir.path().join("token"), dir.path().join("join"), dir.path().join("addr"));
-    let coord = bin("sweep-coordinator");
-    run(Command::new(&coord).args(["migrate", "--database-url", &db]));
-    for (role, out) in [("admin", &token), ("join", &join)] {
-        run(Command::new(&coord).args(["token", "create", "--role", role, "--database-url", &db, "--out"]).arg(out));
-    }
-    let mut procs = Procs(vec![]);
-    procs.0.push(
-        Command::new(&coord)
-            .args(["serve", "--listen", "127.0.0.1:0", "--lease-ms", "5000", "--database-url", &db, "--port-file"])
-            .arg(&port)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let addr = format!("http://{}", wait_for_file(&port, Duration::from_secs(30)));
-    for i in 0..2 {
-        procs.0.push(
-            Command::new(bin("sweep-worker"))
-                .args([
-                    "run",
-                    "--device",
-                    "cpu",
-                    "--exit-when-idle-secs",
-                    "2",
-                    "--name",
-                    &format!("w{i}"),
-                    "--coordinator",
-                    &addr,
-                ])
-                .env("SWEEP_JOIN_TOKEN_FILE", &join)
-                .env("RUST_LOG", "warn")
-                .spawn()
-                .unwrap(),
-        );
-    }
+    let Some(cluster) = Cluster::new().await else { return };
+    let _coordinator = cluster.coordinator();
+    let addr = cluster.addr();
+    let mut procs: Vec<_> =
+        (0..2).map(|i| cluster.worker(&format!("w{i}"), &addr, &["--exit-when-idle-secs", "2"])).collect();
     let sweep = |args: &[&str]| {
-        let out =
-            run(Command::new(bin("sweep")).args(args).args(["--coordinator", &addr]).env("SWEEP_TOKEN_FILE", &token));
+        let out = cluster.cli(args);
+        assert!(out.status.success(), "sweep {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
-    let spec = small_seed_grid(dir.path());
+    let (dir, token) = (cluster.dir.path(), &cluster.token);
+    let spec = small_seed_grid(dir);
     let submitted: serde_json::Value =
         serde_json::from_str(&sweep(&["submit", spec.to_str().unwrap(), "-o", "json"])).unwrap();
     let id = submitted["sweep_id"].as_str().unwrap().to_string();
@@ -111,7 +45,7 @@ async fn two_workers_run_the_seed_grid_end_to_end() {
     // (plain lines); both return when the sweep has finished.
     let pty = Command::new("script")
         .args(["-qec", &format!("{} watch {id} --coordinator {addr}", bin("sweep").display()), "/dev/null"])
-        .env("SWEEP_TOKEN_FILE", &token)
+        .env("SWEEP_TOKEN_FILE", token)
         .env("TERM", "xterm-256color")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -149,11 +83,7 @@ async fn two_workers_run_the_seed_grid_end_to_end() {
     assert_eq!(workers["workers"].as_array().unwrap().len(), 2);
     let used: std::collections::HashSet<&str> = trials.iter().filter_map(|t| t["worker"].as_str()).collect();
     assert_eq!(used.len(), 2, "both workers trained trials: {used:?}");
-    for w in procs.0.iter_mut().skip(1) {
-        let start = Instant::now();
-        while w.try_wait().unwrap().is_none() {
-            assert!(start.elapsed() < Duration::from_secs(30), "worker did not exit when idle");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    for w in &mut procs {
+        assert!(w.wait_exit(Duration::from_secs(30)), "worker did not exit when idle");
     }
 }

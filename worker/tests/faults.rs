@@ -3,14 +3,12 @@
 //! case ends with the invariant checker. Cases run one at a time (a shared lock) so that
 //! lease timing does not depend on how many other cases load the two cores.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, Cluster, Proxy, LEASE_MS, TINY};
 use sqlx::PgPool;
+use sweep_testkit::procs::{bin, free_port, Cluster, Proxy, LEASE_MS, TINY};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -233,12 +231,8 @@ async fn a_worker_clock_off_by_five_minutes_changes_nothing() {
     let lib = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists());
-    let Some(lib) = lib else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "libfaketime missing under CI=true (scripts/setup.sh installs it)"
-        );
-        eprintln!("skipping: libfaketime not installed");
+    let Some(lib) = lib.or_else(|| sweep_testkit::skip("libfaketime is not installed (scripts/setup.sh installs it)"))
+    else {
         return;
     };
     let c = cluster!();
@@ -247,7 +241,7 @@ async fn a_worker_clock_off_by_five_minutes_changes_nothing() {
     // One worker's wall clock five minutes ahead, one's five minutes behind (libfaketime;
     // the monotonic clock is left alone, as NTP leaves it).
     let skewed = |name: &str, offset: &str| {
-        let mut cmd = Command::new(common::bin("sweep-worker"));
+        let mut cmd = Command::new(bin("sweep-worker"));
         cmd.env("LD_PRELOAD", lib).env("FAKETIME", offset).env("DONT_FAKE_MONOTONIC", "1");
         c.worker_with(cmd, name, &c.addr(), &[])
     };
@@ -261,4 +255,31 @@ async fn a_worker_clock_off_by_five_minutes_changes_nothing() {
         sqlx::query_as("SELECT count(DISTINCT finished_by) FROM trials").fetch_one(&c.db).await.unwrap();
     eprintln!("trials finished by {workers} skewed worker(s)");
     c.check_invariants().await;
+}
+
+/// Liveness: a worker busy with one long trial stays `alive` well past three lease
+/// lengths (its heartbeats keep `last_seen` moving through the credential cache), and
+/// the same worker killed turns `gone`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_worker_stays_alive_and_a_killed_one_turns_gone() {
+    let _serial = SERIAL.lock().await;
+    let c = cluster!();
+    let (lease_ms, heartbeat_ms) = (1_000, 300); // gone after 3 s of silence
+    let _coord = c.coordinator_with_lease(lease_ms, heartbeat_ms);
+    c.submit(1, 60, TINY);
+    let w = c.worker("busy", &c.addr(), &[]);
+    c.wait_for("first epoch", Duration::from_secs(60), PROGRESSED).await;
+    // Time has to pass for this property: twice the point at which a silent worker is gone.
+    tokio::time::sleep(Duration::from_millis(6 * u64::from(lease_ms))).await;
+    let out = c.cli(&["workers", "-o", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let worker = &v["workers"][0];
+    assert_eq!((worker["name"].as_str(), worker["state"].as_str()), (Some("busy"), Some("alive")), "{v}");
+    assert_eq!(worker["running"], 1, "still training, so the check above is not vacuous: {v}");
+    let (state, attempt, ..) = c.trial().await;
+    assert_eq!((state.as_str(), attempt), ("leased", 1), "the trial was never taken from the busy worker");
+    w.signal("-KILL");
+    let gone = "SELECT state = 'gone' FROM workers WHERE name = 'busy'";
+    c.wait_for("the killed worker to turn gone", Duration::from_secs(30), gone).await;
 }

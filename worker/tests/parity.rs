@@ -7,18 +7,9 @@ use std::process::Command;
 
 #[test]
 fn worker_matches_pytorch_on_bibtex() {
-    let data = sweep_worker::data::data_dir().join("mulan/bibtex");
-    if !data.exists() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{} missing under CI=true", data.display());
-        eprintln!("skipping: {} not found", data.display());
+    let (Some(_), Some(python)) = (sweep_testkit::mulan_dir("bibtex"), sweep_testkit::torch_python()) else {
         return;
-    }
-    let python = std::env::var("SWEEP_VENV").map(|v| format!("{v}/bin/python")).unwrap_or_else(|_| "python3".into());
-    if Command::new(&python).args(["-c", "import torch, sklearn"]).status().map(|s| !s.success()).unwrap_or(true) {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{python} lacks torch/sklearn under CI=true");
-        eprintln!("skipping: {python} has no torch + scikit-learn (scripts/setup.sh installs them)");
-        return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("trial.json");
     // A fully resolved config, as `sweep validate -o json` prints one.

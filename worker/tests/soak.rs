@@ -3,12 +3,11 @@
 //! lost 0, duplicated 0. `SOAK_SECS` bounds the fault phase (default 20, the CI
 //! version); `bench/soak.sh` runs a longer one.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Proc, TINY};
+use sweep_coordinator::states::TERMINAL_SQL;
+use sweep_testkit::procs::{Cluster, Proc, TINY};
 
 /// A tiny deterministic generator, so a soak can be replayed by its seed.
 struct Lcg(u64);
@@ -78,11 +77,10 @@ async fn soak_with_random_kills_loses_and_duplicates_nothing() {
     .unwrap();
     // Lost: submitted but not in a terminal state (or gone). `dead` is a terminal state
     // (the attempt budget spent on lost leases), reported apart.
-    let (terminal,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM trials WHERE state IN ('succeeded','failed','cancelled','dead')")
-            .fetch_one(&c.db)
-            .await
-            .unwrap();
+    let (terminal,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM trials WHERE state IN {TERMINAL_SQL}"))
+        .fetch_one(&c.db)
+        .await
+        .unwrap();
     let lost = trials as i64 - terminal;
     println!("soak: {secs} s of faults, seed {seed}");
     println!("| fault | count |\n|---|---|");

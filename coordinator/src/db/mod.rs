@@ -1,6 +1,7 @@
 //! The Postgres store. SQL sits next to the function that runs it; functions take an
 //! executor so the caller owns the transaction. Runtime-checked queries
-//! (`sqlx::query_as`) with every query covered by the tests in `tests/store.rs`.
+//! (`sqlx::query_as`) with every query covered by the tests in `coordinator/tests/api.rs`
+//! and the process tests in `worker/tests/`.
 
 pub mod sweeps;
 pub mod tokens;

@@ -6,6 +6,7 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::error::{CoordinatorError, Result};
+use crate::states::{SweepState, TrialState};
 
 /// Rows per INSERT round trip when storing a grid.
 pub const INSERT_CHUNK: usize = 5_000;
@@ -18,7 +19,7 @@ pub struct SweepRow {
     pub metric_name: String,
     pub metric_goal: String,
     pub spec_yaml: String,
-    pub state: String,
+    pub state: SweepState,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -44,12 +45,12 @@ pub async fn submit(
          ON CONFLICT (name) DO NOTHING RETURNING id",
     )
     .bind(Uuid::new_v4())
-    .bind(&spec.name)
-    .bind(spec.method.as_str())
-    .bind(&spec.metric.name)
-    .bind(spec.metric.goal.as_str())
+    .bind(spec.name())
+    .bind(spec.method().as_str())
+    .bind(&spec.metric().name)
+    .bind(spec.metric().goal.as_str())
     .bind(spec_yaml)
-    .bind(spec.max_attempts as i32)
+    .bind(spec.max_attempts() as i32)
     .fetch_optional(&mut *conn)
     .await?;
     let (sweep_id, created) = match inserted {
@@ -57,19 +58,19 @@ pub async fn submit(
         None => {
             let (id, metric_name, goal): (Uuid, String, String) =
                 sqlx::query_as("SELECT id, metric_name, metric_goal FROM sweeps WHERE name = $1 FOR UPDATE")
-                    .bind(&spec.name)
+                    .bind(spec.name())
                     .fetch_one(&mut *conn)
                     .await?;
-            if metric_name != spec.metric.name || goal != spec.metric.goal.as_str() {
+            if metric_name != spec.metric().name || goal != spec.metric().goal.as_str() {
                 return Err(CoordinatorError::AlreadyExists(format!(
                     "sweep `{}` exists with objective {goal} {metric_name}; give the new objective a new sweep name",
-                    spec.name
+                    spec.name()
                 )));
             }
             sqlx::query("UPDATE sweeps SET spec_yaml = $2, max_attempts = $3 WHERE id = $1")
                 .bind(id)
                 .bind(spec_yaml)
-                .bind(spec.max_attempts as i32)
+                .bind(spec.max_attempts() as i32)
                 .execute(&mut *conn)
                 .await?;
             (id, false)
@@ -90,7 +91,7 @@ pub async fn submit(
              ON CONFLICT (sweep_id, params_hash) DO NOTHING",
         )
         .bind(sweep_id)
-        .bind(spec.max_attempts as i32)
+        .bind(spec.max_attempts() as i32)
         .bind(&ids)
         .bind(&seqs)
         .bind(&hashes)
@@ -120,8 +121,8 @@ pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<SweepRow>> {
 }
 
 /// Trial counts by state.
-pub async fn counts(db: impl PgExecutor<'_>, id: Uuid) -> Result<BTreeMap<String, u64>> {
-    let rows: Vec<(String, i64)> =
+pub async fn counts(db: impl PgExecutor<'_>, id: Uuid) -> Result<BTreeMap<TrialState, u64>> {
+    let rows: Vec<(TrialState, i64)> =
         sqlx::query_as("SELECT state, count(*) FROM trials WHERE sweep_id = $1 GROUP BY state")
             .bind(id)
             .fetch_all(db)
@@ -147,18 +148,24 @@ pub async fn cancel(conn: &mut PgConnection, id: Uuid) -> Result<u64> {
     Ok(r.rows_affected())
 }
 
-/// Puts failed and dead trials back in the queue with a fresh budget.
-pub async fn retry_failed(conn: &mut PgConnection, id: Uuid) -> Result<u64> {
+/// Puts the sweep's trials in `states` (failed, dead, or both) back in the queue with
+/// a fresh budget. Returns how many.
+pub async fn retry(conn: &mut PgConnection, id: Uuid, states: &[TrialState]) -> Result<u64> {
+    if let Some(s) = states.iter().find(|s| !matches!(s, TrialState::Failed | TrialState::Dead)) {
+        return Err(CoordinatorError::InvalidArgument(format!("only failed or dead trials can be retried, not {s}")));
+    }
     let r = sqlx::query("UPDATE sweeps SET state = 'running' WHERE id = $1").bind(id).execute(&mut *conn).await?;
     if r.rows_affected() == 0 {
         return Err(CoordinatorError::NotFound(format!("sweep {id}")));
     }
+    let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
     let r = sqlx::query(
         "UPDATE trials SET state = 'queued', lost_count = 0, error_count = 0, not_before = now(),
                 updated_at = now(), finished_at = NULL
-         WHERE sweep_id = $1 AND state IN ('failed', 'dead')",
+         WHERE sweep_id = $1 AND state = ANY($2)",
     )
     .bind(id)
+    .bind(&names)
     .execute(&mut *conn)
     .await?;
     Ok(r.rows_affected())

@@ -9,6 +9,8 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::error::{CoordinatorError, Result};
+use crate::states::TrialState;
+use sweep_spec::Goal;
 
 /// A trial handed to a worker.
 #[derive(Debug, sqlx::FromRow)]
@@ -50,17 +52,37 @@ pub async fn claim(db: impl PgExecutor<'_>, worker: Uuid, n: u32, lease_ms: u32)
 const HOLDS_LEASE: &str =
     "id = $1 AND attempt = $2 AND lease_owner = $3 AND state = 'leased' AND lease_expires_at > now()";
 
+/// Who writes: a worker, for one attempt of one trial. Every fenced statement binds
+/// these as $1, $2, $3 and applies only while [`HOLDS_LEASE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub trial: Uuid,
+    pub attempt: i32,
+    pub worker: Uuid,
+}
+
+impl Fence {
+    /// A fenced statement with the fence bound as $1, $2, $3.
+    fn bind<'q>(
+        &self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        q.bind(self.trial).bind(self.attempt).bind(self.worker)
+    }
+}
+
 /// Why a fenced write matched no row: a revoked worker is UNAUTHENTICATED, another
 /// worker's lease is PERMISSION_DENIED, anything else (reaped, re-leased, cancelled,
 /// finished, expired) is a lost lease.
-async fn refusal(conn: &mut PgConnection, trial: Uuid, attempt: i32, worker: Uuid) -> CoordinatorError {
+async fn refusal(conn: &mut PgConnection, f: &Fence) -> CoordinatorError {
+    let Fence { trial, attempt, worker } = *f;
     match super::workers::is_revoked(&mut *conn, worker).await {
         Ok(true) => return CoordinatorError::Unauthenticated("worker credential revoked".into()),
         Ok(false) => {}
         Err(e) => return e,
     }
     let db = &mut *conn;
-    let row: std::result::Result<Option<(String, i32, Option<Uuid>)>, _> =
+    let row: std::result::Result<Option<(TrialState, i32, Option<Uuid>)>, _> =
         sqlx::query_as("SELECT state, attempt, lease_owner FROM trials WHERE id = $1")
             .bind(trial)
             .fetch_optional(db)
@@ -69,7 +91,7 @@ async fn refusal(conn: &mut PgConnection, trial: Uuid, attempt: i32, worker: Uui
         Err(e) => e.into(),
         Ok(None) => CoordinatorError::NotFound(format!("trial {trial}")),
         Ok(Some((state, cur, owner))) => {
-            if state == "leased" && cur == attempt && owner.is_some_and(|o| o != worker) {
+            if state == TrialState::Leased && cur == attempt && owner.is_some_and(|o| o != worker) {
                 CoordinatorError::PermissionDenied(format!("trial {trial} is leased by another worker"))
             } else {
                 CoordinatorError::LeaseLost(format!(
@@ -111,17 +133,18 @@ pub async fn heartbeat(
     .fetch_all(&mut *conn)
     .await?;
     let extended: std::collections::HashSet<Uuid> = extended.into_iter().map(|r| r.0).collect();
-    let states: Vec<(Uuid, String, i32)> = sqlx::query_as("SELECT id, state, attempt FROM trials WHERE id = ANY($1)")
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?;
-    let states: BTreeMap<Uuid, (String, i32)> = states.into_iter().map(|(id, s, a)| (id, (s, a))).collect();
+    let states: Vec<(Uuid, TrialState, i32)> =
+        sqlx::query_as("SELECT id, state, attempt FROM trials WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+    let states: BTreeMap<Uuid, (TrialState, i32)> = states.into_iter().map(|(id, s, a)| (id, (s, a))).collect();
     Ok(trials
         .iter()
         .map(|(id, attempt)| {
             if extended.contains(id) {
                 Directive::Continue
-            } else if states.get(id).is_some_and(|(s, a)| s == "cancelled" && a == attempt) {
+            } else if states.get(id).is_some_and(|(s, a)| *s == TrialState::Cancelled && a == attempt) {
                 Directive::Cancel
             } else {
                 Directive::LeaseLost
@@ -131,18 +154,16 @@ pub async fn heartbeat(
 }
 
 /// Records one epoch's metrics (append-only, first write per epoch wins) and extends
-/// the lease.
+/// the lease; refused when the attempt no longer holds it.
 pub async fn progress(
-    db: impl PgExecutor<'_>,
-    worker: Uuid,
-    trial: Uuid,
-    attempt: i32,
+    conn: &mut PgConnection,
+    f: &Fence,
     epoch: i32,
     metrics: &BTreeMap<String, f64>,
     lease_ms: u32,
-) -> Result<bool> {
+) -> Result<()> {
     let metrics = serde_json::to_value(metrics).expect("json");
-    let (n,): (i64,) = sqlx::query_as(&format!(
+    let sql = format!(
         "WITH t AS (
              UPDATE trials SET epoch = $4, latest = $5, updated_at = now(),
                     lease_expires_at = now() + make_interval(secs => $6::double precision / 1000)
@@ -151,31 +172,13 @@ pub async fn progress(
              INSERT INTO trial_epochs (trial_id, attempt, epoch, metrics)
              SELECT id, $2, $4, $5 FROM t ON CONFLICT DO NOTHING)
          SELECT count(*) FROM t"
-    ))
-    .bind(trial)
-    .bind(attempt)
-    .bind(worker)
-    .bind(epoch)
-    .bind(&metrics)
-    .bind(lease_ms as f64)
-    .fetch_one(db)
-    .await?;
-    Ok(n == 1)
-}
-
-pub async fn progress_or_refuse(
-    conn: &mut PgConnection,
-    worker: Uuid,
-    trial: Uuid,
-    attempt: i32,
-    epoch: i32,
-    metrics: &BTreeMap<String, f64>,
-    lease_ms: u32,
-) -> Result<()> {
-    if progress(&mut *conn, worker, trial, attempt, epoch, metrics, lease_ms).await? {
+    );
+    let q = sqlx::query(&sql);
+    let row = f.bind(q).bind(epoch).bind(&metrics).bind(lease_ms as f64).fetch_one(&mut *conn).await?;
+    if sqlx::Row::get::<i64, _>(&row, 0) == 1 {
         Ok(())
     } else {
-        Err(refusal(&mut *conn, trial, attempt, worker).await)
+        Err(refusal(conn, f).await)
     }
 }
 
@@ -183,14 +186,12 @@ pub async fn progress_or_refuse(
 /// attempt again is a success that changes nothing.
 pub async fn complete(
     conn: &mut PgConnection,
-    worker: Uuid,
-    trial: Uuid,
-    attempt: i32,
+    f: &Fence,
     metrics: &BTreeMap<String, f64>,
     result: &serde_json::Value,
 ) -> Result<()> {
     let metrics_json = serde_json::to_value(metrics).expect("json");
-    let done = sqlx::query(&format!(
+    let sql = format!(
         "UPDATE trials t SET state = 'succeeded', metrics = $4, result = $5,
                 objective = ($4 ->> s.metric_name)::double precision,
                 lease_owner = NULL, lease_expires_at = NULL, finished_by = $3,
@@ -198,29 +199,17 @@ pub async fn complete(
          FROM sweeps s
          WHERE s.id = t.sweep_id AND t.{}",
         HOLDS_LEASE.replace(" AND ", " AND t.")
-    ))
-    .bind(trial)
-    .bind(attempt)
-    .bind(worker)
-    .bind(&metrics_json)
-    .bind(result)
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() == 1 {
+    );
+    let q = sqlx::query(&sql);
+    if f.bind(q).bind(&metrics_json).bind(result).execute(&mut *conn).await?.rows_affected() == 1 {
         return Ok(());
     }
-    let same: Option<(Uuid,)> = sqlx::query_as(
-        "SELECT id FROM trials WHERE id = $1 AND attempt = $2 AND state = 'succeeded' AND finished_by = $3",
-    )
-    .bind(trial)
-    .bind(attempt)
-    .bind(worker)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if same.is_some() {
+    let same =
+        sqlx::query("SELECT 1 FROM trials WHERE id = $1 AND attempt = $2 AND finished_by = $3 AND state = 'succeeded'");
+    if f.bind(same).fetch_optional(&mut *conn).await?.is_some() {
         return Ok(()); // duplicate report of the same attempt
     }
-    Err(refusal(&mut *conn, trial, attempt, worker).await)
+    Err(refusal(conn, f).await)
 }
 
 /// How a reported failure is treated.
@@ -232,17 +221,15 @@ pub enum FailureKind {
     Transient,
 }
 
-/// Records a failed attempt. Returns the trial's new state.
+/// Records a failed attempt. Returns the trial's new state (failed, or queued again).
 pub async fn fail(
     conn: &mut PgConnection,
-    worker: Uuid,
-    trial: Uuid,
-    attempt: i32,
+    f: &Fence,
     kind: FailureKind,
     error: &str,
     backoff_base_ms: u32,
-) -> Result<String> {
-    let row: Option<(String,)> = sqlx::query_as(&format!(
+) -> Result<TrialState> {
+    let sql = format!(
         "UPDATE trials SET
              error_count = error_count + 1,
              state = CASE WHEN $4 OR error_count + 1 >= max_attempts THEN 'failed' ELSE 'queued' END,
@@ -250,43 +237,42 @@ pub async fn fail(
              finished_at = CASE WHEN $4 OR error_count + 1 >= max_attempts THEN now() END,
              error = $5, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
          WHERE {HOLDS_LEASE} RETURNING state"
-    ))
-    .bind(trial)
-    .bind(attempt)
-    .bind(worker)
-    .bind(kind == FailureKind::User)
-    .bind(error)
-    .bind(backoff_base_ms as f64)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match row {
-        Some((state,)) => Ok(state),
-        None => Err(refusal(&mut *conn, trial, attempt, worker).await),
+    );
+    let q = sqlx::query(&sql);
+    let row = f.bind(q).bind(kind == FailureKind::User).bind(error).bind(backoff_base_ms as f64);
+    match row.fetch_optional(&mut *conn).await? {
+        Some(row) => Ok(sqlx::Row::try_get(&row, 0)?),
+        None => Err(refusal(conn, f).await),
     }
 }
 
 /// Hands a held trial back untouched (worker draining): queued again at once.
-pub async fn release(conn: &mut PgConnection, worker: Uuid, trial: Uuid, attempt: i32) -> Result<()> {
-    let r = sqlx::query(&format!(
+pub async fn release(conn: &mut PgConnection, f: &Fence) -> Result<()> {
+    let sql = format!(
         "UPDATE trials SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
                 not_before = now(), updated_at = now(), error = 'handed back by worker'
          WHERE {HOLDS_LEASE}"
-    ))
-    .bind(trial)
-    .bind(attempt)
-    .bind(worker)
-    .execute(&mut *conn)
-    .await?;
-    if r.rows_affected() == 1 {
+    );
+    let q = sqlx::query(&sql);
+    if f.bind(q).execute(&mut *conn).await?.rows_affected() == 1 {
         Ok(())
     } else {
-        Err(refusal(&mut *conn, trial, attempt, worker).await)
+        Err(refusal(conn, f).await)
     }
 }
 
+/// A trial whose lease expired, and where the reaper put it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Reaped {
+    pub id: Uuid,
+    pub sweep_id: Uuid,
+    /// Queued again, or dead after `max_attempts` lost leases.
+    pub state: TrialState,
+}
+
 /// Returns expired leases to the queue, or marks a trial `dead` once it has lost
-/// `max_attempts` leases. Returns (requeued, dead) sweep ids for notification.
-pub async fn reap(db: impl PgExecutor<'_>) -> Result<Vec<(Uuid, Uuid, String)>> {
+/// `max_attempts` leases (at most 1,000 per call).
+pub async fn reap(db: impl PgExecutor<'_>) -> Result<Vec<Reaped>> {
     Ok(sqlx::query_as(
         "UPDATE trials SET
              lost_count = lost_count + 1,
@@ -308,7 +294,7 @@ pub struct TrialRow {
     pub id: Uuid,
     pub sweep_id: Uuid,
     pub seq: i32,
-    pub state: String,
+    pub state: TrialState,
     pub attempt: i32,
     pub params: serde_json::Value,
     pub config: serde_json::Value,
@@ -350,8 +336,11 @@ pub async fn changed_since(
 }
 
 /// The succeeded trial with the best objective for the sweep's goal.
-pub async fn best(db: impl PgExecutor<'_>, sweep: Uuid, goal: &str) -> Result<Option<TrialRow>> {
-    let order = if goal == "minimize" { "ASC" } else { "DESC" };
+pub async fn best(db: impl PgExecutor<'_>, sweep: Uuid, goal: Goal) -> Result<Option<TrialRow>> {
+    let order = match goal {
+        Goal::Minimize => "ASC",
+        Goal::Maximize => "DESC",
+    };
     Ok(sqlx::query_as(&format!(
         "SELECT {TRIAL_COLUMNS} FROM {TRIAL_FROM}
          WHERE t.sweep_id = $1 AND t.state = 'succeeded' AND t.objective IS NOT NULL

@@ -4,6 +4,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::error::Result;
+use crate::states::WorkerState;
 
 #[derive(Debug, Clone)]
 pub struct NewWorker {
@@ -34,31 +35,26 @@ pub async fn register(db: impl PgExecutor<'_>, w: &NewWorker) -> Result<(Uuid, S
     Ok((id, token))
 }
 
-/// The worker a credential belongs to, if it is not revoked.
+/// The worker a credential belongs to, if it is not revoked, recorded as seen now in
+/// the same statement (a worker marked gone that calls again is alive again). The
+/// coordinator asks this at most once per credential-cache period, so `last_seen_at`
+/// advances while a worker calls in, at no cost per call.
 pub async fn authenticate(db: impl PgExecutor<'_>, token: &str) -> Result<Option<Uuid>> {
-    let row: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM workers WHERE token_hash = $1 AND state <> 'revoked'")
-        .bind(super::tokens::hash(token))
-        .fetch_optional(db)
-        .await?;
+    let row: Option<(Uuid,)> = sqlx::query_as(
+        "UPDATE workers SET last_seen_at = now(), state = 'alive'
+         WHERE token_hash = $1 AND state <> 'revoked' RETURNING id",
+    )
+    .bind(super::tokens::hash(token))
+    .fetch_optional(db)
+    .await?;
     Ok(row.map(|r| r.0))
-}
-
-/// Records that a worker is alive (heartbeats); a worker marked gone comes back.
-/// Returns false for a revoked worker.
-pub async fn touch(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
-    let r =
-        sqlx::query("UPDATE workers SET last_seen_at = now(), state = 'active' WHERE id = $1 AND state <> 'revoked'")
-            .bind(id)
-            .execute(db)
-            .await?;
-    Ok(r.rows_affected() == 1)
 }
 
 /// Whether a worker has been revoked (the slow path behind the credential cache).
 pub async fn is_revoked(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
-    let row: Option<(String,)> =
+    let row: Option<(WorkerState,)> =
         sqlx::query_as("SELECT state FROM workers WHERE id = $1").bind(id).fetch_optional(db).await?;
-    Ok(row.is_none_or(|(s,)| s == "revoked"))
+    Ok(row.is_none_or(|(s,)| s == WorkerState::Revoked))
 }
 
 /// Revokes a worker and ends its leases (requeued without using up an attempt's
@@ -79,11 +75,11 @@ pub async fn revoke(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Option<u6
     Ok(Some(released.rows_affected()))
 }
 
-/// Marks workers unseen for `gone_after_ms` as gone.
+/// Marks alive workers unseen for `gone_after_ms` as gone; returns how many.
 pub async fn mark_gone(db: impl PgExecutor<'_>, gone_after_ms: i64) -> Result<u64> {
     let r = sqlx::query(
         "UPDATE workers SET state = 'gone'
-         WHERE state = 'active' AND last_seen_at < now() - make_interval(secs => $1::double precision / 1000)",
+         WHERE state = 'alive' AND last_seen_at < now() - make_interval(secs => $1::double precision / 1000)",
     )
     .bind(gone_after_ms as f64)
     .execute(db)
@@ -99,7 +95,7 @@ pub struct WorkerRow {
     pub gpus: serde_json::Value,
     pub slots: i32,
     pub version: String,
-    pub state: String,
+    pub state: WorkerState,
     pub last_seen_at: chrono::DateTime<chrono::Utc>,
     pub running: i64,
 }

@@ -12,6 +12,7 @@ use super::{convert, AppState};
 use crate::auth;
 use crate::db::{trials, workers};
 use crate::error::{CoordinatorError, Result};
+use crate::states::TrialState;
 
 /// Most trials one lease call may ask for.
 pub const MAX_LEASE_BATCH: u32 = 64;
@@ -154,17 +155,16 @@ impl pb::agent_service_server::AgentService for AgentApi {
     async fn report_progress(&self, req: Request<pb::ProgressRequest>) -> Result<Response<pb::AckResponse>, Status> {
         let worker = auth::worker(&self.state.db, &self.state.worker_auth, &req).await?;
         let r = req.into_inner();
-        let (trial, attempt) = convert::trial_ref(r.trial.as_ref())?;
-        record(trial, attempt);
+        let fence = fence(worker, r.trial.as_ref())?;
         let metrics = convert::metrics(&r.metrics)?;
         let epoch = i32::try_from(r.epoch)
             .ok()
             .filter(|e| *e <= 100_000)
             .ok_or_else(|| CoordinatorError::InvalidArgument(format!("epoch: {} is out of range", r.epoch)))?;
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
-        trials::progress_or_refuse(&mut conn, worker, trial, attempt, epoch, &metrics, self.lease_ms()).await?;
+        trials::progress(&mut conn, &fence, epoch, &metrics, self.lease_ms()).await?;
         drop(conn);
-        self.notify_trial(trial).await;
+        self.notify_trial(fence.trial).await;
         Ok(Response::new(pb::AckResponse {}))
     }
 
@@ -172,8 +172,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
     async fn complete(&self, req: Request<pb::CompleteRequest>) -> Result<Response<pb::AckResponse>, Status> {
         let worker = auth::worker(&self.state.db, &self.state.worker_auth, &req).await?;
         let r = req.into_inner();
-        let (trial, attempt) = convert::trial_ref(r.trial.as_ref())?;
-        record(trial, attempt);
+        let fence = fence(worker, r.trial.as_ref())?;
         let metrics = convert::metrics(&r.metrics)?;
         if r.result_json.len() > MAX_RESULT_BYTES {
             return Err(CoordinatorError::ResourceExhausted(format!(
@@ -189,10 +188,10 @@ impl pb::agent_service_server::AgentService for AgentApi {
                 .map_err(|e| CoordinatorError::InvalidArgument(format!("result_json: {e}")))?
         };
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
-        trials::complete(&mut conn, worker, trial, attempt, &metrics, &result).await?;
+        trials::complete(&mut conn, &fence, &metrics, &result).await?;
         drop(conn);
         tracing::info!(%worker, "trial succeeded");
-        self.notify_trial(trial).await;
+        self.notify_trial(fence.trial).await;
         Ok(Response::new(pb::AckResponse {}))
     }
 
@@ -200,41 +199,41 @@ impl pb::agent_service_server::AgentService for AgentApi {
     async fn fail(&self, req: Request<pb::FailRequest>) -> Result<Response<pb::AckResponse>, Status> {
         let worker = auth::worker(&self.state.db, &self.state.worker_auth, &req).await?;
         let r = req.into_inner();
-        let (trial, attempt) = convert::trial_ref(r.trial.as_ref())?;
-        record(trial, attempt);
+        let fence = fence(worker, r.trial.as_ref())?;
         let kind = kind(r.kind)?;
         let error: String = r.error.chars().take(4096).collect();
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
-        let state =
-            trials::fail(&mut conn, worker, trial, attempt, kind, &error, self.state.settings.backoff_ms).await?;
+        let state = trials::fail(&mut conn, &fence, kind, &error, self.state.settings.backoff_ms).await?;
         drop(conn);
         tracing::warn!(%worker, ?kind, new_state = %state, error = %error, "trial attempt failed");
-        if state == "queued" {
+        if state == TrialState::Queued {
             self.state.work.notify_waiters();
         }
-        self.notify_trial(trial).await;
+        self.notify_trial(fence.trial).await;
         Ok(Response::new(pb::AckResponse {}))
     }
 
     #[instrument(skip_all, fields(trial_id, attempt))]
     async fn release(&self, req: Request<pb::TrialRef>) -> Result<Response<pb::AckResponse>, Status> {
         let worker = auth::worker(&self.state.db, &self.state.worker_auth, &req).await?;
-        let (trial, attempt) = convert::trial_ref(Some(req.get_ref()))?;
-        record(trial, attempt);
+        let fence = fence(worker, Some(req.get_ref()))?;
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
-        trials::release(&mut conn, worker, trial, attempt).await?;
+        trials::release(&mut conn, &fence).await?;
         drop(conn);
         tracing::info!(%worker, "trial handed back");
         self.state.work.notify_waiters();
-        self.notify_trial(trial).await;
+        self.notify_trial(fence.trial).await;
         Ok(Response::new(pb::AckResponse {}))
     }
 }
 
-fn record(trial: uuid::Uuid, attempt: i32) {
+/// The fence of a worker write, recorded on the handler's span.
+fn fence(worker: uuid::Uuid, r: Option<&pb::TrialRef>) -> Result<trials::Fence> {
+    let (trial, attempt) = convert::trial_ref(r)?;
     let span = tracing::Span::current();
     span.record("trial_id", tracing::field::display(trial));
     span.record("attempt", attempt);
+    Ok(trials::Fence { trial, attempt, worker })
 }
 
 impl AgentApi {

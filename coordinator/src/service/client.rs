@@ -13,6 +13,7 @@ use super::{convert, parse_id, AppState};
 use crate::auth;
 use crate::db::{sweeps, trials, workers};
 use crate::error::{CoordinatorError, Result};
+use crate::states::TrialState;
 
 /// Largest sweep file accepted.
 pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
@@ -41,18 +42,14 @@ impl ClientApi {
         // Parsing and expansion are CPU work (up to the grid cap): off the async threads.
         let yaml = req.spec_yaml.clone();
         let name = name.to_string();
-        let (spec, trials) = tokio::task::spawn_blocking(move || {
-            let spec = sweep_spec::parse(&yaml, &name, limits)?;
-            let trials = spec.expand()?;
-            Ok::<_, sweep_spec::SpecErrors>((spec, trials))
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("expansion task: {e}"))?
-        .map_err(|e| CoordinatorError::InvalidArgument(e.to_string()))?;
+        let (spec, trials) = tokio::task::spawn_blocking(move || sweep_spec::parse_and_expand(&yaml, &name, limits))
+            .await
+            .map_err(|e| anyhow::anyhow!("expansion task: {e}"))?
+            .map_err(|e| CoordinatorError::InvalidArgument(e.to_string()))?;
         let mut tx = self.state.db.begin().await?;
         let out = sweeps::submit(&mut tx, &spec, &req.spec_yaml, &trials).await?;
         tx.commit().await?;
-        tracing::info!(sweep_id = %out.sweep_id, name = %spec.name, added = out.added, total = out.total, "sweep submitted");
+        tracing::info!(sweep_id = %out.sweep_id, name = %spec.name(), added = out.added, total = out.total, "sweep submitted");
         self.state.work.notify_waiters();
         self.state.changed(out.sweep_id);
         Ok(pb::SubmitSweepResponse {
@@ -115,7 +112,9 @@ impl pb::client_service_server::ClientService for ClientApi {
         auth::client(&self.state.db, &req).await?;
         let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
         let sweep = sweeps::get(&self.state.db, id).await?;
-        let best = trials::best(&self.state.db, id, &sweep.metric_goal).await?.ok_or_else(|| {
+        let goal: sweep_spec::Goal =
+            sweep.metric_goal.parse().map_err(|e: String| CoordinatorError::from(anyhow::anyhow!(e)))?;
+        let best = trials::best(&self.state.db, id, goal).await?.ok_or_else(|| {
             CoordinatorError::NotFound(format!("a succeeded trial with {} in sweep {id}", sweep.metric_name))
         })?;
         Ok(Response::new(convert::trial(best)))
@@ -142,9 +141,20 @@ impl pb::client_service_server::ClientService for ClientApi {
         req: Request<pb::RetryFailedRequest>,
     ) -> Result<Response<pb::RetryFailedResponse>, Status> {
         auth::client(&self.state.db, &req).await?;
-        let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
+        let r = req.into_inner();
+        let id = parse_id("sweep_id", &r.sweep_id)?;
+        let states: Vec<TrialState> = [(r.failed, TrialState::Failed), (r.dead, TrialState::Dead)]
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, s)| s)
+            .collect();
+        if states.is_empty() {
+            return Err(
+                CoordinatorError::InvalidArgument("say which trials to retry: failed, dead or both".into()).into()
+            );
+        }
         let mut tx = self.state.db.begin().await.map_err(CoordinatorError::from)?;
-        let n = sweeps::retry_failed(&mut tx, id).await?;
+        let n = sweeps::retry(&mut tx, id, &states).await?;
         tx.commit().await.map_err(CoordinatorError::from)?;
         self.state.work.notify_waiters();
         self.state.changed(id);
@@ -200,7 +210,7 @@ impl pb::client_service_server::ClientService for ClientApi {
                     let changed = trials::changed_since(&state.db, id, since).await?;
                     since = now - chrono::Duration::milliseconds(50);
                     let sweep = api.sweep_summary(id).await?;
-                    let finished = sweep.state != "running";
+                    let finished = sweep.state() != pb::SweepState::Running;
                     Ok::<_, CoordinatorError>(pb::SweepEvent {
                         sweep: Some(sweep),
                         changed: changed.into_iter().map(convert::trial).collect(),

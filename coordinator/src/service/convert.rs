@@ -6,6 +6,7 @@ use sweep_proto as pb;
 
 use crate::db::{sweeps::SweepRow, trials::TrialRow, unix_ms, workers::WorkerRow};
 use crate::error::{CoordinatorError, Result};
+use crate::states::{SweepState, TrialState};
 
 /// Most metrics one progress or completion report may carry.
 pub const MAX_METRICS: usize = 512;
@@ -21,7 +22,7 @@ pub fn trial(t: TrialRow) -> pb::Trial {
     pb::Trial {
         trial_id: t.id.to_string(),
         sweep_id: t.sweep_id.to_string(),
-        state: t.state,
+        state: pb::TrialState::from(t.state).into(),
         attempt: t.attempt as u32,
         params_json: t.params.to_string(),
         config_json: t.config.to_string(),
@@ -37,15 +38,13 @@ pub fn trial(t: TrialRow) -> pb::Trial {
     }
 }
 
-pub fn sweep(s: SweepRow, counts: BTreeMap<String, u64>) -> pb::Sweep {
+pub fn sweep(s: SweepRow, counts: BTreeMap<TrialState, u64>) -> pb::Sweep {
     let total = counts.values().sum();
-    let open = counts.get("queued").copied().unwrap_or(0) + counts.get("leased").copied().unwrap_or(0);
-    let state = if s.state == "cancelled" {
-        "cancelled".to_string()
-    } else if open == 0 {
-        "finished".to_string()
-    } else {
-        "running".to_string()
+    let open = counts.iter().any(|(state, n)| !state.is_terminal() && *n > 0);
+    let state = match s.state {
+        SweepState::Cancelled => pb::SweepState::Cancelled,
+        SweepState::Running if open => pb::SweepState::Running,
+        SweepState::Running => pb::SweepState::Finished,
     };
     pb::Sweep {
         sweep_id: s.id.to_string(),
@@ -53,10 +52,10 @@ pub fn sweep(s: SweepRow, counts: BTreeMap<String, u64>) -> pb::Sweep {
         method: s.method,
         metric_name: s.metric_name,
         metric_goal: s.metric_goal,
-        state,
+        state: state.into(),
         created_unix_ms: unix_ms(s.created_at),
         total,
-        counts: counts.into_iter().collect(),
+        counts: counts.into_iter().map(|(state, n)| (state.as_str().to_string(), n)).collect(),
         spec_yaml: s.spec_yaml,
     }
 }
@@ -70,7 +69,7 @@ pub fn worker(w: WorkerRow) -> pb::Worker {
         slots: w.slots as u32,
         version: w.version,
         last_seen_unix_ms: unix_ms(w.last_seen_at),
-        state: w.state,
+        state: pb::WorkerState::from(w.state).into(),
         running: w.running as u32,
     }
 }

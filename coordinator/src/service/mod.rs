@@ -6,6 +6,7 @@ pub mod client;
 mod convert;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::sync::{broadcast, Notify};
@@ -28,7 +29,8 @@ pub struct AppState {
 impl AppState {
     pub fn new(db: PgPool, settings: Settings) -> Arc<Self> {
         let (changes, _) = broadcast::channel(4096);
-        Arc::new(AppState { db, settings, work: Notify::new(), changes, worker_auth: Default::default() })
+        let worker_auth = crate::auth::WorkerCache::new(Duration::from_millis(settings.lease_ms as u64));
+        Arc::new(AppState { db, settings, work: Notify::new(), changes, worker_auth })
     }
 
     pub fn changed(&self, sweep: Uuid) {

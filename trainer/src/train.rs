@@ -115,7 +115,123 @@ fn objective_of(metrics: &BTreeMap<String, f64>, name: &str) -> Result<f64, Trai
         .ok_or_else(|| TrainError::User(format!("metric `{name}` is not reported for this dataset")))
 }
 
-/// Trains one trial. Deterministic for a given seed on CPU.
+/// One trial while it trains: its data on the device, model, optimiser and loss weights.
+struct Run<'a> {
+    ds: &'a Dataset,
+    cfg: &'a TrialConfig,
+    device: Device,
+    xtr: Tensor,
+    ytr: Tensor,
+    xva: Tensor,
+    yva: Tensor,
+    pos_weight: Option<Tensor>,
+    vs: nn::VarStore,
+    model: Mlp,
+    opt: nn::Optimizer,
+}
+
+impl<'a> Run<'a> {
+    /// Seeds libtorch and builds everything in the order a PyTorch script does, so the
+    /// same seed draws the same initial weights.
+    fn new(ds: &'a Dataset, cfg: &'a TrialConfig, device: Device) -> Result<Run<'a>, TrainError> {
+        let (d, l) = (ds.features, ds.labels);
+        tch::manual_seed(cfg.train.seed as i64);
+        let xtr = to_tensor(&ds.train.x, ds.train.n, d, device);
+        let ytr = labels_tensor(&ds.train.y, ds.train.n, l, device);
+        let xva = to_tensor(&ds.val.x, ds.val.n, d, device);
+        let yva = labels_tensor(&ds.val.y, ds.val.n, l, device);
+        let pw_host = loss::pos_weights(&cfg.loss, &ds.train_positives, ds.train.n);
+        let pos_weight = pw_host.as_ref().map(|w| Tensor::from_slice(w).to_device(device));
+        let vs = nn::VarStore::new(device);
+        let model = Mlp::new(&vs.root(), d as i64, &cfg.model.hidden, l as i64, cfg.model.dropout);
+        let adamw = nn::AdamW { wd: cfg.train.weight_decay, ..Default::default() };
+        let opt = nn::OptimizerConfig::build(adamw, &vs, cfg.train.lr)
+            .map_err(|e| TrainError::Transient(format!("optimizer: {e}")))?;
+        Ok(Run { ds, cfg, device, xtr, ytr, xva, yva, pos_weight, vs, model, opt })
+    }
+
+    /// One pass over the training split in this epoch's seeded order; the mean batch loss.
+    fn train_epoch(&mut self, epoch: u32, cancel: &AtomicBool) -> Result<f64, TrainError> {
+        let n = self.ds.train.n;
+        let bs = (self.cfg.train.batch_size as usize).min(n);
+        let seed = self.cfg.train.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64);
+        let perm: Vec<i64> = SplitMix64(seed).permutation(n).iter().map(|&i| i as i64).collect();
+        let perm = Tensor::from_slice(&perm).to_device(self.device);
+        let mut loss_sum = Tensor::zeros([], (Kind::Float, self.device));
+        let (mut batches, mut start) = (0i64, 0usize);
+        let l = &self.cfg.loss;
+        while start < n {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(TrainError::Cancelled);
+            }
+            let len = bs.min(n - start);
+            let idx = perm.narrow(0, start as i64, len as i64);
+            let logits = self.model.forward(&self.xtr.index_select(0, &idx), true);
+            let yb = self.ytr.index_select(0, &idx);
+            let loss = loss::loss(&logits, &yb, self.pos_weight.as_ref(), l.focal_gamma, l.focal_alpha);
+            self.opt.zero_grad();
+            loss.backward();
+            if self.cfg.train.grad_clip > 0.0 {
+                self.opt.clip_grad_norm(self.cfg.train.grad_clip);
+            }
+            self.opt.step();
+            loss_sum += loss.detach();
+            batches += 1;
+            start += len;
+        }
+        let train_loss = f64::try_from(&loss_sum).unwrap_or(f64::NAN) / batches as f64;
+        if !train_loss.is_finite() {
+            return Err(TrainError::User(format!(
+                "loss became {train_loss} in epoch {epoch}; lower train.lr or loss.class_weight.cap"
+            )));
+        }
+        Ok(train_loss)
+    }
+
+    /// Validation metrics now (thresholds tuned on validation itself).
+    fn validate(&self) -> BTreeMap<String, f64> {
+        let l = self.ds.labels;
+        let (val_probs, val_loss) = evaluate(&self.model, &self.xva, &self.yva, self.pos_weight.as_ref(), self.cfg);
+        let thresholds = metrics::tune_checked(&val_probs, &self.ds.val.y, l);
+        let mut m = metrics::report("val", &val_probs, &self.ds.val.y, l, &thresholds, &self.ds.train_positives);
+        m.insert("val.loss".into(), val_loss);
+        m
+    }
+
+    fn snapshot(&self) -> Vec<Tensor> {
+        tch::no_grad(|| self.vs.trainable_variables().iter().map(|t| t.copy()).collect())
+    }
+
+    fn restore(&self, weights: &[Tensor]) {
+        tch::no_grad(|| {
+            for (var, w) in self.vs.trainable_variables().iter_mut().zip(weights) {
+                var.copy_(w);
+            }
+        });
+    }
+
+    /// Validation and test metrics of the current weights, with thresholds tuned on
+    /// validation and applied to test.
+    fn final_metrics(&self) -> (BTreeMap<String, f64>, Thresholds) {
+        let (ds, l) = (self.ds, self.ds.labels);
+        let pw = self.pos_weight.as_ref();
+        let (val_probs, val_loss) = evaluate(&self.model, &self.xva, &self.yva, pw, self.cfg);
+        let thresholds: Thresholds = metrics::tune_checked(&val_probs, &ds.val.y, l);
+        let xte = to_tensor(&ds.test.x, ds.test.n, ds.features, self.device);
+        let yte = labels_tensor(&ds.test.y, ds.test.n, l, self.device);
+        let (test_probs, test_loss) = evaluate(&self.model, &xte, &yte, pw, self.cfg);
+        let mut m = metrics::report("val", &val_probs, &ds.val.y, l, &thresholds, &ds.train_positives);
+        m.extend(metrics::report("test", &test_probs, &ds.test.y, l, &thresholds, &ds.train_positives));
+        m.insert("val.loss".into(), val_loss);
+        m.insert("test.loss".into(), test_loss);
+        m.insert("threshold_global".into(), thresholds.global as f64);
+        (m, thresholds)
+    }
+}
+
+/// Trains one trial: epochs until `train.epochs` or early stopping on the objective,
+/// then the best epoch's weights are restored and evaluated. Deterministic for a given
+/// seed on CPU.
 pub fn train_one(
     ds: &Dataset,
     cfg: &TrialConfig,
@@ -124,80 +240,24 @@ pub fn train_one(
     cancel: &AtomicBool,
 ) -> Result<TrialResult, TrainError> {
     let started = Instant::now();
-    let (d, l) = (ds.features, ds.labels);
-    tch::manual_seed(cfg.train.seed as i64);
-    let xtr = to_tensor(&ds.train.x, ds.train.n, d, device);
-    let ytr = labels_tensor(&ds.train.y, ds.train.n, l, device);
-    let xva = to_tensor(&ds.val.x, ds.val.n, d, device);
-    let yva = labels_tensor(&ds.val.y, ds.val.n, l, device);
-    let pw_host = loss::pos_weights(&cfg.loss, &ds.train_positives, ds.train.n);
-    let pos_weight = pw_host.as_ref().map(|w| Tensor::from_slice(w).to_device(device));
-
-    let vs = nn::VarStore::new(device);
-    let model = Mlp::new(&vs.root(), d as i64, &cfg.model.hidden, l as i64, cfg.model.dropout);
-    let mut opt =
-        nn::OptimizerConfig::build(nn::AdamW { wd: cfg.train.weight_decay, ..Default::default() }, &vs, cfg.train.lr)
-            .map_err(|e| TrainError::Transient(format!("optimizer: {e}")))?;
-
-    let n = ds.train.n;
-    let bs = (cfg.train.batch_size as usize).min(n);
-    let goal = cfg.metric.goal;
+    let mut run = Run::new(ds, cfg, device)?;
     let mut best: Option<(f64, u32, Vec<Tensor>)> = None;
-    let mut history = Vec::new();
-    let mut since_best = 0u32;
-    let mut train_seconds = 0.0;
-    let mut samples_seen = 0usize;
+    let (mut history, mut since_best, mut train_seconds) = (Vec::new(), 0u32, 0.0);
     for epoch in 1..=cfg.train.epochs {
         let t0 = Instant::now();
-        let perm = SplitMix64(cfg.train.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64)).permutation(n);
-        let perm = Tensor::from_slice(&perm.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(device);
-        let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
-        let mut batches = 0i64;
-        let mut start = 0usize;
-        while start < n {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(TrainError::Cancelled);
-            }
-            let len = bs.min(n - start);
-            let idx = perm.narrow(0, start as i64, len as i64);
-            let xb = xtr.index_select(0, &idx);
-            let yb = ytr.index_select(0, &idx);
-            let logits = model.forward(&xb, true);
-            let loss = loss::loss(&logits, &yb, pos_weight.as_ref(), cfg.loss.focal_gamma, cfg.loss.focal_alpha);
-            opt.zero_grad();
-            loss.backward();
-            if cfg.train.grad_clip > 0.0 {
-                opt.clip_grad_norm(cfg.train.grad_clip);
-            }
-            opt.step();
-            loss_sum += loss.detach();
-            batches += 1;
-            start += len;
-        }
-        let train_loss = f64::try_from(&loss_sum).unwrap_or(f64::NAN) / batches as f64;
+        let train_loss = run.train_epoch(epoch, cancel)?;
         let epoch_train_s = t0.elapsed().as_secs_f64();
         train_seconds += epoch_train_s;
-        samples_seen += n;
-        if !train_loss.is_finite() {
-            return Err(TrainError::User(format!(
-                "loss became {train_loss} in epoch {epoch}; lower train.lr or loss.class_weight.cap"
-            )));
-        }
-        let (val_probs, val_loss) = evaluate(&model, &xva, &yva, pos_weight.as_ref(), cfg);
-        let thresholds = metrics::tune_checked(&val_probs, &ds.val.y, l);
-        let mut m = metrics::report("val", &val_probs, &ds.val.y, l, &thresholds, &ds.train_positives);
-        m.insert("val.loss".into(), val_loss);
+        let mut m = run.validate();
         m.insert("train.loss".into(), train_loss);
         m.insert("epoch_seconds".into(), t0.elapsed().as_secs_f64());
-        m.insert("samples_per_s".into(), n as f64 / epoch_train_s.max(1e-9));
+        m.insert("samples_per_s".into(), ds.train.n as f64 / epoch_train_s.max(1e-9));
         let objective = objective_of(&m, &cfg.metric.name)?;
         let report = EpochReport { epoch, metrics: m };
         progress(&report);
         history.push(report);
-        let improved = best.as_ref().is_none_or(|(b, _, _)| goal.better(objective, *b));
-        if improved {
-            let weights = tch::no_grad(|| vs.trainable_variables().iter().map(|t| t.copy()).collect());
-            best = Some((objective, epoch, weights));
+        if best.as_ref().is_none_or(|(b, _, _)| cfg.metric.goal.better(objective, *b)) {
+            best = Some((objective, epoch, run.snapshot()));
             since_best = 0;
         } else {
             since_best += 1;
@@ -207,27 +267,13 @@ pub fn train_one(
         }
     }
     let (_, best_epoch, weights) = best.ok_or_else(|| TrainError::User("no epoch ran".into()))?;
-    tch::no_grad(|| {
-        for (var, w) in vs.trainable_variables().iter_mut().zip(&weights) {
-            var.copy_(w);
-        }
-    });
-    // Thresholds tuned on validation at the best epoch, reported on test.
-    let (val_probs, val_loss) = evaluate(&model, &xva, &yva, pos_weight.as_ref(), cfg);
-    let thresholds: Thresholds = metrics::tune_checked(&val_probs, &ds.val.y, l);
-    let xte = to_tensor(&ds.test.x, ds.test.n, d, device);
-    let yte = labels_tensor(&ds.test.y, ds.test.n, l, device);
-    let (test_probs, test_loss) = evaluate(&model, &xte, &yte, pos_weight.as_ref(), cfg);
-    let mut metrics = metrics::report("val", &val_probs, &ds.val.y, l, &thresholds, &ds.train_positives);
-    metrics.extend(metrics::report("test", &test_probs, &ds.test.y, l, &thresholds, &ds.train_positives));
-    metrics.insert("val.loss".into(), val_loss);
-    metrics.insert("test.loss".into(), test_loss);
+    run.restore(&weights);
+    let (mut metrics, thresholds) = run.final_metrics();
     if let Some(h) = history.iter().find(|h| h.epoch == best_epoch) {
         metrics.insert("train.loss".into(), h.metrics["train.loss"]);
     }
     metrics.insert("best_epoch".into(), best_epoch as f64);
-    metrics.insert("threshold_global".into(), thresholds.global as f64);
-    let samples_per_s = samples_seen as f64 / train_seconds.max(1e-9);
+    let samples_per_s = (ds.train.n * history.len()) as f64 / train_seconds.max(1e-9);
     metrics.insert("samples_per_s".into(), samples_per_s);
     let seconds = started.elapsed().as_secs_f64();
     metrics.insert("seconds".into(), seconds);

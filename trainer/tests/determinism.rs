@@ -2,15 +2,13 @@
 //! libtorch's random generator is process-global: concurrent trainings in one process
 //! interleave their draws.
 
-mod common;
-
 use std::sync::atomic::AtomicBool;
 
 use sweep_spec::TrialConfig;
-use sweep_worker::{data, train};
+use sweep_trainer::{data, train};
 
 fn small() -> TrialConfig {
-    let mut c = common::small_config();
+    let mut c = sweep_testkit::small_config();
     c.train.epochs = 10;
     c.train.lr = 3e-3;
     c

@@ -1,10 +1,8 @@
-#![allow(dead_code)]
 //! An in-process coordinator on port 0 with a fresh database, spoken to over real gRPC.
-
-use std::time::Duration;
 
 use sqlx::PgPool;
 use sweep_coordinator::db::tokens::{self, Role};
+use sweep_coordinator::maintenance::{LeaseReaper, Maintenance};
 use sweep_coordinator::{Coordinator, Settings};
 use sweep_proto as pb;
 use tokio_util::sync::CancellationToken;
@@ -12,6 +10,8 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
 pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub state: std::sync::Arc<sweep_coordinator::service::AppState>,
     pub url: String,
     pub db: PgPool,
     pub admin: String,
@@ -44,18 +44,18 @@ pub async fn spawn() -> Option<TestApp> {
 }
 
 pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> Option<TestApp> {
-    let url = sweep_coordinator::testing::fresh_database().await?;
+    let url = crate::fresh_database().await?;
     let mut s = settings(&url);
     tweak(&mut s);
     let app = Coordinator::build(s).await.expect("build coordinator");
-    let addr = app.addr;
+    let (addr, state) = (app.addr, app.state.clone());
     let db = app.state.db.clone();
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run(shutdown.clone()));
     let (_, admin) = tokens::create(&db, Role::Admin, "test").await.unwrap();
     let (_, join) = tokens::create(&db, Role::Join, "test").await.unwrap();
     let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.expect("connect");
-    Some(TestApp { url, db, admin, join, shutdown, channel })
+    Some(TestApp { addr, state, url, db, admin, join, shutdown, channel })
 }
 
 pub fn with_token<T>(token: &str, msg: T) -> tonic::Request<T> {
@@ -135,7 +135,7 @@ impl TestApp {
             .map(|_| ())
     }
 
-    /// Moves every lease of the trial into the past (no sleeping) and waits for the reaper.
+    /// Moves every lease of the trial into the past (no sleeping) and runs one reaper pass.
     pub async fn expire(&self, trial_id: &str) {
         let id: uuid::Uuid = trial_id.parse().unwrap();
         sqlx::query(
@@ -145,15 +145,10 @@ impl TestApp {
         .execute(&self.db)
         .await
         .unwrap();
-        for _ in 0..100 {
-            let (state,): (String,) =
-                sqlx::query_as("SELECT state FROM trials WHERE id = $1").bind(id).fetch_one(&self.db).await.unwrap();
-            if state != "leased" {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the reaper did not return trial {trial_id}");
+        LeaseReaper(self.state.clone()).run_once().await.expect("reaper pass");
+        let (state,): (String,) =
+            sqlx::query_as("SELECT state FROM trials WHERE id = $1").bind(id).fetch_one(&self.db).await.unwrap();
+        assert_ne!(state, "leased", "the reaper did not return trial {trial_id}");
     }
 
     pub async fn state_of(&self, trial_id: &str) -> (String, i32, i32, i32) {

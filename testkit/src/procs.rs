@@ -1,6 +1,5 @@
-#![allow(dead_code)]
-//! Real processes for the fault and soak tests: a coordinator, workers, the CLI, a
-//! database per test, and a TCP proxy that can cut a link.
+//! Real processes: a coordinator, workers, the CLI, a database per test, and a TCP
+//! proxy that can cut a link.
 
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
@@ -10,12 +9,55 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
+use sweep_coordinator::states::TERMINAL_SQL;
 use tokio::net::{TcpListener, TcpStream};
 
 pub const LEASE_MS: u32 = 3_000;
 
+/// A binary of this workspace, beside the test executable's directory
+/// (`target/<profile>/deps/..`); `cargo test --workspace` builds them all.
 pub fn bin(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_sweep-worker")).with_file_name(name)
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    dir.join(name)
+}
+
+/// Runs a command to completion and fails the test with its stderr if it fails.
+pub fn run(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().expect("spawn");
+    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// The contents of a file once it exists and is not empty (a port file, say).
+pub fn wait_for_file(path: &Path, within: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if !s.is_empty() {
+                return s;
+            }
+        }
+        assert!(start.elapsed() < within, "{} did not appear", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Command lines of the processes that mention `needle` (to prove nothing was left running).
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        if e.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                out.push(cmd);
+            }
+        }
+    }
+    out
 }
 
 pub fn free_port() -> u16 {
@@ -58,7 +100,7 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn new() -> Option<Cluster> {
-        let db_url = sweep_coordinator::testing::fresh_database().await?;
+        let db_url = crate::fresh_database().await?;
         Some(Self::on(db_url).await)
     }
 
@@ -85,15 +127,22 @@ impl Cluster {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// A coordinator with the suite's lease ([`LEASE_MS`]) and 500 ms heartbeats.
     pub fn coordinator(&self) -> Proc {
+        self.coordinator_with_lease(LEASE_MS, 500)
+    }
+
+    /// A coordinator with its own lease and heartbeat period (a worker is gone after
+    /// three lease lengths of silence).
+    pub fn coordinator_with_lease(&self, lease_ms: u32, heartbeat_ms: u32) -> Proc {
         let port_file = self.dir.path().join(format!("addr-{}", rand_suffix()));
         let child = Command::new(bin("sweep-coordinator"))
             .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--database-url", &self.db_url])
             .args([
                 "--lease-ms",
-                &LEASE_MS.to_string(),
+                &lease_ms.to_string(),
                 "--heartbeat-ms",
-                "500",
+                &heartbeat_ms.to_string(),
                 "--reap-ms",
                 "200",
                 "--backoff-ms",
@@ -177,7 +226,7 @@ impl Cluster {
         self.wait_for(
             "every trial to settle",
             within,
-            "SELECT count(*) = 0 FROM trials WHERE state NOT IN ('succeeded','failed','cancelled','dead')",
+            &format!("SELECT count(*) = 0 FROM trials WHERE state NOT IN {TERMINAL_SQL}"),
         )
         .await;
     }
@@ -252,17 +301,4 @@ impl Proxy {
     pub fn set_cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::SeqCst);
     }
-}
-
-/// A trial config that trains in well under a second on a CPU.
-pub fn small_config() -> sweep_spec::TrialConfig {
-    let mut c = sweep_spec::TrialConfig::default();
-    c.dataset.labels = 60;
-    c.dataset.features = 32;
-    c.dataset.train_samples = 1500;
-    c.dataset.test_samples = 400;
-    c.dataset.max_positives = 400;
-    c.model.hidden = vec![64];
-    c.train.epochs = 4;
-    c
 }

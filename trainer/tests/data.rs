@@ -4,15 +4,10 @@
 use std::path::PathBuf;
 
 use sweep_spec::DatasetConfig;
-use sweep_worker::data;
+use sweep_trainer::data;
 
 fn mulan(name: &str) -> Option<(PathBuf, PathBuf, PathBuf)> {
-    let dir = data::data_dir().join("mulan").join(name);
-    if !dir.exists() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{} is missing under CI=true", dir.display());
-        eprintln!("skipping: {} not found (set SWEEP_DATA_DIR)", dir.display());
-        return None;
-    }
+    let dir = sweep_testkit::mulan_dir(name)?;
     Some((
         dir.join(format!("{name}-train.arff")),
         dir.join(format!("{name}-test.arff")),

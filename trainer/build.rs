@@ -1,3 +1,6 @@
+//! Used by the trainer and the worker (`build = "../trainer/build.rs"`): every binary
+//! that links libtorch needs it.
+//!
 //! rustc links with `--as-needed`, which drops `libtorch_cuda.so` (nothing references
 //! it by symbol) and leaves a binary that reports no CUDA. Keep it linked when the
 //! libtorch in use has it, and add an rpath so the binary runs without

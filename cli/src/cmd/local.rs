@@ -14,11 +14,13 @@ use sha2::{Digest, Sha256};
 use std::os::unix::process::CommandExt;
 use sweep_proto as pb;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::client::{status_error, Conn};
 use crate::output::{self, rank};
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct LocalArgs {
+pub struct Args {
     /// The sweep file (default: the seed grid, examples/seed-grid.yaml, built in).
     pub file: Option<PathBuf>,
     /// Worker processes to start.
@@ -36,7 +38,7 @@ pub struct LocalArgs {
 }
 
 /// The seed grid, for `sweep local` with no file.
-pub const SEED_GRID: &str = include_str!("../../examples/seed-grid.yaml");
+pub const SEED_GRID: &str = include_str!("../../../examples/seed-grid.yaml");
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {
     if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
@@ -218,92 +220,115 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
-pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    // From the first moment: Ctrl-C stops what has been started, in order.
+    let interrupted = sweep_client::signal::shutdown_token();
     let (yaml, source) = match &args.file {
         Some(f) => {
             (std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?, f.display().to_string())
         }
         None => (SEED_GRID.to_string(), "seed-grid.yaml (built in)".to_string()),
     };
-    sweep_spec::parse(&yaml, &source, sweep_spec::Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    sweep_spec::parse_and_expand(&yaml, &source, sweep_spec::Limits::default())?;
     let data = match &args.data_dir {
         Some(d) => d.clone(),
         None => default_data_dir()?,
     };
     std::fs::create_dir_all(&data).with_context(|| format!("create {}", data.display()))?;
     let data = data.canonicalize()?;
-    let (coordinator, worker) = (sibling("sweep-coordinator")?, sibling("sweep-worker")?);
+    let bins = Bins { coordinator: sibling("sweep-coordinator")?, worker: sibling("sweep-worker")? };
 
     let pg = Postgres::start(&data)?;
-    let result = with_postgres(&args, &data, &pg, &coordinator, &worker, yaml, source).await;
+    let result = with_postgres(&args, &data, &pg, &bins, yaml, source, &interrupted).await;
     pg.stop();
     eprintln!("sweep local: stopped; data kept in {}", data.display());
     result
 }
 
-async fn with_postgres(
-    args: &LocalArgs,
-    data: &Path,
-    pg: &Postgres,
-    coordinator: &Path,
-    worker: &Path,
-    yaml: String,
-    source: String,
-) -> anyhow::Result<()> {
-    let url = pg.url();
-    let (token, join, addr_file) = (data.join("token"), data.join("join-token"), data.join("coordinator.addr"));
-    let run = |c: &mut Command| -> anyhow::Result<()> {
-        let out = c.output()?;
-        anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr).trim());
-        Ok(())
-    };
-    run(Command::new(coordinator).args(["migrate", "--database-url", &url]))?;
-    for (role, path) in [("admin", &token), ("join", &join)] {
+/// The binaries `sweep local` starts, found beside `sweep`.
+struct Bins {
+    coordinator: PathBuf,
+    worker: PathBuf,
+}
+
+/// Runs a command to completion; its stderr is the error.
+fn run_ok(c: &mut Command) -> anyhow::Result<()> {
+    let out = c.output()?;
+    anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr).trim());
+    Ok(())
+}
+
+/// Migrates the database and makes the admin and join tokens on first use.
+fn prepare(bins: &Bins, url: &str, data: &Path) -> anyhow::Result<()> {
+    run_ok(Command::new(&bins.coordinator).args(["migrate", "--database-url", url]))?;
+    for (role, path) in [("admin", data.join("token")), ("join", data.join("join-token"))] {
         if !path.exists() {
-            run(Command::new(coordinator)
-                .args(["token", "create", "--role", role, "--name", "sweep-local", "--database-url", &url, "--out"])
-                .arg(path))?;
+            run_ok(
+                Command::new(&bins.coordinator)
+                    .args(["token", "create", "--role", role, "--name", "sweep-local", "--database-url", url, "--out"])
+                    .arg(path),
+            )?;
         }
     }
+    Ok(())
+}
+
+/// Starts the coordinator on a free port and returns its URL once it listens.
+async fn start_coordinator(children: &mut Children, bins: &Bins, url: &str, data: &Path) -> anyhow::Result<String> {
+    let addr_file = data.join("coordinator.addr");
     let _ = std::fs::remove_file(&addr_file);
-    let mut children = Children(Vec::new());
-    children.spawn(
-        "coordinator",
-        Command::new(coordinator)
-            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &url, "--port-file"])
-            .arg(&addr_file),
-        &data.join("coordinator.log"),
-    )?;
+    let log = data.join("coordinator.log");
+    let mut cmd = Command::new(&bins.coordinator);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", url, "--port-file"]).arg(&addr_file);
+    children.spawn("coordinator", &mut cmd, &log)?;
     let start = Instant::now();
-    let addr = loop {
+    loop {
         if let Ok(a) = std::fs::read_to_string(&addr_file) {
-            break format!("http://{}", a.trim());
+            return Ok(format!("http://{}", a.trim()));
         }
         if let Some((_, c)) = children.0.first_mut() {
             if let Ok(Some(status)) = c.try_wait() {
-                bail!("the coordinator exited ({status}); see {}", data.join("coordinator.log").display());
+                bail!("the coordinator exited ({status}); see {}", log.display());
             }
         }
         anyhow::ensure!(start.elapsed() < Duration::from_secs(60), "the coordinator did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    // Split the cores between the workers so their libtorch thread pools do not fight.
+    }
+}
+
+/// Starts `n` workers that split this machine's cores, so their libtorch thread pools do not fight.
+fn start_workers(children: &mut Children, bins: &Bins, args: &Args, addr: &str, data: &Path) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
     let threads = (cores / args.workers.max(1)).max(1).to_string();
     for i in 1..=args.workers {
         children.spawn(
             &format!("worker {i}"),
-            Command::new(worker)
-                .args(["run", "--coordinator", &addr, "--device", &args.device, "--grace-secs", "0"])
+            Command::new(&bins.worker)
+                .args(["run", "--coordinator", addr, "--device", &args.device, "--grace-secs", "0"])
                 .args(["--name", &format!("local-{i}"), "--threads", &threads])
-                .env("SWEEP_JOIN_TOKEN_FILE", &join),
+                .env("SWEEP_JOIN_TOKEN_FILE", data.join("join-token")),
             &data.join(format!("worker-{i}.log")),
         )?;
     }
+    Ok(())
+}
+
+async fn with_postgres(
+    args: &Args,
+    data: &Path,
+    pg: &Postgres,
+    bins: &Bins,
+    yaml: String,
+    source: String,
+    interrupted: &CancellationToken,
+) -> anyhow::Result<()> {
+    let url = pg.url();
+    prepare(bins, &url, data)?;
+    let mut children = Children(Vec::new());
+    let addr = start_coordinator(&mut children, bins, &url, data).await?;
+    start_workers(&mut children, bins, args, &addr, data)?;
     eprintln!("sweep local: coordinator {addr}, {} worker(s), data in {}", args.workers, data.display());
-    let conn =
-        Conn { coordinator: addr, token_file: Some(token), ca_file: None, tls_client_cert: None, tls_client_key: None };
-    let mut client = conn.connect().await?;
+    let mut client = Conn::local(addr, data.join("token")).connect().await?;
     let sub = client
         .submit_sweep(pb::SubmitSweepRequest { spec_yaml: yaml, source_name: source })
         .await
@@ -312,7 +337,7 @@ async fn with_postgres(
     eprintln!("sweep local: sweep {} ({} trials, {} new)", sub.sweep_id, sub.trials_total, sub.trials_added);
     let watched = tokio::select! {
         r = crate::watch::watch(&mut client, &sub.sweep_id) => r.map(Some),
-        _ = tokio::signal::ctrl_c() => Ok(None),
+        _ = interrupted.cancelled() => Ok(None),
     };
     if watched?.is_none() {
         eprintln!("sweep local: interrupted; stopping workers (running trials go back to the queue)");
@@ -340,7 +365,7 @@ pub async fn print_summary(client: &mut crate::client::Client, sweep_id: &str) -
     println!("\nsweeps in this data directory:");
     let mut t = output::table(&["sweep", "name", "state", "progress"]);
     for s in &all.sweeps {
-        t.add_row(vec![s.sweep_id.clone(), s.name.clone(), s.state.clone(), output::counts_line(s)]);
+        t.add_row(vec![s.sweep_id.clone(), s.name.clone(), s.state().name().to_string(), output::counts_line(s)]);
     }
     println!("{t}");
     Ok(())

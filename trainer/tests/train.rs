@@ -2,15 +2,13 @@
 //! dataset that cannot load is a user error. (Determinism is in its own test binary:
 //! libtorch's RNG is process-global, so parallel tests would interleave draws.)
 
-mod common;
-
 use std::sync::atomic::AtomicBool;
 
 use sweep_spec::TrialConfig;
-use sweep_worker::{data, train};
+use sweep_trainer::{data, train};
 
 fn small() -> TrialConfig {
-    common::small_config()
+    sweep_testkit::small_config()
 }
 
 #[test]

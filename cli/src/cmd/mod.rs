@@ -1,0 +1,73 @@
+//! One module per `sweep` command: its arguments and what it does.
+
+pub mod best;
+pub mod cancel;
+pub mod local;
+pub mod report;
+pub mod retry;
+pub mod status;
+pub mod submit;
+pub mod trials;
+pub mod validate;
+pub mod watch;
+pub mod workers;
+
+use clap::Subcommand;
+
+use crate::client::Conn;
+use crate::output::Format;
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Submit a sweep file; prints the sweep id. Resubmitting adds only new cells.
+    Submit(submit::Args),
+    /// Check a sweep file offline and show its trials with their resolved configs.
+    Validate(validate::Args),
+    /// One sweep's progress, or every sweep.
+    Status(status::Args),
+    /// A sweep's trials (in grid order, or ranked with --sort).
+    Trials(trials::Args),
+    /// The best trial and a sweep file that re-runs its config.
+    Best(best::Args),
+    /// Follow a sweep's progress until it ends.
+    Watch(watch::Args),
+    /// Cancel a sweep: queued trials are dropped, running ones stop at their next heartbeat.
+    Cancel(cancel::Args),
+    /// Put failed and/or dead trials back in the queue with a fresh budget.
+    Retry(retry::Args),
+    /// Registered workers: alive, gone (silent for three lease lengths) or revoked.
+    Workers,
+    /// Write a self-contained HTML report: leaderboard, curves, grid heatmap, label groups.
+    Report(report::Args),
+    /// Run a sweep on this machine: a private Postgres, a coordinator and N workers,
+    /// live progress, then the leaderboard. Everything stops at the end or on Ctrl-C.
+    Local(local::Args),
+}
+
+pub async fn run(cmd: Cmd, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Submit(a) => submit::run(a, conn, fmt).await,
+        Cmd::Validate(a) => validate::run(a, fmt),
+        Cmd::Status(a) => status::run(a, conn, fmt).await,
+        Cmd::Trials(a) => trials::run(a, conn, fmt).await,
+        Cmd::Best(a) => best::run(a, conn, fmt).await,
+        Cmd::Watch(a) => watch::run(a, conn).await,
+        Cmd::Cancel(a) => cancel::run(a, conn, fmt).await,
+        Cmd::Retry(a) => retry::run(a, conn, fmt).await,
+        Cmd::Workers => workers::run(conn, fmt).await,
+        Cmd::Report(a) => report::run(a, conn).await,
+        Cmd::Local(a) => local::run(a).await,
+    }
+}
+
+/// Reads a sweep file and checks it the way the coordinator will (parse, then expand),
+/// so a bad file never reaches the coordinator.
+pub fn read_sweep_file(
+    file: &std::path::Path,
+    limits: sweep_spec::Limits,
+) -> anyhow::Result<(String, sweep_spec::SweepSpec, Vec<sweep_spec::Trial>)> {
+    use anyhow::Context;
+    let yaml = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+    let (spec, trials) = sweep_spec::parse_and_expand(&yaml, &file.display().to_string(), limits)?;
+    Ok((yaml, spec, trials))
+}

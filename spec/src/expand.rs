@@ -1,0 +1,149 @@
+//! Expansion of a validated sweep into trials (grid order, or seeded random draws),
+//! each with the hash that is its identity in the sweep.
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+
+use crate::config::TrialConfig;
+use crate::error::{SpecError, SpecErrors};
+use crate::parse::set_path;
+use crate::spec::{Distribution, Limits, Method, ParamSpec, SweepSpec, Trial};
+
+/// Parses, validates and expands a sweep file: what the coordinator does once per
+/// submit and `sweep validate` / `sweep submit` do before sending it.
+pub fn parse_and_expand(
+    source: &str,
+    source_name: &str,
+    limits: Limits,
+) -> Result<(SweepSpec, Vec<Trial>), SpecErrors> {
+    let spec = crate::parse(source, source_name, limits)?;
+    let trials = spec.expand().map_err(|e| {
+        // Combination errors name the trial; say which file they came from.
+        SpecErrors(e.0.into_iter().map(|x| SpecError { source_name: source_name.to_string(), ..x }).collect())
+    })?;
+    Ok((spec, trials))
+}
+
+impl SweepSpec {
+    /// Number of cells in the grid (saturating).
+    pub fn grid_size(&self) -> u64 {
+        self.parameters.values().fold(1u64, |acc, p| match p {
+            ParamSpec::Values(v) => acc.saturating_mul(v.len() as u64),
+            ParamSpec::Range { .. } => acc,
+        })
+    }
+
+    /// Number of trials `expand` yields at most.
+    pub fn planned_trials(&self) -> u64 {
+        match self.method {
+            Method::Grid => self.grid_size(),
+            Method::Random => self.run_cap.unwrap_or(0),
+        }
+    }
+
+    /// All trials of the sweep, deterministic for the file (random draws use `seed`).
+    /// Random draws that resolve to the same config are kept once.
+    pub fn expand(&self) -> Result<Vec<Trial>, SpecErrors> {
+        let base = serde_json::to_value(&self.base).expect("config serialises");
+        let keys: Vec<&String> = self.parameters.keys().collect();
+        let mut assignments: Vec<Vec<serde_json::Value>> = Vec::new();
+        match self.method {
+            Method::Grid => {
+                let lists: Vec<&Vec<serde_json::Value>> = self
+                    .parameters
+                    .values()
+                    .map(|p| match p {
+                        ParamSpec::Values(v) => v,
+                        ParamSpec::Range { .. } => unreachable!("grids are checked to have values"),
+                    })
+                    .collect();
+                let total = self.grid_size() as usize;
+                let mut idx = vec![0usize; lists.len()];
+                for _ in 0..total {
+                    assignments.push(idx.iter().zip(&lists).map(|(&i, l)| l[i].clone()).collect());
+                    // Odometer: the last parameter varies fastest.
+                    for d in (0..idx.len()).rev() {
+                        idx[d] += 1;
+                        if idx[d] < lists[d].len() {
+                            break;
+                        }
+                        idx[d] = 0;
+                    }
+                }
+            }
+            Method::Random => {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
+                for _ in 0..self.run_cap.unwrap_or(0) {
+                    assignments.push(self.parameters.values().map(|p| draw(&mut rng, p)).collect());
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut trials = Vec::with_capacity(assignments.len());
+        let mut errors = Vec::new();
+        for values in assignments {
+            let mut cfg = base.clone();
+            let mut params = BTreeMap::new();
+            for (k, v) in keys.iter().zip(values) {
+                let segments: Vec<&str> = k.split('.').collect();
+                set_path(&mut cfg, &segments, v.clone());
+                params.insert((*k).clone(), v);
+            }
+            let config: TrialConfig = match serde_json::from_value(cfg) {
+                Ok(c) => c,
+                Err(e) => {
+                    errors.push(combo_error(&params, e.to_string()));
+                    continue;
+                }
+            };
+            if let Some((field, problem)) = config.check().into_iter().next() {
+                errors.push(combo_error(&params, format!("{field}: {problem}")));
+                continue;
+            }
+            let hash = config_hash(&config);
+            if seen.insert(hash.clone()) {
+                trials.push(Trial { params, config, hash });
+            }
+        }
+        if errors.is_empty() {
+            Ok(trials)
+        } else {
+            errors.truncate(5);
+            Err(SpecErrors(errors))
+        }
+    }
+}
+
+fn combo_error(params: &BTreeMap<String, serde_json::Value>, message: String) -> SpecError {
+    SpecError {
+        source_name: String::new(),
+        line: None,
+        field: format!("trial {}", serde_json::to_string(params).unwrap_or_default()),
+        message,
+    }
+}
+
+fn draw(rng: &mut impl Rng, p: &ParamSpec) -> serde_json::Value {
+    match p {
+        ParamSpec::Values(v) => v[rng.gen_range(0..v.len())].clone(),
+        ParamSpec::Range { min, max, distribution } => match distribution {
+            Distribution::Uniform => serde_json::json!(if min == max { *min } else { rng.gen_range(*min..=*max) }),
+            Distribution::LogUniform => {
+                let (a, b) = (min.ln(), max.ln());
+                serde_json::json!(if a == b { *min } else { rng.gen_range(a..=b).exp() })
+            }
+            Distribution::IntUniform => {
+                serde_json::json!(rng.gen_range(min.ceil() as i64..=max.floor() as i64))
+            }
+        },
+    }
+}
+
+/// The identity of a trial within its sweep: SHA-256 of the canonical JSON (sorted
+/// keys, typed values) of its resolved config.
+pub fn config_hash(config: &TrialConfig) -> String {
+    let canonical = serde_json::to_vec(&serde_json::to_value(config).expect("config serialises")).expect("json");
+    hex::encode(Sha256::digest(canonical))
+}

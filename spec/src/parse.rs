@@ -1,0 +1,336 @@
+//! Parsing and validation of a sweep file: every problem collected with file, line
+//! and field ([`Ctx::err`]) before failing. No expansion happens here.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::config::{Metric, TrialConfig};
+use crate::error::{SpecError, SpecErrors};
+use crate::locate::line_of;
+use crate::spec::{Distribution, Limits, Method, ParamSpec, SweepSpec, METRICS};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    method: Method,
+    #[serde(default)]
+    metric: Metric,
+    #[serde(default)]
+    seed: u64,
+    #[serde(default = "default_max_attempts")]
+    max_attempts: u32,
+    #[serde(default)]
+    run_cap: Option<u64>,
+    #[serde(default)]
+    dataset: crate::config::DatasetConfig,
+    #[serde(default)]
+    model: crate::config::ModelConfig,
+    #[serde(default)]
+    train: crate::config::TrainConfig,
+    #[serde(default)]
+    loss: crate::config::LossConfig,
+    #[serde(default)]
+    parameters: BTreeMap<String, RawParam>,
+}
+
+fn default_max_attempts() -> u32 {
+    3
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParam {
+    values: Option<Vec<serde_norway::Value>>,
+    value: Option<serde_norway::Value>,
+    min: Option<f64>,
+    max: Option<f64>,
+    distribution: Option<Distribution>,
+}
+
+const SECTIONS: &[&str] = &["dataset", "model", "train", "loss"];
+
+struct Ctx<'a> {
+    source: &'a str,
+    source_name: &'a str,
+    errors: Vec<SpecError>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, path: &[&str], field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(SpecError {
+            source_name: self.source_name.to_string(),
+            line: line_of(self.source, path),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Parses and validates a sweep file. Every problem is reported with file, line and
+/// field; nothing is returned unless the whole file is valid. Combinations of values
+/// are checked when the sweep is expanded ([`SweepSpec::expand`]).
+pub fn parse(source: &str, source_name: &str, limits: Limits) -> Result<SweepSpec, SpecErrors> {
+    let raw: RawSpec = serde_norway::from_str(source).map_err(|e| {
+        SpecErrors(vec![SpecError {
+            source_name: source_name.to_string(),
+            line: e.location().map(|l| l.line()),
+            field: String::new(),
+            message: e.to_string(),
+        }])
+    })?;
+    let mut cx = Ctx { source, source_name, errors: Vec::new() };
+    check_header(&mut cx, &raw);
+    let base = TrialConfig {
+        metric: raw.metric.clone(),
+        dataset: raw.dataset,
+        model: raw.model,
+        train: raw.train,
+        loss: raw.loss,
+    };
+    for (field, problem) in base.check() {
+        let path: Vec<&str> = field.split('.').collect();
+        cx.err(&path, field.clone(), problem);
+    }
+    let base_json = serde_json::to_value(&base).expect("config serialises");
+    let mut parameters = BTreeMap::new();
+    for (path, p) in raw.parameters {
+        if let Some(spec) = check_param(&mut cx, &base_json, &path, p, raw.method) {
+            parameters.insert(path, spec);
+        }
+    }
+    let spec = SweepSpec {
+        run_cap: check_run_cap(&mut cx, raw.method, raw.run_cap, limits),
+        name: raw.name,
+        method: raw.method,
+        metric: raw.metric,
+        seed: raw.seed,
+        max_attempts: raw.max_attempts,
+        base,
+        parameters,
+    };
+    if cx.errors.is_empty() {
+        check_grid_size(&mut cx, &spec, limits);
+    }
+    if cx.errors.is_empty() {
+        Ok(spec)
+    } else {
+        Err(SpecErrors(cx.errors))
+    }
+}
+
+fn check_header(cx: &mut Ctx<'_>, raw: &RawSpec) {
+    let _ = &raw.description; // accepted for people, not used
+    let name_ok = !raw.name.is_empty()
+        && raw.name.len() <= 100
+        && raw.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if !name_ok {
+        cx.err(&["name"], "name", "must be 1-100 characters of letters, digits, '.', '_' or '-'");
+    }
+    if raw.max_attempts == 0 || raw.max_attempts > 100 {
+        cx.err(&["max_attempts"], "max_attempts", format!("{} is out of range: must be in [1, 100]", raw.max_attempts));
+    }
+    check_metric(cx, &raw.metric);
+}
+
+fn check_run_cap(cx: &mut Ctx<'_>, method: Method, run_cap: Option<u64>, limits: Limits) -> Option<u64> {
+    let max = limits.max_trials;
+    match (method, run_cap) {
+        (Method::Random, None) => {
+            cx.err(&["method"], "run_cap", "random search needs `run_cap` (how many trials to draw)");
+            None
+        }
+        (Method::Random, Some(n)) if n == 0 || n > max => {
+            let msg = format!("{n} is out of range: must be in [1, {max}] (the grid size cap)");
+            cx.err(&["run_cap"], "run_cap", msg);
+            None
+        }
+        (Method::Grid, Some(_)) => {
+            cx.err(&["run_cap"], "run_cap", "only random search takes `run_cap`; a grid runs every cell");
+            None
+        }
+        (_, cap) => cap,
+    }
+}
+
+/// A grid over the cap is refused before anything is expanded.
+fn check_grid_size(cx: &mut Ctx<'_>, spec: &SweepSpec, limits: Limits) {
+    let n = spec.grid_size();
+    if spec.method == Method::Grid && n > limits.max_trials {
+        let n = if n == u64::MAX { "more than 2^64".to_string() } else { n.to_string() };
+        let msg = format!(
+            "the grid has {n} trials, over the cap of {} (raise the coordinator's --max-trials or use method: random)",
+            limits.max_trials
+        );
+        cx.err(&["parameters"], "parameters", msg);
+    }
+}
+
+fn check_metric(cx: &mut Ctx<'_>, metric: &Metric) {
+    let ok = match metric.name.split_once('.') {
+        Some(("val", m)) => METRICS.contains(&m),
+        Some(("train", "loss")) => true,
+        _ => false,
+    };
+    if !ok {
+        let msg = if metric.name.starts_with("test.") {
+            format!(
+                "`{}`: the objective must be a validation metric (val.*); test metrics are reported, never optimised",
+                metric.name
+            )
+        } else {
+            format!(
+                "unknown metric `{}`; expected train.loss or val.<m> with <m> one of {}",
+                metric.name,
+                METRICS.join(", ")
+            )
+        };
+        cx.err(&["metric", "name"], "metric.name", msg);
+    }
+}
+
+/// A problem with one parameter: the key under it that is at fault (if any) and what.
+type Problem = (Option<&'static str>, String);
+
+fn problem<T>(key: Option<&'static str>, msg: impl Into<String>) -> Result<T, Problem> {
+    Err((key, msg.into()))
+}
+
+/// Validates one `parameters:` entry. Each value is resolved on its own onto the base
+/// config so that a type or range error points at this parameter's line.
+fn check_param(
+    cx: &mut Ctx<'_>,
+    base: &serde_json::Value,
+    path: &str,
+    p: RawParam,
+    method: Method,
+) -> Option<ParamSpec> {
+    let checked = check_path(base, path)
+        .and_then(|()| param_spec(p, method))
+        .and_then(|spec| check_candidates(base, path, &spec).map(|()| spec));
+    match checked {
+        Ok(spec) => Some(spec),
+        Err((key, msg)) => {
+            let at: Vec<&str> = ["parameters", path].into_iter().chain(key).collect();
+            cx.err(&at, format!("parameters.{path}"), msg);
+            None
+        }
+    }
+}
+
+fn check_path(base: &serde_json::Value, path: &str) -> Result<(), Problem> {
+    let segments: Vec<&str> = path.split('.').collect();
+    match lookup(base, &segments) {
+        Some(v) if SECTIONS.contains(&segments[0]) && !v.is_object() => Ok(()),
+        Some(v) if v.is_object() => problem(None, format!("`{path}` is a section; name one of its fields")),
+        _ => problem(None, format!("unknown parameter path `{path}`; it must name a field of {}", SECTIONS.join(", "))),
+    }
+}
+
+/// How the parameter varies: `values`, one `value`, or a `min`/`max` range.
+fn param_spec(p: RawParam, method: Method) -> Result<ParamSpec, Problem> {
+    let has_range = p.min.is_some() || p.max.is_some() || p.distribution.is_some();
+    match (p.values, p.value, has_range) {
+        (Some(values), None, false) => {
+            if values.is_empty() {
+                return problem(Some("values"), "`values` is empty");
+            }
+            let values = values.iter().map(yaml_to_json).collect::<Result<Vec<_>, _>>();
+            values.map(ParamSpec::Values).map_err(|m| (Some("values"), m))
+        }
+        (None, Some(v), false) => yaml_to_json(&v).map(|j| ParamSpec::Values(vec![j])).map_err(|m| (Some("value"), m)),
+        (None, None, true) => param_range(p.min, p.max, p.distribution, method),
+        (None, None, false) => problem(None, "needs `values: [...]`, `value: x`, or `min`/`max`"),
+        _ => problem(None, "give exactly one of `values`, `value`, or `min`/`max`"),
+    }
+}
+
+fn param_range(
+    min: Option<f64>,
+    max: Option<f64>,
+    distribution: Option<Distribution>,
+    method: Method,
+) -> Result<ParamSpec, Problem> {
+    let (Some(min), Some(max)) = (min, max) else {
+        return problem(None, "a range needs both `min` and `max`");
+    };
+    let distribution = distribution.unwrap_or(Distribution::Uniform);
+    if !min.is_finite() || !max.is_finite() {
+        problem(None, "`min` and `max` must be finite numbers")
+    } else if min > max {
+        problem(Some("min"), format!("min ({min}) > max ({max})"))
+    } else if distribution == Distribution::LogUniform && min <= 0.0 {
+        problem(Some("min"), "log_uniform needs min > 0")
+    } else if distribution == Distribution::IntUniform && min.ceil() > max.floor() {
+        problem(None, format!("no integer lies in [{min}, {max}]"))
+    } else if method == Method::Grid {
+        problem(None, "a grid needs `values` (or `value`); `min`/`max` are for method: random")
+    } else {
+        Ok(ParamSpec::Range { min, max, distribution })
+    }
+}
+
+/// Resolves each value (a range: both ends) alone onto the base config.
+fn check_candidates(base: &serde_json::Value, path: &str, spec: &ParamSpec) -> Result<(), Problem> {
+    let candidates: Vec<serde_json::Value> = match spec {
+        ParamSpec::Values(v) => v.clone(),
+        ParamSpec::Range { min, max, distribution: Distribution::IntUniform } => {
+            vec![serde_json::json!(min.ceil() as i64), serde_json::json!(max.floor() as i64)]
+        }
+        ParamSpec::Range { min, max, .. } => vec![serde_json::json!(min), serde_json::json!(max)],
+    };
+    let segments: Vec<&str> = path.split('.').collect();
+    for v in candidates {
+        let mut cfg = base.clone();
+        set_path(&mut cfg, &segments, v.clone());
+        match serde_json::from_value::<TrialConfig>(cfg) {
+            Err(e) => return problem(None, format!("value {v}: {e}")),
+            Ok(c) => {
+                if let Some((_, p)) = c.check().into_iter().find(|(f, _)| f == path) {
+                    return problem(None, format!("value {v}: {p}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn yaml_to_json(v: &serde_norway::Value) -> Result<serde_json::Value, String> {
+    use serde_norway::Value as Y;
+    Ok(match v {
+        Y::Null => serde_json::Value::Null,
+        Y::Bool(b) => serde_json::Value::Bool(*b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                serde_json::json!(i)
+            } else if let Some(u) = n.as_u64() {
+                serde_json::json!(u)
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                if !f.is_finite() {
+                    return Err(format!("{f} is not a finite number"));
+                }
+                serde_json::json!(f)
+            }
+        }
+        Y::String(s) => serde_json::Value::String(s.clone()),
+        Y::Sequence(items) => serde_json::Value::Array(items.iter().map(yaml_to_json).collect::<Result<_, _>>()?),
+        Y::Mapping(_) | Y::Tagged(_) => return Err("a parameter value must be a scalar or a list".into()),
+    })
+}
+
+fn lookup<'v>(v: &'v serde_json::Value, path: &[&str]) -> Option<&'v serde_json::Value> {
+    path.iter().try_fold(v, |cur, k| cur.as_object()?.get(*k))
+}
+
+pub(crate) fn set_path(v: &mut serde_json::Value, path: &[&str], value: serde_json::Value) {
+    let mut cur = v;
+    for k in &path[..path.len() - 1] {
+        cur = cur.get_mut(*k).expect("path checked against the base config");
+    }
+    cur[path[path.len() - 1]] = value;
+}

@@ -1,0 +1,10 @@
+//! The Sweep trainer: datasets (MULAN ARFF, extreme-classification text, a synthetic
+//! long tail), the MLP, the losses, scikit-learn-exact F1 and threshold tuning, and
+//! the training loop, on libtorch. It knows nothing of the network or the database:
+//! the worker's agent feeds it trial configs and forwards what it reports.
+
+pub mod data;
+pub mod loss;
+pub mod metrics;
+pub mod model;
+pub mod train;
