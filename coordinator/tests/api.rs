@@ -207,6 +207,39 @@ async fn user_errors_fail_at_once_and_transient_ones_retry_with_backoff() {
     assert_eq!(app.state_of(&id).await, ("failed".into(), 3, 0, 3));
 }
 
+/// `retry --failed` requeues failed trials only, `--dead` dead ones only; asking for
+/// neither is refused and changes nothing.
+#[tokio::test]
+async fn retry_requeues_exactly_the_states_it_names() {
+    let app = app!();
+    let sweep = app.submit(&GRID.replace("max_attempts: 3", "max_attempts: 1")).await.sweep_id;
+    let w = app.worker("a").await;
+    let leased = app.lease(&w, 2).await;
+    let (failed, dead) = (&leased[0], &leased[1]);
+    let req = pb::FailRequest {
+        trial: Some(pb::TrialRef { trial_id: failed.trial_id.clone(), attempt: failed.attempt }),
+        error: "bad config".into(),
+        kind: pb::FailureKind::User as i32,
+    };
+    app.agent().fail(with_token(&w, req)).await.unwrap();
+    app.expire(&dead.trial_id).await;
+    assert_eq!(app.state_of(&failed.trial_id).await.0, "failed");
+    assert_eq!(app.state_of(&dead.trial_id).await.0, "dead");
+    let retry = |failed: bool, dead: bool| {
+        let req = pb::RetryFailedRequest { sweep_id: sweep.clone(), failed, dead };
+        let mut c = app.client();
+        let admin = app.admin.clone();
+        async move { c.retry_failed(with_token(&admin, req)).await }
+    };
+    let refused = retry(false, false).await.expect_err("must say which");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(retry(true, false).await.unwrap().into_inner().requeued, 1);
+    assert_eq!(app.state_of(&failed.trial_id).await.0, "queued");
+    assert_eq!(app.state_of(&dead.trial_id).await.0, "dead", "--failed leaves dead trials alone");
+    assert_eq!(retry(false, true).await.unwrap().into_inner().requeued, 1);
+    assert_eq!(app.state_of(&dead.trial_id).await, ("queued".into(), 1, 0, 0), "a fresh budget");
+}
+
 #[tokio::test]
 async fn cancel_reaches_a_running_trial_through_its_heartbeat() {
     let app = app!();
