@@ -1,29 +1,48 @@
 #!/usr/bin/env bash
-# The 3x3 grid (class-weight cap 6/7/8 x focal gamma 0/2/3) on a MULAN dataset
-# (default delicious, 983 labels), one trial at a time with `sweep-worker train`.
-# Prints test micro-F1, macro-F1 and tail macro-F1, at 0.5 and tuned on validation.
-#   bench/quality.sh [DATASET] [EPOCHS]
+# Loss quality on public data: for each MULAN set and each loss setting (BCE with neg/pos
+# weights capped at 7, focal gamma 3 with the same weights, ASL, DB; bench/loss-configs.sh),
+# REPLICAS runs that vary train.seed and dataset.split_seed together, each with
+# `sweep-worker train`. Prints mean and sample standard deviation of test micro- and
+# macro-F1, untuned (0.5) and tuned on validation, as a Markdown table.
+#   bench/quality.sh [DATASETS] [EPOCHS] [REPLICAS]
+#   default: "emotions yeast bibtex delicious" 20 3
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATASET=${1:-delicious}; EPOCHS=${2:-20}
+DATASETS=${1:-emotions yeast bibtex delicious}; EPOCHS=${2:-20}; REPLICAS=${3:-3}
+LOSSES=${LOSSES:-bce-cap7 focal-cap7 asl db}
 source scripts/env.sh
 scripts/setup.sh
-cargo build --release -p sweep-worker --bin sweep-worker >&2
+cargo build --release --workspace --bins >&2
+source bench/loss-configs.sh
 work=$(mktemp -d)
-printf '| cap | gamma | best epoch | test micro-F1 | micro-F1 tuned | test macro-F1 | macro-F1 tuned | tail macro-F1 | tail tuned |\n|---|---|---|---|---|---|---|---|---|\n'
-for cap in 6 7 8; do for gamma in 0 2 3; do
-  cat > "$work/c.json" <<JSON
+for ds in $DATASETS; do for loss in $LOSSES; do
+  loss_cfg=$(loss_json "$loss")
+  for r in $(seq 0 $((REPLICAS - 1))); do
+    cat > "$work/c.json" <<JSON
 {"metric":{"name":"val.f1_micro","goal":"maximize"},
- "dataset":{"kind":"mulan","name":"$DATASET","val_fraction":0.1,"split_seed":0},
+ "dataset":{"kind":"mulan","name":"$ds","val_fraction":0.1,"split_seed":$r},
  "model":{"hidden":[512],"dropout":0.2},
- "train":{"epochs":$EPOCHS,"batch_size":256,"lr":0.001,"weight_decay":0.01,"patience":3,"seed":0},
- "loss":{"class_weight":{"scheme":"neg_pos","cap":$cap,"beta":0.999},"focal_gamma":$gamma,"focal_alpha":-1}}
+ "train":{"epochs":$EPOCHS,"batch_size":256,"lr":0.001,"weight_decay":0.01,"patience":3,"seed":$r},
+ "loss":$loss_cfg}
 JSON
-  target/release/sweep-worker train --config "$work/c.json" --device "${DEVICE:-cpu}" --out "$work/r.json" 2>/dev/null
-  python3 - "$work/r.json" "$cap" "$gamma" <<'PY'
-import json, sys
-m = json.load(open(sys.argv[1]))["metrics"]
-g = lambda k: f"{m[k]:.4f}" if k in m else "-"
-print(f"| {sys.argv[2]} | {sys.argv[3]} | {int(m['best_epoch'])} | {g('test.f1_micro')} | {g('test.f1_micro_tuned')} | {g('test.f1_macro')} | {g('test.f1_macro_tuned')} | {g('test.f1_macro_tail')} | {g('test.f1_macro_tail_tuned')} |")
-PY
+    target/release/sweep-worker train --config "$work/c.json" --device "${DEVICE:-cpu}" --out "$work/r.json" 2>/dev/null
+    python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["metrics"]; print(json.dumps({"dataset":sys.argv[2],"loss":sys.argv[3],"replica":int(sys.argv[4]),**m}))' \
+      "$work/r.json" "$ds" "$loss" "$r" | tee -a "$work/rows.jsonl" >&2
+  done
 done; done
+python3 - "$work/rows.jsonl" <<'PY'
+import json, statistics as st, sys, collections
+rows = [json.loads(l) for l in open(sys.argv[1])]
+groups = collections.OrderedDict()
+for r in rows:
+    groups.setdefault((r["dataset"], r["loss"]), []).append(r)
+def cell(rs, k):
+    v = [r[k] for r in rs]
+    return f"{st.mean(v):.4f} ± {st.stdev(v):.4f}" if len(v) > 1 else f"{v[0]:.4f}"
+keys = ["test.f1_micro", "test.f1_micro_tuned", "test.f1_macro", "test.f1_macro_tuned"]
+print(f"| dataset | loss | n | {' | '.join(keys)} | best epoch (mean) |")
+print("|---|---|---|" + "---|" * len(keys) + "---|")
+for (ds, loss), rs in groups.items():
+    be = st.mean(r["best_epoch"] for r in rs)
+    print(f"| {ds} | {loss} | {len(rs)} | {' | '.join(cell(rs, k) for k in keys)} | {be:.1f} |")
+PY

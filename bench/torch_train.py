@@ -13,6 +13,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import losses  # noqa: E402  (bench/losses.py)
 from sklearn.metrics import f1_score
 
 MASK = (1 << 64) - 1
@@ -115,36 +118,6 @@ def load(cfg):
     return Xtr, Ytr, Xva, Yva, Xte, Yte
 
 
-def pos_weights(cfg, pos, n):
-    cw = cfg["loss"]["class_weight"]
-    scheme, cap = cw["scheme"], cw["cap"]
-    pos = pos.astype(np.float64)
-    with np.errstate(divide="ignore"):
-        if scheme == "none":
-            return None
-        if scheme == "neg_pos":
-            w = np.where(pos > 0, (n - pos) / pos, np.inf)
-        elif scheme == "neg_pos_sqrt":
-            w = np.sqrt(np.where(pos > 0, (n - pos) / pos, np.inf))
-        else:
-            b = cw["beta"]
-            w = np.where(pos > 0, (1 - b) / (1 - b ** pos), np.inf)
-            fin = w[np.isfinite(w)]
-            w = w / (fin.mean() if len(fin) else 1.0)
-    return torch.tensor(np.clip(np.minimum(w, cap), 1e-6, None), dtype=torch.float32)
-
-
-def loss_fn(logits, y, pw, gamma, alpha):
-    ce = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pw, reduction="none")
-    if gamma > 0:
-        p = torch.sigmoid(logits)
-        p_t = p * y + (1 - p) * (1 - y)
-        ce = ce * (1 - p_t) ** gamma
-    if alpha >= 0:
-        ce = ce * (alpha * y + (1 - alpha) * (1 - y))
-    return ce
-
-
 def mlp(d, hidden, l, dropout):
     layers, prev = [], d
     for h in hidden:
@@ -171,11 +144,9 @@ def main():
     xtr, ytr = torch.tensor(Xtr, device=dev), torch.tensor(Ytr, device=dev).float()
     xva, yva = torch.tensor(Xva, device=dev), torch.tensor(Yva, device=dev).float()
     xte, yte = torch.tensor(Xte, device=dev), torch.tensor(Yte, device=dev).float()
-    pw = pos_weights(cfg, Ytr.sum(0), n)
-    pw = pw.to(dev) if pw is not None else None
+    loss_fn = losses.build(cfg["loss"], Ytr.sum(0), n, dev)
     model = mlp(d, cfg["model"]["hidden"], l, cfg["model"]["dropout"]).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=tr["lr"], weight_decay=tr["weight_decay"])
-    g, al = cfg["loss"]["focal_gamma"], cfg["loss"]["focal_alpha"]
     metric = cfg["metric"]["name"].split(".", 1)[1]
     maximize = cfg["metric"]["goal"] == "maximize"
     bs = min(tr["batch_size"], n)
@@ -185,7 +156,7 @@ def main():
         with torch.no_grad():
             logits = model(x)
             probs = torch.sigmoid(logits).cpu().numpy()
-            loss = loss_fn(logits, y, pw, g, al).mean().item()
+            loss = loss_fn(logits, y).mean().item()
         model.train()
         return probs, loss
 
@@ -200,7 +171,7 @@ def main():
         perm = torch.tensor(perm, device=dev)
         for s in range(0, n, bs):
             idx = perm[s:s + bs]
-            loss = loss_fn(model(xtr[idx]), ytr[idx], pw, g, al).mean()
+            loss = loss_fn(model(xtr[idx]), ytr[idx]).mean()
             opt.zero_grad()
             loss.backward()
             if tr.get("grad_clip", 0) > 0:

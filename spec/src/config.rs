@@ -178,19 +178,156 @@ impl Default for ClassWeightConfig {
     }
 }
 
+/// Records a problem when `v` is not finite, or `ok` is false (`want` says the range).
+fn check_number(bad: &mut Vec<(String, String)>, field: &str, v: f64, ok: bool, want: &str) {
+    if !v.is_finite() {
+        bad.push((field.to_string(), format!("{v} is not a finite number")));
+    } else if !ok {
+        bad.push((field.to_string(), format!("{v} is out of range: {want}")));
+    }
+}
+
+/// Which loss a trial trains with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    /// BCE-with-logits with per-label positive weights; focal when `focal_gamma` > 0.
+    #[default]
+    Bce,
+    /// Asymmetric loss (Ridnik et al., ICCV 2021), settings in `loss.asl`.
+    Asl,
+    /// Distribution-balanced loss (Wu et al., ECCV 2020), settings in `loss.db`.
+    Db,
+}
+
+impl LossKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossKind::Bce => "bce",
+            LossKind::Asl => "asl",
+            LossKind::Db => "db",
+        }
+    }
+}
+
+/// Asymmetric loss, as the authors' `AsymmetricLoss` (Alibaba-MIIL/ASL `losses.py`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AslConfig {
+    /// Focusing exponent on positives.
+    pub gamma_pos: f64,
+    /// Focusing exponent on negatives.
+    pub gamma_neg: f64,
+    /// Probability margin: a negative's probability is shifted down by `clip` (0: off).
+    pub clip: f64,
+    /// Floor of the probabilities inside the logarithms.
+    pub eps: f64,
+}
+
+impl Default for AslConfig {
+    /// The authors' training script: gamma_neg 4, gamma_pos 0, clip 0.05.
+    fn default() -> Self {
+        AslConfig { gamma_pos: 0.0, gamma_neg: 4.0, clip: 0.05, eps: 1e-8 }
+    }
+}
+
+/// Distribution-balanced loss, as the authors' `ResampleLoss` with `reweight_func:
+/// rebalance`, negative-tolerant regularisation and the focal term, in the text port's
+/// form (Roche/BalancedLossNLP, whose defaults these are).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DbConfig {
+    /// Re-balanced weighting r̂ = alpha + sigmoid(beta (r - mu)).
+    pub alpha: f64,
+    pub beta: f64,
+    pub mu: f64,
+    /// Negative-tolerant regularisation: the class-prior bias scale (kappa) and the
+    /// negative logit scale (lambda).
+    pub kappa: f64,
+    pub lambda: f64,
+    /// The focal term: exponent and alpha (weight of positives; negatives get 1 - alpha).
+    pub gamma: f64,
+    pub focal_alpha: f64,
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        DbConfig { alpha: 0.1, beta: 10.0, mu: 0.9, kappa: 0.05, lambda: 2.0, gamma: 2.0, focal_alpha: 0.5 }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LossConfig {
+    pub kind: LossKind,
     pub class_weight: ClassWeightConfig,
-    /// Focal modulation exponent; 0 turns it off.
+    /// Focal modulation exponent (kind bce); 0 turns it off.
     pub focal_gamma: f64,
-    /// torchvision `sigmoid_focal_loss` alpha; negative turns it off.
+    /// torchvision `sigmoid_focal_loss` alpha (kind bce); negative turns it off.
     pub focal_alpha: f64,
+    pub asl: AslConfig,
+    pub db: DbConfig,
 }
 
 impl Default for LossConfig {
     fn default() -> Self {
-        LossConfig { class_weight: ClassWeightConfig::default(), focal_gamma: 0.0, focal_alpha: -1.0 }
+        LossConfig {
+            kind: LossKind::Bce,
+            class_weight: ClassWeightConfig::default(),
+            focal_gamma: 0.0,
+            focal_alpha: -1.0,
+            asl: AslConfig::default(),
+            db: DbConfig::default(),
+        }
+    }
+}
+
+impl LossConfig {
+    /// Range checks of the loss section and the combinations its kinds refuse.
+    fn check(&self, bad: &mut Vec<(String, String)>) {
+        let mut num = |field: &str, v: f64, ok: bool, want: &str| check_number(bad, field, v, ok, want);
+        let cw = &self.class_weight;
+        num("loss.class_weight.cap", cw.cap, cw.cap >= 1.0, "must be >= 1");
+        num("loss.class_weight.beta", cw.beta, cw.beta > 0.0 && cw.beta < 1.0, "must be in (0, 1)");
+        let (g, a) = (self.focal_gamma, self.focal_alpha);
+        num("loss.focal_gamma", g, (0.0..=10.0).contains(&g), "must be in [0, 10]");
+        num("loss.focal_alpha", a, a < 1.0, "must be < 1 (negative = off)");
+        let asl = &self.asl;
+        num("loss.asl.gamma_pos", asl.gamma_pos, (0.0..=10.0).contains(&asl.gamma_pos), "must be in [0, 10]");
+        num("loss.asl.gamma_neg", asl.gamma_neg, (0.0..=10.0).contains(&asl.gamma_neg), "must be in [0, 10]");
+        num("loss.asl.clip", asl.clip, (0.0..1.0).contains(&asl.clip), "must be in [0, 1)");
+        num("loss.asl.eps", asl.eps, asl.eps > 0.0 && asl.eps <= 0.1, "must be in (0, 0.1]");
+        let db = &self.db;
+        num("loss.db.alpha", db.alpha, db.alpha >= 0.0, "must be >= 0");
+        num("loss.db.beta", db.beta, db.beta > 0.0 && db.beta <= 1000.0, "must be in (0, 1000]");
+        num("loss.db.mu", db.mu, db.mu.abs() <= 1e6, "must be in [-1e6, 1e6]");
+        num("loss.db.kappa", db.kappa, (0.0..=10.0).contains(&db.kappa), "must be in [0, 10]");
+        num("loss.db.lambda", db.lambda, db.lambda > 0.0 && db.lambda <= 100.0, "must be in (0, 100]");
+        num("loss.db.gamma", db.gamma, (0.0..=10.0).contains(&db.gamma), "must be in [0, 10]");
+        num("loss.db.focal_alpha", db.focal_alpha, (0.0..=1.0).contains(&db.focal_alpha), "must be in [0, 1]");
+        self.check_kind(bad);
+    }
+
+    /// ASL and DB bring their own focusing; DB its own re-weighting.
+    fn check_kind(&self, bad: &mut Vec<(String, String)>) {
+        let kind = self.kind.as_str();
+        if self.kind != LossKind::Bce && self.focal_gamma != 0.0 {
+            let own = if self.kind == LossKind::Asl { "loss.asl.gamma_pos / gamma_neg" } else { "loss.db.gamma" };
+            bad.push((
+                "loss.focal_gamma".into(),
+                format!("only for loss.kind bce; loss.kind {kind} focuses with {own} (set focal_gamma: 0)"),
+            ));
+        }
+        if self.kind != LossKind::Bce && self.focal_alpha >= 0.0 {
+            bad.push(("loss.focal_alpha".into(), format!("only for loss.kind bce, not {kind} (leave it at -1)")));
+        }
+        if self.kind == LossKind::Db && self.class_weight.scheme != WeightScheme::None {
+            bad.push((
+                "loss.class_weight.scheme".into(),
+                "loss.kind db re-balances every label with its own weighting; a class-weight scheme would weight                  positives twice (set loss.class_weight.scheme: none)"
+                    .into(),
+            ));
+        }
     }
 }
 
@@ -209,13 +346,7 @@ impl TrialConfig {
     /// Range checks that serde's types cannot express. Returns (dotted field, problem).
     pub fn check(&self) -> Vec<(String, String)> {
         let mut bad = Vec::new();
-        let mut num = |field: &str, v: f64, ok: bool, want: &str| {
-            if !v.is_finite() {
-                bad.push((field.to_string(), format!("{v} is not a finite number")));
-            } else if !ok {
-                bad.push((field.to_string(), format!("{v} is out of range: {want}")));
-            }
-        };
+        let mut num = |field: &str, v: f64, ok: bool, want: &str| check_number(&mut bad, field, v, ok, want);
         let d = &self.dataset;
         num("dataset.val_fraction", d.val_fraction, d.val_fraction > 0.0 && d.val_fraction < 1.0, "must be in (0, 1)");
         let m = &self.model;
@@ -224,16 +355,7 @@ impl TrialConfig {
         num("train.lr", t.lr, t.lr > 0.0 && t.lr <= 10.0, "must be in (0, 10]");
         num("train.weight_decay", t.weight_decay, t.weight_decay >= 0.0, "must be >= 0");
         num("train.grad_clip", t.grad_clip, t.grad_clip >= 0.0, "must be >= 0 (0 = off)");
-        let l = &self.loss;
-        num("loss.class_weight.cap", l.class_weight.cap, l.class_weight.cap >= 1.0, "must be >= 1");
-        num(
-            "loss.class_weight.beta",
-            l.class_weight.beta,
-            l.class_weight.beta > 0.0 && l.class_weight.beta < 1.0,
-            "must be in (0, 1)",
-        );
-        num("loss.focal_gamma", l.focal_gamma, (0.0..=10.0).contains(&l.focal_gamma), "must be in [0, 10]");
-        num("loss.focal_alpha", l.focal_alpha, l.focal_alpha < 1.0, "must be < 1 (negative = off)");
+        self.loss.check(&mut bad);
         if t.epochs == 0 || t.epochs > 10_000 {
             bad.push(("train.epochs".into(), format!("{} is out of range: must be in [1, 10000]", t.epochs)));
         }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
-use crate::config::TrialConfig;
+use crate::config::{AslConfig, DbConfig, LossKind, TrialConfig};
 use crate::error::{SpecError, SpecErrors};
 use crate::parse::set_path;
 use crate::spec::{Distribution, Limits, Method, ParamSpec, SweepSpec, Trial};
@@ -142,8 +142,21 @@ fn draw(rng: &mut impl Rng, p: &ParamSpec) -> serde_json::Value {
 }
 
 /// The identity of a trial within its sweep: SHA-256 of the canonical JSON (sorted
-/// keys, typed values) of its resolved config.
+/// keys, typed values) of its resolved config. Fields added to the config after sweeps
+/// were first stored are left out while they hold the value that means "as before"
+/// (`loss.kind: bce`, default `loss.asl` and `loss.db`), so resubmitting a sweep stored
+/// by an earlier version adds no duplicate cells.
 pub fn config_hash(config: &TrialConfig) -> String {
-    let canonical = serde_json::to_vec(&serde_json::to_value(config).expect("config serialises")).expect("json");
-    hex::encode(Sha256::digest(canonical))
+    let mut v = serde_json::to_value(config).expect("config serialises");
+    let loss = v.get_mut("loss").and_then(|l| l.as_object_mut()).expect("loss section");
+    if config.loss.kind == LossKind::Bce {
+        loss.remove("kind");
+    }
+    if config.loss.asl == AslConfig::default() {
+        loss.remove("asl");
+    }
+    if config.loss.db == DbConfig::default() {
+        loss.remove("db");
+    }
+    hex::encode(Sha256::digest(serde_json::to_vec(&v).expect("json")))
 }

@@ -106,3 +106,53 @@ fn parse_checks_fields_and_expansion_checks_combinations() {
     let e = e.to_string();
     assert!(e.starts_with("c.yaml: trial {\"dataset.kind\":\"mulan\"}: dataset.name: a mulan dataset needs"), "{e}");
 }
+
+/// A sweep stored by an earlier version keeps its cells' identities: the loss fields
+/// added since (kind, asl, db) do not enter the hash at their defaults. These hashes
+/// were printed by `sweep validate examples/seed-grid.yaml -o json` before they existed.
+#[test]
+fn seed_grid_identities_are_unchanged_by_later_fields() {
+    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/seed-grid.yaml")).unwrap();
+    let trials = parse(&yaml, "seed-grid.yaml", Limits::default()).unwrap().expand().unwrap();
+    assert_eq!(trials[0].hash, "20b4807fd8054cbacc91bd3b37c45c35e9394daf02ac119966de45d8ec27e309");
+    assert_eq!(trials[1].hash, "af5528d4b9bc752d9dc238a8d593ea4ec495b37919ca398427802e5e85b6f5ec");
+    // A non-default loss is a different cell.
+    let mut asl = trials[0].config.clone();
+    asl.loss.kind = sweep_spec::LossKind::Asl;
+    assert_ne!(sweep_spec::config_hash(&asl), trials[0].hash);
+}
+
+#[test]
+fn loss_kinds_refuse_what_they_do_not_use() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "name: x\nloss: {kind: db}\n",
+            "s.yaml:2: loss.class_weight.scheme: loss.kind db re-balances every label with its own weighting",
+        ),
+        ("name: x\nloss: {kind: asl, focal_gamma: 2}\n", "loss.focal_gamma: only for loss.kind bce; loss.kind asl"),
+        (
+            "name: x\nloss: {kind: db, focal_alpha: 0.25, class_weight: {scheme: none}}\n",
+            "loss.focal_alpha: only for loss.kind bce, not db",
+        ),
+        ("name: x\nloss:\n  kind: asl\n  asl: {clip: 1.5}\n", "loss.asl.clip: 1.5 is out of range"),
+        ("name: x\nloss:\n  kind: asl\n  asl: {gama_neg: 2}\n", "s.yaml:4"),
+        ("name: x\nloss: {kind: focal}\n", "unknown variant `focal`"),
+        (
+            "name: x\nloss: {class_weight: {scheme: none}}\nparameters:\n  loss.kind: {values: [bce, db]}\n  loss.focal_gamma: {values: [0, 2]}\n",
+            "loss.focal_gamma: only for loss.kind bce; loss.kind db",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let e = match sweep_spec::parse_and_expand(yaml, "s.yaml", Limits::default()) {
+            Ok(_) => panic!("should be refused: {yaml}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains(want), "for {yaml:?}\n got: {e}\nwant: {want}");
+    }
+    // What the kinds do accept: ASL with class weights, DB without, each swept.
+    let ok = "name: x\nloss: {kind: asl}\nparameters:\n  loss.asl.gamma_neg: {values: [2, 4]}\n  loss.class_weight.cap: {values: [1, 5]}\n";
+    assert_eq!(sweep_spec::parse_and_expand(ok, "s.yaml", Limits::default()).unwrap().1.len(), 4);
+    let ok =
+        "name: x\nloss: {kind: db, class_weight: {scheme: none}}\nparameters:\n  loss.db.mu: {values: [0.2, 0.9]}\n";
+    assert_eq!(sweep_spec::parse_and_expand(ok, "s.yaml", Limits::default()).unwrap().1.len(), 2);
+}

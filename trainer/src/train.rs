@@ -10,7 +10,7 @@ use sweep_spec::TrialConfig;
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::data::{Dataset, SplitMix64};
-use crate::loss;
+use crate::loss::Loss;
 use crate::metrics::{self, Thresholds};
 use crate::model::Mlp;
 
@@ -84,7 +84,7 @@ fn labels_tensor(y: &[u8], rows: usize, cols: usize, device: Device) -> Tensor {
 }
 
 /// Probabilities (row-major) and mean loss of the model on a split.
-fn evaluate(model: &Mlp, x: &Tensor, y: &Tensor, pos_weight: Option<&Tensor>, cfg: &TrialConfig) -> (Vec<f32>, f64) {
+fn evaluate(model: &Mlp, x: &Tensor, y: &Tensor, loss: &Loss) -> (Vec<f32>, f64) {
     tch::no_grad(|| {
         let n = x.size()[0];
         let mut probs = Vec::new();
@@ -96,8 +96,7 @@ fn evaluate(model: &Mlp, x: &Tensor, y: &Tensor, pos_weight: Option<&Tensor>, cf
             let xb = x.narrow(0, start, len);
             let yb = y.narrow(0, start, len);
             let logits = model.forward(&xb, false);
-            loss_sum += loss::elementwise(&logits, &yb, pos_weight, cfg.loss.focal_gamma, cfg.loss.focal_alpha)
-                .sum(Kind::Float);
+            loss_sum += loss.elementwise(&logits, &yb).sum(Kind::Float);
             probs.push(logits.sigmoid());
             start += len;
         }
@@ -124,7 +123,7 @@ struct Run<'a> {
     ytr: Tensor,
     xva: Tensor,
     yva: Tensor,
-    pos_weight: Option<Tensor>,
+    loss: Loss,
     vs: nn::VarStore,
     model: Mlp,
     opt: nn::Optimizer,
@@ -140,14 +139,13 @@ impl<'a> Run<'a> {
         let ytr = labels_tensor(&ds.train.y, ds.train.n, l, device);
         let xva = to_tensor(&ds.val.x, ds.val.n, d, device);
         let yva = labels_tensor(&ds.val.y, ds.val.n, l, device);
-        let pw_host = loss::pos_weights(&cfg.loss, &ds.train_positives, ds.train.n);
-        let pos_weight = pw_host.as_ref().map(|w| Tensor::from_slice(w).to_device(device));
+        let loss = Loss::new(&cfg.loss, &ds.train_positives, ds.train.n, device);
         let vs = nn::VarStore::new(device);
         let model = Mlp::new(&vs.root(), d as i64, &cfg.model.hidden, l as i64, cfg.model.dropout);
         let adamw = nn::AdamW { wd: cfg.train.weight_decay, ..Default::default() };
         let opt = nn::OptimizerConfig::build(adamw, &vs, cfg.train.lr)
             .map_err(|e| TrainError::Transient(format!("optimizer: {e}")))?;
-        Ok(Run { ds, cfg, device, xtr, ytr, xva, yva, pos_weight, vs, model, opt })
+        Ok(Run { ds, cfg, device, xtr, ytr, xva, yva, loss, vs, model, opt })
     }
 
     /// One pass over the training split in this epoch's seeded order; the mean batch loss.
@@ -159,7 +157,6 @@ impl<'a> Run<'a> {
         let perm = Tensor::from_slice(&perm).to_device(self.device);
         let mut loss_sum = Tensor::zeros([], (Kind::Float, self.device));
         let (mut batches, mut start) = (0i64, 0usize);
-        let l = &self.cfg.loss;
         while start < n {
             if cancel.load(Ordering::Relaxed) {
                 return Err(TrainError::Cancelled);
@@ -168,7 +165,7 @@ impl<'a> Run<'a> {
             let idx = perm.narrow(0, start as i64, len as i64);
             let logits = self.model.forward(&self.xtr.index_select(0, &idx), true);
             let yb = self.ytr.index_select(0, &idx);
-            let loss = loss::loss(&logits, &yb, self.pos_weight.as_ref(), l.focal_gamma, l.focal_alpha);
+            let loss = self.loss.mean(&logits, &yb);
             self.opt.zero_grad();
             loss.backward();
             if self.cfg.train.grad_clip > 0.0 {
@@ -191,7 +188,7 @@ impl<'a> Run<'a> {
     /// Validation metrics now (thresholds tuned on validation itself).
     fn validate(&self) -> BTreeMap<String, f64> {
         let l = self.ds.labels;
-        let (val_probs, val_loss) = evaluate(&self.model, &self.xva, &self.yva, self.pos_weight.as_ref(), self.cfg);
+        let (val_probs, val_loss) = evaluate(&self.model, &self.xva, &self.yva, &self.loss);
         let thresholds = metrics::tune_checked(&val_probs, &self.ds.val.y, l);
         let mut m = metrics::report("val", &val_probs, &self.ds.val.y, l, &thresholds, &self.ds.train_positives);
         m.insert("val.loss".into(), val_loss);
@@ -214,12 +211,11 @@ impl<'a> Run<'a> {
     /// validation and applied to test.
     fn final_metrics(&self) -> (BTreeMap<String, f64>, Thresholds) {
         let (ds, l) = (self.ds, self.ds.labels);
-        let pw = self.pos_weight.as_ref();
-        let (val_probs, val_loss) = evaluate(&self.model, &self.xva, &self.yva, pw, self.cfg);
+        let (val_probs, val_loss) = evaluate(&self.model, &self.xva, &self.yva, &self.loss);
         let thresholds: Thresholds = metrics::tune_checked(&val_probs, &ds.val.y, l);
         let xte = to_tensor(&ds.test.x, ds.test.n, ds.features, self.device);
         let yte = labels_tensor(&ds.test.y, ds.test.n, l, self.device);
-        let (test_probs, test_loss) = evaluate(&self.model, &xte, &yte, pw, self.cfg);
+        let (test_probs, test_loss) = evaluate(&self.model, &xte, &yte, &self.loss);
         let mut m = metrics::report("val", &val_probs, &ds.val.y, l, &thresholds, &ds.train_positives);
         m.extend(metrics::report("test", &test_probs, &ds.test.y, l, &thresholds, &ds.train_positives));
         m.insert("val.loss".into(), val_loss);

@@ -40,3 +40,24 @@ fn missing_dataset_is_a_user_error() {
     let e = data::load(&cfg.dataset).unwrap_err().to_string();
     assert!(e.contains("no-such-dataset"), "{e}");
 }
+
+/// Each loss kind trains end to end: finite losses, F1 in range, and a different
+/// trajectory from plain BCE.
+#[test]
+fn every_loss_kind_trains() {
+    let mut cfg = small();
+    cfg.train.epochs = 3;
+    cfg.loss.class_weight.scheme = sweep_spec::WeightScheme::None;
+    let ds = data::load(&cfg.dataset).unwrap();
+    let cancel = AtomicBool::new(false);
+    let mut val_losses = Vec::new();
+    for kind in [sweep_spec::LossKind::Bce, sweep_spec::LossKind::Asl, sweep_spec::LossKind::Db] {
+        cfg.loss.kind = kind;
+        assert!(cfg.check().is_empty(), "{kind:?}: {:?}", cfg.check());
+        let r = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |_| {}, &cancel).unwrap();
+        let (loss, f1) = (r.metrics["val.loss"], r.metrics["test.f1_micro"]);
+        assert!(loss.is_finite() && (0.0..=1.0).contains(&f1), "{kind:?}: loss {loss}, f1 {f1}");
+        val_losses.push(loss);
+    }
+    assert!(val_losses[0] != val_losses[1] && val_losses[0] != val_losses[2], "{val_losses:?}");
+}
