@@ -6,6 +6,7 @@ pub mod db;
 pub mod error;
 pub mod invariants;
 pub mod maintenance;
+pub mod metrics;
 pub mod service;
 pub mod settings;
 pub mod startup;

@@ -64,9 +64,13 @@ impl Maintenance for LeaseReaper {
         let mut out = Reaped::default();
         for r in trials::reap(&self.0.db).await? {
             tracing::warn!(trial_id = %r.id, new_state = %r.state, "lease expired");
+            metrics::counter!(crate::metrics::LEASES_EXPIRED).increment(1);
             match r.state {
                 TrialState::Queued => out.requeued += 1,
-                _ => out.dead += 1,
+                state => {
+                    crate::metrics::finished(state);
+                    out.dead += 1;
+                }
             }
             self.0.changed(r.sweep_id);
         }

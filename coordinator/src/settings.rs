@@ -36,6 +36,9 @@ pub struct Settings {
     /// Largest number of concurrent HTTP/2 streams per connection.
     #[arg(long, default_value_t = 256)]
     pub max_concurrent_streams: u32,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off the gRPC port; off by default).
+    #[arg(long, env = "SWEEP_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Postgres connections.
     #[arg(long, env = "SWEEP_DB_CONNECTIONS", default_value_t = 16)]
     pub db_connections: u32,

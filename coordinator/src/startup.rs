@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use sweep_proto as pb;
@@ -40,9 +41,16 @@ impl Coordinator {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<pb::client_service_server::ClientServiceServer<ClientApi>>().await;
         health.set_serving::<pb::agent_service_server::AgentServiceServer<AgentApi>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+        // Reflection v1 and v1alpha (what grpcio-reflection and older grpcurl speak), each
+        // listing every service served here, the health service and both reflections included.
+        let descriptors = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        };
+        let (reflection, reflection_v1alpha) = (descriptors().build_v1()?, descriptors().build_v1alpha()?);
         let max = settings.max_message_bytes;
         let client = pb::client_service_server::ClientServiceServer::new(ClientApi { state: self.state.clone() })
             .max_decoding_message_size(max)
@@ -50,7 +58,9 @@ impl Coordinator {
         let agent = pb::agent_service_server::AgentServiceServer::new(AgentApi { state: self.state.clone() })
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
-        let mut builder = Server::builder().max_concurrent_streams(Some(settings.max_concurrent_streams));
+        let mut builder = Server::builder()
+            .max_concurrent_streams(Some(settings.max_concurrent_streams))
+            .layer(crate::metrics::RpcLatency);
         if let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) {
             let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("read {}", p.display()));
             let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
@@ -62,10 +72,16 @@ impl Coordinator {
         let mut maintenance = tokio::task::JoinSet::new();
         maintenance.spawn(crate::maintenance::run(LeaseReaper(self.state.clone()), shutdown.clone()));
         maintenance.spawn(crate::maintenance::run(Liveness(self.state.clone()), shutdown.clone()));
+        if let Some(addr) = settings.metrics_listen {
+            sweep_client::telemetry::serve_metrics(addr)?;
+            let sampler = crate::metrics::Sampler { state: self.state.clone(), every: Duration::from_secs(2) };
+            maintenance.spawn(crate::maintenance::run(sampler, shutdown.clone()));
+        }
         tracing::info!(addr = %self.addr, tls = settings.tls_cert.is_some(), "coordinator listening");
         builder
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_v1alpha)
             .add_service(client)
             .add_service(agent)
             .serve_with_incoming_shutdown(

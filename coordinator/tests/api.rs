@@ -501,3 +501,44 @@ async fn oversized_messages_are_refused_and_the_server_stays_healthy() {
     let sweeps = app.client().list_sweeps(with_token(&app.admin, pb::ListSweepsRequest {})).await.unwrap();
     assert_eq!(sweeps.into_inner().sweeps.len(), 1);
 }
+
+/// gRPC reflection answers in both protocol versions (v1, and v1alpha, which Python's
+/// grpcio-reflection and older grpcurl speak) and lists every service, health included.
+#[tokio::test]
+async fn reflection_v1_and_v1alpha_list_every_service() {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let app = app!();
+    let want = [
+        "sweep.v1.ClientService",
+        "sweep.v1.AgentService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ];
+    let req = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1alpha::server_reflection_request::MessageRequest::ListServices(String::new())),
+    };
+    let mut c = v1alpha::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
+    let mut stream = c.server_reflection_info(tokio_stream::iter([req])).await.unwrap().into_inner();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        stream.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("v1alpha: not a service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(want.iter().all(|w| names.iter().any(|n| n == w)), "v1alpha lists {names:?}");
+    let req = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+    };
+    let mut c = v1::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
+    let mut stream = c.server_reflection_info(tokio_stream::iter([req])).await.unwrap().into_inner();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        stream.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("v1: not a service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(want.iter().all(|w| names.iter().any(|n| n == w)), "v1 lists {names:?}");
+}

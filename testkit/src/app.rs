@@ -32,6 +32,7 @@ pub fn settings(database_url: &str) -> Settings {
         max_trials: 100_000,
         max_message_bytes: 1024 * 1024,
         max_concurrent_streams: 256,
+        metrics_listen: None,
         db_connections: 20,
         tls_cert: None,
         tls_key: None,

@@ -43,6 +43,17 @@ pub fn wait_for_file(path: &Path, within: Duration) -> String {
     }
 }
 
+/// The body of `GET http://ADDR/PATH` (HTTP/1.0, so the server closes the connection), or
+/// None while nothing answers there.
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+}
+
 /// Command lines of the processes that mention `needle` (to prove nothing was left running).
 pub fn processes_mentioning(needle: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -135,6 +146,11 @@ impl Cluster {
     /// A coordinator with its own lease and heartbeat period (a worker is gone after
     /// three lease lengths of silence).
     pub fn coordinator_with_lease(&self, lease_ms: u32, heartbeat_ms: u32) -> Proc {
+        self.coordinator_with(lease_ms, heartbeat_ms, &[])
+    }
+
+    /// A coordinator with its own lease, heartbeat period and further flags.
+    pub fn coordinator_with(&self, lease_ms: u32, heartbeat_ms: u32, extra: &[&str]) -> Proc {
         let port_file = self.dir.path().join(format!("addr-{}", rand_suffix()));
         let child = Command::new(bin("sweep-coordinator"))
             .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--database-url", &self.db_url])
@@ -148,6 +164,7 @@ impl Cluster {
                 "--backoff-ms",
                 "100",
             ])
+            .args(extra)
             .arg("--port-file")
             .arg(&port_file)
             .env("RUST_LOG", "warn")

@@ -48,6 +48,9 @@ pub struct AgentSettings {
     /// After SIGTERM, how long running trials may take to finish before they are handed back.
     #[arg(long, default_value_t = 30)]
     pub grace_secs: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (trials running, epoch time, samples/s).
+    #[arg(long, env = "SWEEP_WORKER_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Exit once the queue has been empty this long (0: never). For local runs and tests.
     #[arg(long, default_value_t = 0)]
     pub exit_when_idle_secs: u64,
@@ -113,6 +116,9 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow
         tch::set_num_threads(n);
     }
     let join = read_token("SWEEP_JOIN_TOKEN", settings.join_token_file.as_deref(), "join token")?;
+    if let Some(addr) = settings.metrics_listen {
+        sweep_client::telemetry::serve_metrics(addr)?;
+    }
     // Lazy: the first call connects, and a lost connection is re-established per call.
     let channel = sweep_client::connect::endpoint(&settings.coordinator, &settings.tls)?.connect_lazy();
     let (api, heartbeat_every) = register(&settings, channel, &join, &shutdown).await?;
@@ -180,6 +186,10 @@ impl Agent {
         with_retry(what, &self.reporting, || f(self.api.clone(), req.clone())).await.map(|r| r.into_inner())
     }
 
+    fn report_running(&self) {
+        metrics::gauge!(TRIALS_RUNNING).set(self.running.lock().expect("lock").len() as f64);
+    }
+
     fn stop_all(&self, why: Stop) {
         for r in self.running.lock().expect("lock").values() {
             r.stop(why);
@@ -241,12 +251,14 @@ impl Agent {
         let key = (t.trial_id.clone(), t.attempt);
         let handle = Arc::new(Running::default());
         self.running.lock().expect("lock").insert(key.clone(), handle.clone());
+        self.report_running();
         let span = tracing::info_span!("trial", trial_id = %t.trial_id, attempt = t.attempt);
         let agent = self.clone();
         tasks.spawn(
             async move {
                 agent.run_trial(t, &handle).await;
                 agent.running.lock().expect("lock").remove(&key);
+                agent.report_running();
             }
             .instrument(span),
         );
@@ -359,6 +371,7 @@ impl Agent {
         });
         let forward = async {
             while let Some(r) = rx.recv().await {
+                record_epoch(&r);
                 let req = pb::ProgressRequest {
                     trial: Some(trial.clone()),
                     epoch: r.epoch,
@@ -376,6 +389,22 @@ impl Agent {
         };
         let (outcome, ()) = tokio::join!(work, forward);
         outcome.unwrap_or_else(|e| Err(TrainError::Transient(format!("training thread panicked: {e}"))))
+    }
+}
+
+/// Trials this worker is training now.
+const TRIALS_RUNNING: &str = "sweep_worker_trials_running";
+/// Seconds per epoch (training and validation), and training samples per second of the
+/// latest epoch of any trial.
+const EPOCH_SECONDS: &str = "sweep_worker_epoch_duration_seconds";
+const SAMPLES_PER_SECOND: &str = "sweep_worker_samples_per_second";
+
+fn record_epoch(r: &train::EpochReport) {
+    if let Some(s) = r.metrics.get("epoch_seconds") {
+        metrics::histogram!(EPOCH_SECONDS).record(*s);
+    }
+    if let Some(s) = r.metrics.get("samples_per_s") {
+        metrics::gauge!(SAMPLES_PER_SECOND).set(*s);
     }
 }
 

@@ -182,14 +182,14 @@ pub async fn progress(
     }
 }
 
-/// Records the result of an attempt that holds the lease. Completing the same
-/// attempt again is a success that changes nothing.
+/// Records the result of an attempt that holds the lease; true when this call recorded
+/// it. Completing the same attempt again is a success that changes nothing (false).
 pub async fn complete(
     conn: &mut PgConnection,
     f: &Fence,
     metrics: &BTreeMap<String, f64>,
     result: &serde_json::Value,
-) -> Result<()> {
+) -> Result<bool> {
     let metrics_json = serde_json::to_value(metrics).expect("json");
     let sql = format!(
         "UPDATE trials t SET state = 'succeeded', metrics = $4, result = $5,
@@ -202,12 +202,12 @@ pub async fn complete(
     );
     let q = sqlx::query(&sql);
     if f.bind(q).bind(&metrics_json).bind(result).execute(&mut *conn).await?.rows_affected() == 1 {
-        return Ok(());
+        return Ok(true);
     }
     let same =
         sqlx::query("SELECT 1 FROM trials WHERE id = $1 AND attempt = $2 AND finished_by = $3 AND state = 'succeeded'");
     if f.bind(same).fetch_optional(&mut *conn).await?.is_some() {
-        return Ok(()); // duplicate report of the same attempt
+        return Ok(false); // duplicate report of the same attempt
     }
     Err(refusal(conn, f).await)
 }

@@ -40,8 +40,11 @@ impl AgentApi {
             let notified = self.state.work.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            let started = std::time::Instant::now();
             let rows = trials::claim(&self.state.db, worker, n, self.lease_ms()).await?;
+            metrics::histogram!(crate::metrics::CLAIM_SECONDS).record(started.elapsed().as_secs_f64());
             if !rows.is_empty() {
+                metrics::counter!(crate::metrics::LEASES_GRANTED).increment(rows.len() as u64);
                 for r in &rows {
                     tracing::debug!(trial_id = %r.id, attempt = r.attempt, %worker, "trial leased");
                     self.state.changed(r.sweep_id);
@@ -188,9 +191,12 @@ impl pb::agent_service_server::AgentService for AgentApi {
                 .map_err(|e| CoordinatorError::InvalidArgument(format!("result_json: {e}")))?
         };
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
-        trials::complete(&mut conn, &fence, &metrics, &result).await?;
+        let recorded = trials::complete(&mut conn, &fence, &metrics, &result).await?;
         drop(conn);
-        tracing::info!(%worker, "trial succeeded");
+        if recorded {
+            tracing::info!(%worker, "trial succeeded");
+            crate::metrics::finished(TrialState::Succeeded);
+        }
         self.notify_trial(fence.trial).await;
         Ok(Response::new(pb::AckResponse {}))
     }
@@ -208,6 +214,8 @@ impl pb::agent_service_server::AgentService for AgentApi {
         tracing::warn!(%worker, ?kind, new_state = %state, error = %error, "trial attempt failed");
         if state == TrialState::Queued {
             self.state.work.notify_waiters();
+        } else {
+            crate::metrics::finished(state);
         }
         self.notify_trial(fence.trial).await;
         Ok(Response::new(pb::AckResponse {}))

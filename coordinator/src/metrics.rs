@@ -1,0 +1,111 @@
+//! What the coordinator reports to Prometheus (`--metrics-listen`), through the
+//! `metrics` facade: counters and histograms where things happen, gauges of the store's
+//! state sampled by a maintenance service, and every RPC's latency by a tower layer.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tonic::codegen::http;
+
+use crate::error::Result;
+use crate::maintenance::Maintenance;
+use crate::service::AppState;
+
+/// Trials leased to workers.
+pub const LEASES_GRANTED: &str = "sweep_leases_granted_total";
+/// Leases that expired (worker lost) and were reaped.
+pub const LEASES_EXPIRED: &str = "sweep_leases_expired_total";
+/// Trials that reached a terminal state, by state: its rate is trials/s.
+pub const TRIALS_FINISHED: &str = "sweep_trials_finished_total";
+/// Time of the claim statement in a lease call (without the long-poll wait).
+pub const CLAIM_SECONDS: &str = "sweep_claim_duration_seconds";
+/// Every RPC's latency, by method.
+pub const RPC_SECONDS: &str = "sweep_rpc_duration_seconds";
+/// Trials by sweep and state; the queue depth; workers by state (sampled).
+pub const TRIALS: &str = "sweep_trials";
+pub const QUEUE_DEPTH: &str = "sweep_queue_depth";
+pub const WORKERS: &str = "sweep_workers";
+
+/// A trial reached a terminal state.
+pub fn finished(state: crate::states::TrialState) {
+    metrics::counter!(TRIALS_FINISHED, "state" => state.as_str()).increment(1);
+}
+
+/// Samples the store into gauges every `every`.
+pub struct Sampler {
+    pub state: Arc<AppState>,
+    pub every: Duration,
+}
+
+impl Maintenance for Sampler {
+    /// Rows sampled.
+    type Report = usize;
+    const NAME: &'static str = "metrics-sampler";
+
+    fn period(&self) -> Duration {
+        self.every
+    }
+
+    async fn run_once(&self) -> Result<usize> {
+        let trials: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT s.name, t.state, count(*) FROM trials t JOIN sweeps s ON s.id = t.sweep_id GROUP BY s.name, t.state",
+        )
+        .fetch_all(&self.state.db)
+        .await?;
+        let mut queued = 0;
+        for (sweep, state, n) in &trials {
+            metrics::gauge!(TRIALS, "sweep" => sweep.clone(), "state" => state.clone()).set(*n as f64);
+            if state == crate::states::TrialState::Queued.as_str() {
+                queued += n;
+            }
+        }
+        metrics::gauge!(QUEUE_DEPTH).set(queued as f64);
+        let workers: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, count(*) FROM workers GROUP BY state").fetch_all(&self.state.db).await?;
+        for s in crate::states::WorkerState::ALL {
+            let n = workers.iter().find(|(w, _)| w == s.as_str()).map_or(0, |(_, n)| *n);
+            metrics::gauge!(WORKERS, "state" => s.as_str()).set(n as f64);
+        }
+        Ok(trials.len() + workers.len())
+    }
+}
+
+/// A tower layer that records each call's latency under its gRPC method path.
+#[derive(Clone, Default)]
+pub struct RpcLatency;
+
+impl<S> tower::Layer<S> for RpcLatency {
+    type Service = Timed<S>;
+    fn layer(&self, inner: S) -> Timed<S> {
+        Timed(inner)
+    }
+}
+
+#[derive(Clone)]
+pub struct Timed<S>(S);
+
+impl<S, B> tower::Service<http::Request<B>> for Timed<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let method = req.uri().path().to_string();
+        let started = Instant::now();
+        let fut = self.0.call(req);
+        Box::pin(async move {
+            let out = fut.await;
+            metrics::histogram!(RPC_SECONDS, "method" => method).record(started.elapsed().as_secs_f64());
+            out
+        })
+    }
+}

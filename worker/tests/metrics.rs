@@ -1,0 +1,50 @@
+//! Prometheus metrics with real processes: a coordinator and a worker started with
+//! `--metrics-listen`, a small sweep, and scrapes of both endpoints while it runs and
+//! after: trial counts that move, latency histograms with observations, worker epochs.
+
+use std::time::{Duration, Instant};
+
+use sweep_testkit::procs::{free_port, http_get, Cluster, TINY};
+
+/// The value of the first sample line that starts with `prefix` (name and labels).
+fn sample(body: &str, prefix: &str) -> Option<f64> {
+    body.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+}
+
+fn scrape_until(addr: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        if let Some(body) = http_get(addr, "/metrics").filter(|b| ok(b)) {
+            return body;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "timed out waiting for {what} at {addr}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_endpoints_show_trials_moving_and_latencies() {
+    let Some(c) = Cluster::new().await else { return };
+    let (coord_addr, worker_addr) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let _coord = c.coordinator_with(3_000, 500, &["--metrics-listen", &coord_addr]);
+    c.submit(3, 4, TINY);
+    let queued = r#"sweep_trials{sweep="faults",state="queued"}"#;
+    let succeeded = r#"sweep_trials{sweep="faults",state="succeeded"}"#;
+    // Before any worker: three queued. Then the same gauges move to three succeeded.
+    let early = scrape_until(&coord_addr, "three queued trials", |b| sample(b, queued) == Some(3.0));
+    assert_eq!(sample(&early, "sweep_queue_depth"), Some(3.0), "{early}");
+    let _w = c.worker("w", &c.addr(), &["--metrics-listen", &worker_addr]);
+    let done = scrape_until(&coord_addr, "three succeeded trials", |b| sample(b, succeeded) == Some(3.0));
+    assert_eq!(sample(&done, "sweep_trials_finished_total{state=\"succeeded\"}"), Some(3.0), "{done}");
+    assert_eq!(sample(&done, "sweep_leases_granted_total"), Some(3.0), "{done}");
+    // A latency histogram (buckets, not a summary) with observations.
+    let lease_calls = sample(&done, "sweep_rpc_duration_seconds_count{method=\"/sweep.v1.AgentService/Lease\"}");
+    assert!(lease_calls.is_some_and(|n| n >= 3.0), "{done}");
+    assert!(done.contains("sweep_rpc_duration_seconds_bucket{method=\"/sweep.v1.AgentService/Complete\",le=\"0.005\"}"));
+    assert!(sample(&done, "sweep_workers{state=\"alive\"}") == Some(1.0), "{done}");
+    let w = scrape_until(&worker_addr, "worker epochs", |b| {
+        sample(b, "sweep_worker_epoch_duration_seconds_count").is_some_and(|n| n >= 12.0)
+    });
+    assert!(sample(&w, "sweep_worker_samples_per_second").is_some_and(|v| v > 0.0), "{w}");
+    assert!(sample(&w, "sweep_worker_trials_running").is_some(), "{w}");
+}
