@@ -48,6 +48,20 @@ pub fn endpoint(url: &str, tls: &TlsArgs) -> anyhow::Result<Endpoint> {
     Ok(ep)
 }
 
+/// A channel to one coordinator, or to several that share one database (comma-separated
+/// URLs): calls are spread over the ones that answer, so losing one coordinator loses no
+/// work (tonic's balanced channel; a call that fails on a dying one is retried by the caller).
+/// Connects lazily: the first call connects, and a lost connection is re-established.
+pub fn channel(urls: &str, tls: &TlsArgs) -> anyhow::Result<Channel> {
+    let endpoints = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(|u| endpoint(u, tls));
+    let mut endpoints = endpoints.collect::<anyhow::Result<Vec<_>>>()?;
+    match endpoints.len() {
+        0 => anyhow::bail!("--coordinator: no URL given"),
+        1 => Ok(endpoints.remove(0).connect_lazy()),
+        _ => Ok(Channel::balance_list(endpoints.into_iter())),
+    }
+}
+
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Clone)]
 pub struct Bearer(MetadataValue<Ascii>);

@@ -1,10 +1,13 @@
 //! The coordinator's maintenance services: each does one pass in `run_once` and says
 //! what it did, so tests call a pass instead of waiting for the loop; [`run`] repeats a
-//! pass on a period until shutdown. (The fleet reconciler joins them.)
+//! pass on a period until shutdown, on one coordinator at a time ([`Leadership`]) when
+//! several share the database. (The fleet reconciler joins them.)
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::{trials, workers};
@@ -25,18 +28,74 @@ pub trait Maintenance: Send + Sync + 'static {
     fn run_once(&self) -> impl std::future::Future<Output = Result<Self::Report>> + Send;
 }
 
-/// Runs passes of `m` every period until `shutdown`. A failed pass is logged and the
-/// next one tried (a database outage passes).
-pub async fn run<M: Maintenance>(m: M, shutdown: CancellationToken) {
+/// Runs passes of `m` every period until `shutdown`, while this coordinator leads
+/// (every pass, when `leader` is None). A failed pass is logged and the next one tried
+/// (a database outage passes).
+pub async fn run<M: Maintenance>(m: M, leader: Option<Arc<Leadership>>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(m.period()) => {}
         }
+        if let Some(leader) = &leader {
+            if !leader.check().await {
+                continue;
+            }
+        }
         match m.run_once().await {
             Ok(report) => tracing::trace!(service = M::NAME, ?report, "maintenance pass"),
             Err(e) => tracing::warn!(service = M::NAME, error = %e, "maintenance pass failed"),
         }
+    }
+}
+
+/// Which coordinator runs maintenance: the one holding a Postgres advisory lock on a
+/// connection of its own (not a pooled one, so the lock can never be left behind in the
+/// pool). When that coordinator dies its session ends, the database releases the lock,
+/// and another coordinator takes over at its next check.
+pub struct Leadership {
+    options: PgConnectOptions,
+    held: tokio::sync::Mutex<Option<PgConnection>>,
+}
+
+/// The advisory lock key of maintenance ("SWEEP" + 1).
+const MAINTENANCE_LOCK: i64 = 0x5357_4545_5001;
+
+impl Leadership {
+    pub fn new(database_url: &str) -> anyhow::Result<Leadership> {
+        Ok(Leadership { options: database_url.parse()?, held: Default::default() })
+    }
+
+    /// Whether this coordinator leads now: keeps the lock while its connection answers,
+    /// else tries to take it.
+    pub async fn check(&self) -> bool {
+        let mut held = self.held.lock().await;
+        if let Some(conn) = held.as_mut() {
+            if sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok() {
+                return true;
+            }
+            tracing::warn!("maintenance lock connection lost; no longer the maintenance leader");
+            *held = None; // dropping the connection ends the session and its lock
+        }
+        let leads = match PgConnection::connect_with(&self.options).await {
+            Ok(mut conn) => {
+                let got: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(MAINTENANCE_LOCK)
+                    .fetch_one(&mut conn)
+                    .await;
+                if got.is_ok_and(|g| g) {
+                    tracing::info!("this coordinator runs maintenance now");
+                    *held = Some(conn);
+                }
+                held.is_some()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reach the database for the maintenance lock");
+                false
+            }
+        };
+        metrics::gauge!(crate::metrics::MAINTENANCE_LEADER).set(if leads { 1.0 } else { 0.0 });
+        leads
     }
 }
 

@@ -22,6 +22,8 @@ pub const TRIALS_FINISHED: &str = "sweep_trials_finished_total";
 pub const CLAIM_SECONDS: &str = "sweep_claim_duration_seconds";
 /// Every RPC's latency, by method.
 pub const RPC_SECONDS: &str = "sweep_rpc_duration_seconds";
+/// 1 on the coordinator that runs maintenance, 0 on the others.
+pub const MAINTENANCE_LEADER: &str = "sweep_maintenance_leader";
 /// Trials by sweep and state; the queue depth; workers by state (sampled).
 pub const TRIALS: &str = "sweep_trials";
 pub const QUEUE_DEPTH: &str = "sweep_queue_depth";

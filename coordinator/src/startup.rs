@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-use crate::maintenance::{LeaseReaper, Liveness};
+use crate::maintenance::{Leadership, LeaseReaper, Liveness};
 use crate::service::{agent::AgentApi, client::ClientApi, AppState};
 use crate::settings::Settings;
 
@@ -69,13 +69,15 @@ impl Coordinator {
             }
             builder = builder.tls_config(tls).context("tls config")?;
         }
+        // Reaper and liveness on one coordinator at a time; the sampler (read-only) on each.
+        let leader = Some(Arc::new(Leadership::new(&settings.database_url)?));
         let mut maintenance = tokio::task::JoinSet::new();
-        maintenance.spawn(crate::maintenance::run(LeaseReaper(self.state.clone()), shutdown.clone()));
-        maintenance.spawn(crate::maintenance::run(Liveness(self.state.clone()), shutdown.clone()));
+        maintenance.spawn(crate::maintenance::run(LeaseReaper(self.state.clone()), leader.clone(), shutdown.clone()));
+        maintenance.spawn(crate::maintenance::run(Liveness(self.state.clone()), leader, shutdown.clone()));
         if let Some(addr) = settings.metrics_listen {
             sweep_client::telemetry::serve_metrics(addr)?;
             let sampler = crate::metrics::Sampler { state: self.state.clone(), every: Duration::from_secs(2) };
-            maintenance.spawn(crate::maintenance::run(sampler, shutdown.clone()));
+            maintenance.spawn(crate::maintenance::run(sampler, None, shutdown.clone()));
         }
         tracing::info!(addr = %self.addr, tls = settings.tls_cert.is_some(), "coordinator listening");
         builder

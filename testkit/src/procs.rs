@@ -54,6 +54,23 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
 }
 
+/// The value of the first Prometheus sample line that starts with `prefix` (name and labels).
+pub fn sample(body: &str, prefix: &str) -> Option<f64> {
+    body.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+}
+
+/// Scrapes `http://ADDR/metrics` until `ok` holds for the body (60 s at most).
+pub fn scrape_until(addr: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        if let Some(body) = http_get(addr, "/metrics").filter(|b| ok(b)) {
+            return body;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "timed out waiting for {what} at {addr}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Command lines of the processes that mention `needle` (to prove nothing was left running).
 pub fn processes_mentioning(needle: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -151,9 +168,14 @@ impl Cluster {
 
     /// A coordinator with its own lease, heartbeat period and further flags.
     pub fn coordinator_with(&self, lease_ms: u32, heartbeat_ms: u32, extra: &[&str]) -> Proc {
+        self.coordinator_on(self.port, lease_ms, heartbeat_ms, extra)
+    }
+
+    /// A coordinator on `port` (a second one on the same database, say).
+    pub fn coordinator_on(&self, port: u16, lease_ms: u32, heartbeat_ms: u32, extra: &[&str]) -> Proc {
         let port_file = self.dir.path().join(format!("addr-{}", rand_suffix()));
         let child = Command::new(bin("sweep-coordinator"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--database-url", &self.db_url])
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", &self.db_url])
             .args([
                 "--lease-ms",
                 &lease_ms.to_string(),
@@ -198,9 +220,14 @@ impl Cluster {
     }
 
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.cli_at(&self.addr(), args)
+    }
+
+    /// The CLI against the coordinator at `addr`.
+    pub fn cli_at(&self, addr: &str, args: &[&str]) -> std::process::Output {
         Command::new(bin("sweep"))
             .args(args)
-            .args(["--coordinator", &self.addr()])
+            .args(["--coordinator", addr])
             .env("SWEEP_TOKEN_FILE", &self.token)
             .output()
             .unwrap()

@@ -24,7 +24,7 @@ use tracing::Instrument;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentSettings {
-    /// Coordinator URL (https:// for TLS).
+    /// Coordinator URL (https:// for TLS), or several sharing one database, comma-separated.
     #[arg(long, env = "SWEEP_COORDINATOR", default_value = "http://127.0.0.1:50051")]
     pub coordinator: String,
     /// File holding the join token (or set SWEEP_JOIN_TOKEN). Never a flag: `ps` shows flags.
@@ -119,8 +119,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow
     if let Some(addr) = settings.metrics_listen {
         sweep_client::telemetry::serve_metrics(addr)?;
     }
-    // Lazy: the first call connects, and a lost connection is re-established per call.
-    let channel = sweep_client::connect::endpoint(&settings.coordinator, &settings.tls)?.connect_lazy();
+    let channel = sweep_client::connect::channel(&settings.coordinator, &settings.tls)?;
     let (api, heartbeat_every) = register(&settings, channel, &join, &shutdown).await?;
     let agent = Arc::new(Agent {
         api,

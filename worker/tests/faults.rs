@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use sqlx::PgPool;
-use sweep_testkit::procs::{bin, free_port, Cluster, Proxy, LEASE_MS, TINY};
+use sweep_testkit::procs::{bin, free_port, sample, scrape_until, Cluster, Proxy, LEASE_MS, TINY};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -282,4 +282,52 @@ async fn a_busy_worker_stays_alive_and_a_killed_one_turns_gone() {
     w.signal("-KILL");
     let gone = "SELECT state = 'gone' FROM workers WHERE name = 'busy'";
     c.wait_for("the killed worker to turn gone", Duration::from_secs(30), gone).await;
+}
+
+/// Two coordinators on one Postgres, workers given both addresses: exactly one runs
+/// maintenance; killing that one mid-sweep loses and duplicates nothing, the survivor
+/// takes maintenance over (it reaps the leases the dead one could no longer extend), and
+/// `sweep watch` works through it.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_coordinators_one_killed_mid_sweep_lose_and_duplicate_nothing() {
+    let _serial = SERIAL.lock().await;
+    let c = cluster!();
+    let (port_b, m_a, m_b) = (free_port(), format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let mut a = c.coordinator_with(LEASE_MS, 500, &["--metrics-listen", &m_a]);
+    let mut b = c.coordinator_on(port_b, LEASE_MS, 500, &["--metrics-listen", &m_b]);
+    let leads =
+        |m: &str| sample(&scrape_until(m, "the leader gauge", |x| x.contains("leader")), "sweep_maintenance_leader");
+    let start = std::time::Instant::now();
+    let (la, lb) = loop {
+        let (la, lb) = (leads(&m_a), leads(&m_b));
+        if la.unwrap_or(0.0) + lb.unwrap_or(0.0) == 1.0 {
+            break (la, lb);
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no single maintenance leader: {la:?} {lb:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let sweep = c.submit(6, 8, TINY);
+    let both = format!("{},http://127.0.0.1:{port_b}", c.addr());
+    let _w1 = c.worker("w1", &both, &[]);
+    let _w2 = c.worker("w2", &both, &[]);
+    c.wait_for("first epoch", Duration::from_secs(60), PROGRESSED).await;
+    let (survivor_metrics, survivor_addr) = if la == Some(1.0) {
+        a.signal("-KILL");
+        a.wait_exit(Duration::from_secs(10));
+        (m_b, format!("http://127.0.0.1:{port_b}"))
+    } else {
+        assert_eq!(lb, Some(1.0));
+        b.signal("-KILL");
+        b.wait_exit(Duration::from_secs(10));
+        (m_a, c.addr())
+    };
+    scrape_until(&survivor_metrics, "the survivor to lead", |x| sample(x, "sweep_maintenance_leader") == Some(1.0));
+    c.settled(Duration::from_secs(180)).await;
+    let states: Vec<(String,)> = sqlx::query_as("SELECT state FROM trials").fetch_all(&c.db).await.unwrap();
+    assert_eq!(states.len(), 6);
+    assert!(states.iter().all(|(s,)| s == "succeeded"), "{states:?}");
+    c.check_invariants().await;
+    let watched = c.cli_at(&survivor_addr, &["watch", &sweep]);
+    assert!(watched.status.success(), "{}", String::from_utf8_lossy(&watched.stderr));
+    assert!(String::from_utf8_lossy(&watched.stdout).contains("progress 6/6"));
 }

@@ -2,25 +2,7 @@
 //! `--metrics-listen`, a small sweep, and scrapes of both endpoints while it runs and
 //! after: trial counts that move, latency histograms with observations, worker epochs.
 
-use std::time::{Duration, Instant};
-
-use sweep_testkit::procs::{free_port, http_get, Cluster, TINY};
-
-/// The value of the first sample line that starts with `prefix` (name and labels).
-fn sample(body: &str, prefix: &str) -> Option<f64> {
-    body.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
-}
-
-fn scrape_until(addr: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
-    let start = Instant::now();
-    loop {
-        if let Some(body) = http_get(addr, "/metrics").filter(|b| ok(b)) {
-            return body;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "timed out waiting for {what} at {addr}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use sweep_testkit::procs::{free_port, sample, scrape_until, Cluster, TINY};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_endpoints_show_trials_moving_and_latencies() {
