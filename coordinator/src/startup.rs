@@ -86,14 +86,23 @@ impl Coordinator {
             .add_service(reflection_v1alpha)
             .add_service(client)
             .add_service(agent)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(self.listener),
-                shutdown.cancelled_owned(),
-            )
+            .serve_with_incoming_shutdown(incoming(self.listener), shutdown.cancelled_owned())
             .await
             .context("serve")?;
         maintenance.join_all().await;
         tracing::info!("coordinator stopped");
         Ok(())
     }
+}
+
+/// Accepted connections with Nagle's algorithm off. Connections handed to tonic through
+/// `serve_with_incoming` do not get its TCP settings, and small gRPC replies held back
+/// until the peer's delayed ACK cost about 40 ms per call.
+fn incoming(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
 }

@@ -542,3 +542,31 @@ async fn reflection_v1_and_v1alpha_list_every_service() {
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     assert!(want.iter().all(|w| names.iter().any(|n| n == w)), "v1 lists {names:?}");
 }
+
+/// Complete-and-lease-next: one call records the result and leases the next trials to
+/// the same worker; the same report sent again records nothing and leases nothing.
+#[tokio::test]
+async fn completion_leases_the_next_trials_in_the_same_call() {
+    let app = app!();
+    app.submit(GRID).await;
+    let w = app.worker("a").await;
+    let t = app.lease(&w, 1).await.remove(0);
+    let req = pb::CompleteRequest {
+        trial: Some(pb::TrialRef { trial_id: t.trial_id.clone(), attempt: t.attempt }),
+        metrics: [("val.f1_micro".to_string(), 0.5)].into(),
+        result_json: "{}".into(),
+        lease_next: 2,
+    };
+    let next = app.agent().complete(with_token(&w, req.clone())).await.unwrap().into_inner().next;
+    assert_eq!(next.len(), 2);
+    for n in &next {
+        assert_ne!(n.trial_id, t.trial_id);
+        assert_eq!(app.state_of(&n.trial_id).await, ("leased".into(), 1, 0, 0));
+    }
+    assert_eq!(app.state_of(&t.trial_id).await.0, "succeeded");
+    let again = app.agent().complete(with_token(&w, req)).await.unwrap().into_inner().next;
+    assert!(again.is_empty(), "a repeated report leases nothing: {again:?}");
+    let (leased,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM trials WHERE state = 'leased'").fetch_one(&app.db).await.unwrap();
+    assert_eq!(leased, 2);
+}

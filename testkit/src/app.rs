@@ -130,6 +130,7 @@ impl TestApp {
                     trial: Some(pb::TrialRef { trial_id: t.trial_id.clone(), attempt: t.attempt }),
                     metrics: [("val.f1_micro".to_string(), f1)].into(),
                     result_json: "{}".into(),
+                    lease_next: 0,
                 },
             ))
             .await

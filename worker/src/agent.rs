@@ -105,6 +105,8 @@ struct Agent {
     /// Cancelled once every trial task has ended: until then calls that carry a result
     /// keep retrying through a coordinator outage, so no finished work is dropped.
     reporting: CancellationToken,
+    /// Cancelled on SIGTERM: from then on no new work is taken.
+    shutdown: CancellationToken,
     settings: AgentSettings,
 }
 
@@ -127,6 +129,7 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow
         running: Mutex::default(),
         cache: DatasetCache::default(),
         reporting: CancellationToken::new(),
+        shutdown: shutdown.clone(),
         settings,
     });
     let heartbeat = tokio::spawn(agent.clone().heartbeat_loop(heartbeat_every));
@@ -244,23 +247,30 @@ impl Agent {
         Ok(())
     }
 
-    /// Starts a leased trial in its own task, under a span that follows it through
-    /// the training thread and every call it makes.
+    /// Starts a leased trial in its own task. The task goes on with the trials its
+    /// completion leases in the same call (one round trip per trial), so the slot stays busy.
     fn start(self: &Arc<Self>, tasks: &mut JoinSet<()>, t: pb::LeasedTrial) {
+        let agent = self.clone();
+        tasks.spawn(async move {
+            let mut next = Some(t);
+            while let Some(t) = next.take() {
+                next = agent.run_leased(t).await;
+            }
+        });
+    }
+
+    /// Runs one leased trial under a span that follows it through the training thread and
+    /// every call it makes; returns the trial its completion leased, if any.
+    async fn run_leased(&self, t: pb::LeasedTrial) -> Option<pb::LeasedTrial> {
         let key = (t.trial_id.clone(), t.attempt);
         let handle = Arc::new(Running::default());
         self.running.lock().expect("lock").insert(key.clone(), handle.clone());
         self.report_running();
         let span = tracing::info_span!("trial", trial_id = %t.trial_id, attempt = t.attempt);
-        let agent = self.clone();
-        tasks.spawn(
-            async move {
-                agent.run_trial(t, &handle).await;
-                agent.running.lock().expect("lock").remove(&key);
-                agent.report_running();
-            }
-            .instrument(span),
-        );
+        let next = self.run_trial(t, &handle).instrument(span).await;
+        self.running.lock().expect("lock").remove(&key);
+        self.report_running();
+        next
     }
 
     /// Lets running trials finish within the grace period, then hands the rest back.
@@ -315,8 +325,9 @@ impl Agent {
         }
     }
 
-    /// Trains one leased trial and reports how it ended.
-    async fn run_trial(&self, t: pb::LeasedTrial, handle: &Running) {
+    /// Trains one leased trial and reports how it ended; a completion also leases the
+    /// next trial unless the worker is shutting down.
+    async fn run_trial(&self, t: pb::LeasedTrial, handle: &Running) -> Option<pb::LeasedTrial> {
         tracing::info!(params = %t.params_json, "trial started");
         let trial = pb::TrialRef { trial_id: t.trial_id.clone(), attempt: t.attempt };
         let outcome = self.train(&trial, t.config_json, handle).await;
@@ -327,28 +338,33 @@ impl Agent {
                     trial: Some(trial),
                     metrics: res.metrics.clone().into_iter().collect(),
                     result_json: serde_json::to_string(&res).unwrap_or_default(),
+                    lease_next: u32::from(!self.shutdown.is_cancelled()),
                 };
-                self.call("complete", req, |mut c, r| async move { c.complete(r).await }).await
+                match self.call("complete", req, |mut c, r| async move { c.complete(r).await }).await {
+                    Ok(done) => return done.next.into_iter().next(),
+                    Err(e) => Err(e),
+                }
             }
             Err(TrainError::Cancelled) if handle.stopped_by() == Some(Stop::Draining) => {
                 tracing::info!("handing trial back");
-                self.call("release", trial, |mut c, r| async move { c.release(r).await }).await
+                self.call("release", trial, |mut c, r| async move { c.release(r).await }).await.map(drop)
             }
             Err(TrainError::Cancelled) => {
                 tracing::info!(reason = ?handle.stopped_by(), "trial stopped");
-                return;
+                return None;
             }
             Err(e) => {
                 let kind =
                     if matches!(e, TrainError::User(_)) { pb::FailureKind::User } else { pb::FailureKind::Transient };
                 tracing::warn!(error = %e, ?kind, "trial failed");
                 let req = pb::FailRequest { trial: Some(trial), error: e.to_string(), kind: kind as i32 };
-                self.call("fail", req, |mut c, r| async move { c.fail(r).await }).await
+                self.call("fail", req, |mut c, r| async move { c.fail(r).await }).await.map(drop)
             }
         };
         if let Err(e) = reported {
             tracing::warn!(code = ?e.code(), message = e.message(), "result not recorded (the lease was lost; another attempt owns the trial)");
         }
+        None
     }
 
     /// Trains on a blocking thread (the trial's span carried into it) while forwarding

@@ -49,24 +49,7 @@ impl AgentApi {
                     tracing::debug!(trial_id = %r.id, attempt = r.attempt, %worker, "trial leased");
                     self.state.changed(r.sweep_id);
                 }
-                let trials = rows
-                    .into_iter()
-                    .map(|r| {
-                        let metric = r.config.get("metric");
-                        let field = |k: &str| {
-                            metric.and_then(|m| m.get(k)).and_then(|v| v.as_str()).unwrap_or_default().to_string()
-                        };
-                        pb::LeasedTrial {
-                            trial_id: r.id.to_string(),
-                            attempt: r.attempt as u32,
-                            sweep_id: r.sweep_id.to_string(),
-                            metric_name: field("name"),
-                            metric_goal: field("goal"),
-                            config_json: r.config.to_string(),
-                            params_json: r.params.to_string(),
-                        }
-                    })
-                    .collect();
+                let trials = rows.into_iter().map(leased).collect();
                 return Ok(pb::LeaseResponse { trials });
             }
             // An empty claim may mean the (cached) credential was revoked: say so once per
@@ -85,6 +68,21 @@ impl AgentApi {
             // coordinator, a backoff that ran out).
             let _ = tokio::time::timeout((deadline - now).min(Duration::from_millis(500)), notified).await;
         }
+    }
+}
+
+/// A claimed trial as the worker receives it.
+fn leased(r: trials::Leased) -> pb::LeasedTrial {
+    let metric = r.config.get("metric");
+    let field = |k: &str| metric.and_then(|m| m.get(k)).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    pb::LeasedTrial {
+        trial_id: r.id.to_string(),
+        attempt: r.attempt as u32,
+        sweep_id: r.sweep_id.to_string(),
+        metric_name: field("name"),
+        metric_goal: field("goal"),
+        config_json: r.config.to_string(),
+        params_json: r.params.to_string(),
     }
 }
 
@@ -172,7 +170,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
     }
 
     #[instrument(skip_all, fields(trial_id, attempt))]
-    async fn complete(&self, req: Request<pb::CompleteRequest>) -> Result<Response<pb::AckResponse>, Status> {
+    async fn complete(&self, req: Request<pb::CompleteRequest>) -> Result<Response<pb::CompleteResponse>, Status> {
         let worker = auth::worker(&self.state.db, &self.state.worker_auth, &req).await?;
         let r = req.into_inner();
         let fence = fence(worker, r.trial.as_ref())?;
@@ -193,12 +191,21 @@ impl pb::agent_service_server::AgentService for AgentApi {
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
         let recorded = trials::complete(&mut conn, &fence, &metrics, &result).await?;
         drop(conn);
+        let mut next = Vec::new();
         if recorded {
             tracing::info!(%worker, "trial succeeded");
             crate::metrics::finished(TrialState::Succeeded);
+            let n = r.lease_next.min(MAX_LEASE_BATCH);
+            if n > 0 {
+                next = trials::claim(&self.state.db, worker, n, self.lease_ms()).await?;
+                metrics::counter!(crate::metrics::LEASES_GRANTED).increment(next.len() as u64);
+                for t in &next {
+                    self.state.changed(t.sweep_id);
+                }
+            }
         }
         self.notify_trial(fence.trial).await;
-        Ok(Response::new(pb::AckResponse {}))
+        Ok(Response::new(pb::CompleteResponse { next: next.into_iter().map(leased).collect() }))
     }
 
     #[instrument(skip_all, fields(trial_id, attempt))]
