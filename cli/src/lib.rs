@@ -5,5 +5,6 @@
 pub mod client;
 pub mod cmd;
 pub mod output;
+pub mod replicas;
 pub mod report;
 pub mod watch;

@@ -200,6 +200,29 @@ pub fn print_trials(sweep: &pb::Sweep, ordered: &[&pb::Trial]) {
     println!("{t}");
 }
 
+/// Configurations ranked by mean objective over their replicas, with the 95% interval,
+/// the spread and the Holm-adjusted p-value against the winner.
+pub fn print_configurations(sweep: &pb::Sweep, configs: &[crate::replicas::Configuration], p: &[Option<f64>]) {
+    if configs.iter().all(|c| c.summary.n < 2) {
+        return; // no replicas: the trial table says it all
+    }
+    let mut t = table(&["#", "configuration", &format!("mean {}", sweep.metric_name), "95% CI", "sd", "n", "p vs #1"]);
+    for (i, c) in configs.iter().enumerate() {
+        let ci = c.summary.ci95.map(|h| format!("± {h:.4}")).unwrap_or_else(|| "-".into());
+        let p = if i == 0 { "-".into() } else { p[i - 1].map(|p| format!("{p:.3}")).unwrap_or_else(|| "-".into()) };
+        t.add_row(vec![
+            (i + 1).to_string(),
+            params_inline(&c.params),
+            format!("{:.4}", c.summary.mean),
+            ci,
+            format!("{:.4}", c.summary.sd),
+            c.summary.n.to_string(),
+            p,
+        ]);
+    }
+    println!("{t}");
+}
+
 /// The best trial, its metrics, and a sweep file that re-runs its config.
 pub fn print_best(sweep: &pb::Sweep, t: &pb::Trial) -> anyhow::Result<()> {
     let config: Value = serde_json::from_str(&t.config_json).unwrap_or_default();

@@ -55,11 +55,20 @@ impl Maintenance for Sampler {
         )
         .fetch_all(&self.state.db)
         .await?;
+        // Every state of every sweep, 0 where it has no trials: a gauge not set again would
+        // keep its last value.
+        let sweeps: std::collections::BTreeSet<&String> = trials.iter().map(|(s, _, _)| s).collect();
+        let count = |sweep: &str, state: &str| {
+            trials.iter().filter(|(s, st, _)| s == sweep && st == state).map(|(_, _, n)| *n).sum::<i64>()
+        };
         let mut queued = 0;
-        for (sweep, state, n) in &trials {
-            metrics::gauge!(TRIALS, "sweep" => sweep.clone(), "state" => state.clone()).set(*n as f64);
-            if state == crate::states::TrialState::Queued.as_str() {
-                queued += n;
+        for sweep in sweeps {
+            for state in crate::states::TrialState::ALL {
+                let n = count(sweep, state.as_str());
+                metrics::gauge!(TRIALS, "sweep" => sweep.clone(), "state" => state.as_str()).set(n as f64);
+                if *state == crate::states::TrialState::Queued {
+                    queued += n;
+                }
             }
         }
         metrics::gauge!(QUEUE_DEPTH).set(queued as f64);

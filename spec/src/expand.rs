@@ -37,10 +37,34 @@ impl SweepSpec {
 
     /// Number of trials `expand` yields at most.
     pub fn planned_trials(&self) -> u64 {
-        match self.method {
+        let configurations = match self.method {
             Method::Grid => self.grid_size(),
             Method::Random => self.run_cap.unwrap_or(0),
+        };
+        configurations.saturating_mul(u64::from(self.replicas))
+    }
+
+    /// The replicas of one configuration: replica r adds r to `train.seed` and to
+    /// `dataset.split_seed` (so replica r of every configuration shares its seeds, which
+    /// is what pairs them), and records both in the params.
+    fn replicate(
+        &self,
+        params: BTreeMap<String, serde_json::Value>,
+        config: TrialConfig,
+    ) -> Vec<(BTreeMap<String, serde_json::Value>, TrialConfig)> {
+        if self.replicas <= 1 {
+            return vec![(params, config)];
         }
+        (0..u64::from(self.replicas))
+            .map(|r| {
+                let (mut params, mut config) = (params.clone(), config.clone());
+                config.train.seed = config.train.seed.wrapping_add(r);
+                config.dataset.split_seed = config.dataset.split_seed.wrapping_add(r);
+                params.insert("train.seed".into(), serde_json::json!(config.train.seed));
+                params.insert("dataset.split_seed".into(), serde_json::json!(config.dataset.split_seed));
+                (params, config)
+            })
+            .collect()
     }
 
     /// All trials of the sweep, deterministic for the file (random draws use `seed`).
@@ -102,9 +126,11 @@ impl SweepSpec {
                 errors.push(combo_error(&params, format!("{field}: {problem}")));
                 continue;
             }
-            let hash = config_hash(&config);
-            if seen.insert(hash.clone()) {
-                trials.push(Trial { params, config, hash });
+            for (params, config) in self.replicate(params, config) {
+                let hash = config_hash(&config);
+                if seen.insert(hash.clone()) {
+                    trials.push(Trial { params, config, hash });
+                }
             }
         }
         if errors.is_empty() {

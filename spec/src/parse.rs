@@ -26,6 +26,8 @@ struct RawSpec {
     max_attempts: u32,
     #[serde(default)]
     run_cap: Option<u64>,
+    #[serde(default = "one")]
+    replicas: u32,
     #[serde(default)]
     dataset: crate::config::DatasetConfig,
     #[serde(default)]
@@ -36,6 +38,10 @@ struct RawSpec {
     loss: crate::config::LossConfig,
     #[serde(default)]
     parameters: BTreeMap<String, RawParam>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn default_max_attempts() -> u32 {
@@ -105,6 +111,7 @@ pub fn parse(source: &str, source_name: &str, limits: Limits) -> Result<SweepSpe
     }
     let spec = SweepSpec {
         run_cap: check_run_cap(&mut cx, raw.method, raw.run_cap, limits),
+        replicas: raw.replicas,
         name: raw.name,
         method: raw.method,
         metric: raw.metric,
@@ -135,6 +142,15 @@ fn check_header(cx: &mut Ctx<'_>, raw: &RawSpec) {
         cx.err(&["max_attempts"], "max_attempts", format!("{} is out of range: must be in [1, 100]", raw.max_attempts));
     }
     check_metric(cx, &raw.metric);
+    if raw.replicas == 0 || raw.replicas > 100 {
+        cx.err(&["replicas"], "replicas", format!("{} is out of range: must be in [1, 100]", raw.replicas));
+    }
+    for seed in ["train.seed", "dataset.split_seed"] {
+        if raw.replicas > 1 && raw.parameters.contains_key(seed) {
+            let msg = format!("replicas vary {seed} themselves (replica r adds r); remove it from parameters");
+            cx.err(&["replicas"], "replicas", msg);
+        }
+    }
 }
 
 fn check_run_cap(cx: &mut Ctx<'_>, method: Method, run_cap: Option<u64>, limits: Limits) -> Option<u64> {
@@ -157,16 +173,20 @@ fn check_run_cap(cx: &mut Ctx<'_>, method: Method, run_cap: Option<u64>, limits:
     }
 }
 
-/// A grid over the cap is refused before anything is expanded.
+/// A grid (with its replicas) over the cap is refused before anything is expanded.
 fn check_grid_size(cx: &mut Ctx<'_>, spec: &SweepSpec, limits: Limits) {
-    let n = spec.grid_size();
-    if spec.method == Method::Grid && n > limits.max_trials {
+    let n = spec.planned_trials();
+    if n > limits.max_trials {
         let n = if n == u64::MAX { "more than 2^64".to_string() } else { n.to_string() };
+        let (what, at) = match spec.method {
+            Method::Grid => ("the grid has", "parameters"),
+            Method::Random => ("run_cap x replicas is", "run_cap"),
+        };
         let msg = format!(
-            "the grid has {n} trials, over the cap of {} (raise the coordinator's --max-trials or use method: random)",
+            "{what} {n} trials, over the cap of {} (raise the coordinator's --max-trials or use method: random)",
             limits.max_trials
         );
-        cx.err(&["parameters"], "parameters", msg);
+        cx.err(&[at], at, msg);
     }
 }
 

@@ -62,6 +62,8 @@ pub struct SweepSpec {
     pub(crate) seed: u64,
     pub(crate) max_attempts: u32,
     pub(crate) run_cap: Option<u64>,
+    /// Runs of each configuration, with their own train and split seeds.
+    pub(crate) replicas: u32,
     /// The fixed sections with every default filled in.
     pub(crate) base: TrialConfig,
     /// Dotted path -> how it varies, sorted by path.
@@ -91,6 +93,10 @@ impl SweepSpec {
     /// Trials a random search draws.
     pub fn run_cap(&self) -> Option<u64> {
         self.run_cap
+    }
+    /// Runs of each configuration (1: no replicas).
+    pub fn replicas(&self) -> u32 {
+        self.replicas
     }
     /// The fixed sections with every default filled in.
     pub fn base(&self) -> &TrialConfig {

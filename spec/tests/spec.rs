@@ -156,3 +156,22 @@ fn loss_kinds_refuse_what_they_do_not_use() {
         "name: x\nloss: {kind: db, class_weight: {scheme: none}}\nparameters:\n  loss.db.mu: {values: [0.2, 0.9]}\n";
     assert_eq!(sweep_spec::parse_and_expand(ok, "s.yaml", Limits::default()).unwrap().1.len(), 2);
 }
+
+/// `replicas: N` runs each configuration N times, replica r adding r to both seeds, so
+/// replica r of every configuration shares its seeds (what pairs them); the cap counts
+/// replicas; seeds cannot also be swept.
+#[test]
+fn replicas_vary_both_seeds_and_count_against_the_cap() {
+    let yaml = "name: r\nreplicas: 3\ntrain: {seed: 10}\nparameters:\n  loss.focal_gamma: {values: [0, 2]}\n";
+    let (_, trials) = sweep_spec::parse_and_expand(yaml, "r.yaml", Limits::default()).unwrap();
+    assert_eq!(trials.len(), 6);
+    let seeds: Vec<(f64, u64, u64)> =
+        trials.iter().map(|t| (t.config.loss.focal_gamma, t.config.train.seed, t.config.dataset.split_seed)).collect();
+    assert_eq!(seeds, [(0.0, 10, 0), (0.0, 11, 1), (0.0, 12, 2), (2.0, 10, 0), (2.0, 11, 1), (2.0, 12, 2)]);
+    assert_eq!(trials[4].params["train.seed"], 11);
+    assert_eq!(trials[4].params["dataset.split_seed"], 1);
+    assert!(parse(yaml, "r.yaml", Limits { max_trials: 5 }).is_err(), "6 trials over a cap of 5");
+    let e = err("name: r\nreplicas: 2\nparameters:\n  train.seed: {values: [1, 2]}\n");
+    assert!(e.contains("s.yaml:2: replicas: replicas vary train.seed themselves"), "{e}");
+    assert!(err("name: r\nreplicas: 0\n").contains("replicas: 0 is out of range"));
+}

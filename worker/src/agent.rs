@@ -120,6 +120,9 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow
     let join = read_token("SWEEP_JOIN_TOKEN", settings.join_token_file.as_deref(), "join token")?;
     if let Some(addr) = settings.metrics_listen {
         sweep_client::telemetry::serve_metrics(addr)?;
+        if device.is_cuda() {
+            tokio::spawn(gpu_memory_loop(shutdown.clone()));
+        }
     }
     let channel = sweep_client::connect::channel(&settings.coordinator, &settings.tls)?;
     let (api, heartbeat_every) = register(&settings, channel, &join, &shutdown).await?;
@@ -413,6 +416,33 @@ const TRIALS_RUNNING: &str = "sweep_worker_trials_running";
 /// latest epoch of any trial.
 const EPOCH_SECONDS: &str = "sweep_worker_epoch_duration_seconds";
 const SAMPLES_PER_SECOND: &str = "sweep_worker_samples_per_second";
+
+/// GPU memory in use, by GPU index, from NVML (the driver's own count, so it includes
+/// libtorch's cached blocks and other processes' memory).
+const GPU_MEMORY_USED: &str = "sweep_worker_gpu_memory_used_bytes";
+
+/// Samples GPU memory every 5 s while the worker runs; does nothing where NVML cannot be
+/// loaded (no NVIDIA driver).
+async fn gpu_memory_loop(stop: CancellationToken) {
+    let nvml = match tokio::task::spawn_blocking(nvml_wrapper::Nvml::init).await {
+        Ok(Ok(nvml)) => std::sync::Arc::new(nvml),
+        Ok(Err(e)) => return tracing::info!(error = %e, "NVML not available: no GPU memory metric"),
+        Err(_) => return,
+    };
+    loop {
+        let n = nvml.clone();
+        let used = tokio::task::spawn_blocking(move || {
+            let count = n.device_count().unwrap_or(0);
+            (0..count)
+                .filter_map(|i| Some((i, n.device_by_index(i).ok()?.memory_info().ok()?.used)))
+                .collect::<Vec<_>>()
+        });
+        for (gpu, bytes) in used.await.unwrap_or_default() {
+            metrics::gauge!(GPU_MEMORY_USED, "gpu" => gpu.to_string()).set(bytes as f64);
+        }
+        tokio::select! { _ = tokio::time::sleep(Duration::from_secs(5)) => {}, _ = stop.cancelled() => return }
+    }
+}
 
 fn record_epoch(r: &train::EpochReport) {
     if let Some(s) = r.metrics.get("epoch_seconds") {

@@ -87,3 +87,49 @@ async fn two_workers_run_the_seed_grid_end_to_end() {
         assert!(w.wait_exit(Duration::from_secs(30)), "worker did not exit when idle");
     }
 }
+
+/// `replicas: 3` on bibtex: every configuration gets three succeeded trials with their
+/// own seeds, and `sweep best -o json` ranks configurations by mean with a 95% interval,
+/// n, and a paired test of the winner against the runner-up.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_rank_configurations_with_intervals_and_a_paired_test() {
+    let (Some(_), Some(c)) = (sweep_testkit::mulan_dir("bibtex"), Cluster::new().await) else { return };
+    let _coordinator = c.coordinator();
+    let _workers: Vec<_> = (0..2).map(|i| c.worker(&format!("w{i}"), &c.addr(), &["--threads", "1"])).collect();
+    let spec = c.dir.path().join("replicas.yaml");
+    std::fs::write(
+        &spec,
+        "name: replicas\nreplicas: 3\ndataset: {kind: mulan, name: bibtex}\nmodel: {hidden: [64], dropout: 0.0}\n\
+         train: {epochs: 2, patience: 0}\nparameters:\n  loss.focal_gamma: {values: [0, 3]}\n",
+    )
+    .unwrap();
+    let out = c.cli(&["submit", spec.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    c.settled(Duration::from_secs(240)).await;
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = c.cli(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let trials = json(&["trials", &id, "-o", "json"]);
+    let trials = trials["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 6);
+    assert!(trials.iter().all(|t| t["state"] == "succeeded"), "{trials:?}");
+    let mut by_gamma: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for t in trials {
+        let gamma = t["params"]["loss.focal_gamma"].to_string();
+        by_gamma.entry(gamma).or_default().push(t["metrics"]["val.f1_micro"].as_f64().unwrap());
+    }
+    assert!(by_gamma.values().all(|v| v.len() == 3), "{by_gamma:?}");
+    let best = json(&["best", &id, "-o", "json"]);
+    let winner = best["params"]["loss.focal_gamma"].to_string();
+    let mean = by_gamma[&winner].iter().sum::<f64>() / 3.0;
+    assert!((best["mean"].as_f64().unwrap() - mean).abs() < 1e-12, "{best}");
+    assert_eq!(best["n"], 3);
+    assert!(best["ci95"].as_f64().is_some_and(|h| h >= 0.0), "{best}");
+    assert!(best["p_value"].as_f64().is_some_and(|p| (0.0..=1.0).contains(&p)), "{best}");
+    assert!(best["significant"].is_boolean() && best["verdict"].is_string(), "{best}");
+    assert_eq!(best["runner_up"]["n"], 3);
+    assert!(best["mean"].as_f64() >= best["runner_up"]["mean"].as_f64(), "the winner has the higher mean");
+}

@@ -19,9 +19,14 @@ async fn metrics_endpoints_show_trials_moving_and_latencies() {
     let done = scrape_until(&coord_addr, "three succeeded trials", |b| sample(b, succeeded) == Some(3.0));
     assert_eq!(sample(&done, "sweep_trials_finished_total{state=\"succeeded\"}"), Some(3.0), "{done}");
     assert_eq!(sample(&done, "sweep_leases_granted_total"), Some(3.0), "{done}");
-    // A latency histogram (buckets, not a summary) with observations.
-    let lease_calls = sample(&done, "sweep_rpc_duration_seconds_count{method=\"/sweep.v1.AgentService/Lease\"}");
-    assert!(lease_calls.is_some_and(|n| n >= 3.0), "{done}");
+    assert_eq!(sample(&done, queued), Some(0.0), "a state that emptied reads 0: {done}");
+    assert_eq!(sample(&done, "sweep_queue_depth"), Some(0.0), "{done}");
+    // A latency histogram (buckets, not a summary) with observations: one Lease call, then
+    // each completion leases the next trial.
+    let calls =
+        |m: &str| sample(&done, &format!("sweep_rpc_duration_seconds_count{{method=\"/sweep.v1.AgentService/{m}\"}}"));
+    assert!(calls("Lease").is_some_and(|n| n >= 1.0), "{done}");
+    assert!(calls("Complete") == Some(3.0), "{done}");
     assert!(done.contains("sweep_rpc_duration_seconds_bucket{method=\"/sweep.v1.AgentService/Complete\",le=\"0.005\"}"));
     assert!(sample(&done, "sweep_workers{state=\"alive\"}") == Some(1.0), "{done}");
     let w = scrape_until(&worker_addr, "worker epochs", |b| {

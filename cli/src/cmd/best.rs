@@ -1,9 +1,12 @@
-//! `sweep best ID`: the best trial and a sweep file that re-runs its config.
+//! `sweep best ID`: the best trial, how sure the ranking is (configurations by mean over
+//! their replicas, the winner tested against the runner-up), and a sweep file that
+//! re-runs the best config.
 
 use sweep_proto as pb;
 
-use crate::client::{status_error, Conn};
+use crate::client::{status_error, sweep_and_trials, Conn};
 use crate::output::{self, Format};
+use crate::replicas;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -12,19 +15,32 @@ pub struct Args {
 
 pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
     let mut c = conn.connect().await?;
-    let sweep = c
-        .get_sweep(pb::GetSweepRequest { sweep_id: a.sweep_id.clone() })
-        .await
-        .map_err(|s| status_error("best", s))?
-        .into_inner();
-    let t = c
-        .best_trial(pb::BestTrialRequest { sweep_id: a.sweep_id })
-        .await
-        .map_err(|s| status_error("best", s))?
-        .into_inner();
+    let (sweep, trials) = sweep_and_trials(&mut c, &a.sweep_id, "best").await?;
+    let configs = replicas::configurations(&sweep, &trials);
+    let verdict = replicas::verdict_json(&configs);
+    // The winning configuration's best replica; the coordinator's answer (or its error)
+    // when nothing has succeeded yet.
+    let t = match configs.first() {
+        Some(winner) => winner.best_replica(&sweep).clone(),
+        None => c
+            .best_trial(pb::BestTrialRequest { sweep_id: a.sweep_id })
+            .await
+            .map_err(|s| status_error("best", s))?
+            .into_inner(),
+    };
     match fmt {
-        Format::Json => output::print_json(&output::best_json(&t)),
-        Format::Table => output::print_best(&sweep, &t)?,
+        Format::Json => {
+            let mut v = output::best_json(&t);
+            if let (Some(v), Some(stats)) = (v.as_object_mut(), verdict.as_object()) {
+                v.extend(stats.clone());
+            }
+            output::print_json(&v)
+        }
+        Format::Table => {
+            output::print_configurations(&sweep, &configs, &replicas::versus_winner(&configs));
+            eprintln!("{}", verdict["verdict"].as_str().unwrap_or_default());
+            output::print_best(&sweep, &t)?
+        }
     }
     Ok(())
 }

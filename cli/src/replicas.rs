@@ -1,0 +1,137 @@
+//! Configurations and their replicas: trials that differ only in `train.seed` and
+//! `dataset.split_seed` are one configuration. Ranked by the mean objective with a 95%
+//! t-interval; the winner is tested against every other configuration with a paired
+//! t-test over the replicas they share (same seeds), Holm-corrected.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use sweep_proto as pb;
+use sweep_search::stats::{holm, paired_t, summarize, Summary};
+
+use crate::output::params;
+
+/// The seeds replicas vary.
+const SEEDS: [&str; 2] = ["train.seed", "dataset.split_seed"];
+
+/// One configuration's succeeded replicas.
+pub struct Configuration<'a> {
+    /// The swept parameters without the seeds.
+    pub params: Value,
+    /// Objective by (train seed, split seed).
+    pub by_seed: BTreeMap<(u64, u64), f64>,
+    pub trials: Vec<&'a pb::Trial>,
+    pub summary: Summary,
+    /// Position of its first trial in grid order: ties go to the earlier configuration.
+    first: usize,
+}
+
+impl Configuration<'_> {
+    /// The replica with the best objective.
+    pub fn best_replica(&self, sweep: &pb::Sweep) -> &pb::Trial {
+        let objective = |t: &&pb::Trial| t.metrics[&sweep.metric_name];
+        // The first of equals, in grid order.
+        let better = |a: f64, b: f64| if sweep.metric_goal == "minimize" { a < b } else { a > b };
+        let mut best = self.trials[0];
+        for t in &self.trials[1..] {
+            if better(objective(t), objective(&best)) {
+                best = t;
+            }
+        }
+        best
+    }
+}
+
+fn seeds(t: &pb::Trial) -> (u64, u64) {
+    let c: Value = serde_json::from_str(&t.config_json).unwrap_or_default();
+    (c["train"]["seed"].as_u64().unwrap_or(0), c["dataset"]["split_seed"].as_u64().unwrap_or(0))
+}
+
+/// Succeeded trials grouped into configurations, best mean first for the sweep's goal.
+pub fn configurations<'a>(sweep: &pb::Sweep, trials: &'a [pb::Trial]) -> Vec<Configuration<'a>> {
+    let mut groups: BTreeMap<String, (Value, Vec<&pb::Trial>, usize)> = BTreeMap::new();
+    for (i, t) in trials.iter().enumerate().filter(|(_, t)| t.state() == pb::TrialState::Succeeded) {
+        if !t.metrics.contains_key(&sweep.metric_name) {
+            continue;
+        }
+        let mut p = params(t);
+        if let Some(o) = p.as_object_mut() {
+            SEEDS.iter().for_each(|s| drop(o.remove(*s)));
+        }
+        groups.entry(p.to_string()).or_insert_with(|| (p, Vec::new(), i)).1.push(t);
+    }
+    let mut out: Vec<Configuration> = groups
+        .into_values()
+        .map(|(params, trials, first)| {
+            let by_seed: BTreeMap<(u64, u64), f64> =
+                trials.iter().map(|t| (seeds(t), t.metrics[&sweep.metric_name])).collect();
+            let values: Vec<f64> = trials.iter().map(|t| t.metrics[&sweep.metric_name]).collect();
+            Configuration { params, by_seed, trials, summary: summarize(&values), first }
+        })
+        .collect();
+    let minimize = sweep.metric_goal == "minimize";
+    out.sort_by(|a, b| {
+        let o = a.summary.mean.total_cmp(&b.summary.mean);
+        (if minimize { o } else { o.reverse() }).then(a.first.cmp(&b.first))
+    });
+    out
+}
+
+/// The winner against every other configuration: Holm-adjusted p-values of paired
+/// t-tests over shared seeds (None where fewer than two seeds are shared).
+pub fn versus_winner(configs: &[Configuration]) -> Vec<Option<f64>> {
+    let Some((winner, others)) = configs.split_first() else { return vec![] };
+    let raw: Vec<Option<f64>> = others
+        .iter()
+        .map(|o| {
+            let shared: Vec<&(u64, u64)> = winner.by_seed.keys().filter(|k| o.by_seed.contains_key(k)).collect();
+            let a: Vec<f64> = shared.iter().map(|k| winner.by_seed[k]).collect();
+            let b: Vec<f64> = shared.iter().map(|k| o.by_seed[k]).collect();
+            paired_t(&a, &b).map(|p| p.p_value)
+        })
+        .collect();
+    let tested: Vec<f64> = raw.iter().flatten().copied().collect();
+    let mut adjusted = holm(&tested).into_iter();
+    raw.iter().map(|p| p.map(|_| adjusted.next().expect("one adjusted p per test"))).collect()
+}
+
+/// The ranking and the verdict as JSON: the winner's mean, ci95, n and spread, the
+/// runner-up, the Holm-adjusted p-value against it and whether the win is significant.
+pub fn verdict_json(configs: &[Configuration]) -> Value {
+    let Some(winner) = configs.first() else { return json!({}) };
+    let p = versus_winner(configs);
+    let p_value = p.first().copied().flatten();
+    let significant = p_value.is_some_and(|p| p < 0.05);
+    let one = |c: &Configuration| json!({"params": c.params, "mean": c.summary.mean, "ci95": c.summary.ci95, "n": c.summary.n, "sd": c.summary.sd});
+    json!({
+        "mean": winner.summary.mean,
+        "ci95": winner.summary.ci95,
+        "n": winner.summary.n,
+        "sd": winner.summary.sd,
+        "runner_up": configs.get(1).map(one),
+        "p_value": p_value,
+        "significant": significant,
+        "verdict": words(configs, p_value),
+        "configurations": configs.iter().zip(std::iter::once(None).chain(p)).map(|(c, p)| {
+            let mut v = one(c);
+            v["p_value_vs_winner"] = json!(p);
+            v
+        }).collect::<Vec<_>>(),
+    })
+}
+
+/// The verdict in a sentence.
+pub fn words(configs: &[Configuration], p_value: Option<f64>) -> String {
+    match (configs.len(), p_value) {
+        (0, _) => "no succeeded trial yet".into(),
+        (1, _) => "only one configuration has results".into(),
+        (_, None) => "not enough replicas to compare the top two (a paired test needs two shared seeds)".into(),
+        (_, Some(p)) if p < 0.05 => {
+            format!("the best configuration beats the runner-up (paired t-test over replicas, Holm-adjusted p = {p:.3})")
+        }
+        (_, Some(p)) => format!(
+            "the top configurations are not distinguishable: the runner-up could be as good (Holm-adjusted p = {p:.3}); \
+             run more replicas or `sweep confirm`"
+        ),
+    }
+}
