@@ -31,6 +31,12 @@ enum Cmd {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Let a quarantined worker lease again.
+    ClearQuarantine {
+        worker_id: uuid::Uuid,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Revoke a worker's credential; its leases go back to the queue.
     RevokeWorker {
         worker_id: uuid::Uuid,
@@ -126,6 +132,15 @@ async fn main() -> anyhow::Result<()> {
             }
             anyhow::ensure!(violations.is_empty(), "{} invariant violation(s)", violations.len());
             eprintln!("invariants hold");
+            Ok(())
+        }
+        Cmd::ClearQuarantine { worker_id, db: a } => {
+            let pool = db::connect(&a.database_url, 1).await?;
+            anyhow::ensure!(
+                db::workers::clear_quarantine(&pool, worker_id).await?,
+                "worker {worker_id} is not quarantined"
+            );
+            eprintln!("worker {worker_id} may lease again");
             Ok(())
         }
         Cmd::RevokeWorker { worker_id, db: a } => {

@@ -27,6 +27,11 @@ pub struct Settings {
     /// First retry delay after a transient trial error; doubles per error.
     #[arg(long, env = "SWEEP_BACKOFF_MS", default_value_t = 2_000)]
     pub backoff_ms: u32,
+    /// Quarantine a worker after this many infrastructure failures (transient trial
+    /// errors) in a row: it gets no new leases until `sweep-coordinator clear-quarantine`.
+    /// 0 turns quarantine off.
+    #[arg(long, env = "SWEEP_QUARANTINE_AFTER", default_value_t = 5)]
+    pub quarantine_after: u32,
     /// Largest number of trials one sweep may expand to.
     #[arg(long, env = "SWEEP_MAX_TRIALS", default_value_t = 100_000)]
     pub max_trials: u64,

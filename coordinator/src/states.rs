@@ -99,11 +99,13 @@ text_enum! {
 
 text_enum! {
     /// A registered worker: alive while it calls in, gone after three lease lengths of
-    /// silence (back to alive when it calls again), revoked for good.
+    /// silence (back to alive when it calls again), quarantined after too many
+    /// infrastructure failures in a row (until an admin clears it), revoked for good.
     WorkerState {
         Alive = "alive",
         Gone = "gone",
         Revoked = "revoked",
+        Quarantined = "quarantined",
     }
 }
 
@@ -126,6 +128,7 @@ impl From<WorkerState> for pb::WorkerState {
             WorkerState::Alive => pb::WorkerState::Alive,
             WorkerState::Gone => pb::WorkerState::Gone,
             WorkerState::Revoked => pb::WorkerState::Revoked,
+            WorkerState::Quarantined => pb::WorkerState::Quarantined,
         }
     }
 }

@@ -570,3 +570,43 @@ async fn completion_leases_the_next_trials_in_the_same_call() {
         sqlx::query_as("SELECT count(*) FROM trials WHERE state = 'leased'").fetch_one(&app.db).await.unwrap();
     assert_eq!(leased, 2);
 }
+
+/// Quarantine: a worker whose trials fail with transient (infrastructure) errors
+/// `quarantine_after` times in a row gets no new leases, shows as quarantined, and leases
+/// again once an admin clears it; user errors and other workers are not affected.
+#[tokio::test]
+async fn a_worker_failing_again_and_again_is_quarantined_until_cleared() {
+    let Some(app) = sweep_testkit::app::spawn_with(|s| s.quarantine_after = 2).await else { return };
+    app.submit(GRID).await;
+    let (bad, good) = (app.worker("bad").await, app.worker("good").await);
+    let fail = |t: &pb::LeasedTrial, kind: pb::FailureKind| {
+        with_token(
+            &bad,
+            pb::FailRequest {
+                trial: Some(pb::TrialRef { trial_id: t.trial_id.clone(), attempt: t.attempt }),
+                error: "CUDA error: an illegal memory access".into(),
+                kind: kind as i32,
+            },
+        )
+    };
+    let user = app.lease(&bad, 1).await.remove(0);
+    app.agent().fail(fail(&user, pb::FailureKind::User)).await.unwrap(); // says nothing about the machine
+    for _ in 0..2 {
+        let t = app.lease(&bad, 1).await.remove(0);
+        app.agent().fail(fail(&t, pb::FailureKind::Transient)).await.unwrap();
+    }
+    assert!(app.lease(&bad, 1).await.is_empty(), "a quarantined worker gets no lease while trials are queued");
+    assert_eq!(app.lease(&good, 1).await.len(), 1, "other workers still do");
+    let workers = app
+        .client()
+        .list_workers(with_token(&app.admin, pb::ListWorkersRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .workers;
+    let state = |name: &str| workers.iter().find(|w| w.name == name).unwrap().state();
+    assert_eq!((state("bad"), state("good")), (pb::WorkerState::Quarantined, pb::WorkerState::Alive));
+    let id = workers.iter().find(|w| w.name == "bad").unwrap().worker_id.parse().unwrap();
+    assert!(sweep_coordinator::db::workers::clear_quarantine(&app.db, id).await.unwrap());
+    assert_eq!(app.lease(&bad, 1).await.len(), 1, "cleared, it leases again");
+}

@@ -50,6 +50,7 @@ impl WorkerState {
             WorkerState::Alive => "alive",
             WorkerState::Gone => "gone",
             WorkerState::Revoked => "revoked",
+            WorkerState::Quarantined => "quarantined",
         }
     }
 }

@@ -29,6 +29,7 @@ pub fn settings(database_url: &str) -> Settings {
         heartbeat_ms: Some(300),
         reap_ms: 100,
         backoff_ms: 50,
+        quarantine_after: 5,
         max_trials: 100_000,
         max_message_bytes: 1024 * 1024,
         max_concurrent_streams: 256,

@@ -24,7 +24,7 @@ pub struct Leased {
 
 /// Claims up to `n` queued trials for `worker` in one statement. Concurrent claims
 /// skip each other's locked rows; no transaction stays open while the trial runs. A
-/// revoked worker claims nothing. (Cancelled sweeps have no queued trials: cancel
+/// revoked or quarantined worker claims nothing. (Cancelled sweeps have no queued trials: cancel
 /// moves them to `cancelled`.)
 pub async fn claim(db: impl PgExecutor<'_>, worker: Uuid, n: u32, lease_ms: u32) -> Result<Vec<Leased>> {
     Ok(sqlx::query_as(
@@ -35,7 +35,7 @@ pub async fn claim(db: impl PgExecutor<'_>, worker: Uuid, n: u32, lease_ms: u32)
          WHERE t.id IN (
              SELECT q.id FROM trials q
              WHERE q.state = 'queued' AND q.not_before <= now()
-               AND EXISTS (SELECT 1 FROM workers w WHERE w.id = $1 AND w.state <> 'revoked')
+               AND EXISTS (SELECT 1 FROM workers w WHERE w.id = $1 AND w.state NOT IN ('revoked', 'quarantined'))
              ORDER BY q.created_at, q.seq
              LIMIT $2
              FOR UPDATE SKIP LOCKED)

@@ -41,7 +41,7 @@ pub async fn register(db: impl PgExecutor<'_>, w: &NewWorker) -> Result<(Uuid, S
 /// advances while a worker calls in, at no cost per call.
 pub async fn authenticate(db: impl PgExecutor<'_>, token: &str) -> Result<Option<Uuid>> {
     let row: Option<(Uuid,)> = sqlx::query_as(
-        "UPDATE workers SET last_seen_at = now(), state = 'alive'
+        "UPDATE workers SET last_seen_at = now(), state = CASE WHEN state = 'gone' THEN 'alive' ELSE state END
          WHERE token_hash = $1 AND state <> 'revoked' RETURNING id",
     )
     .bind(super::tokens::hash(token))
@@ -73,6 +73,43 @@ pub async fn revoke(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Option<u6
     .execute(&mut *conn)
     .await?;
     Ok(Some(released.rows_affected()))
+}
+
+/// Counts an infrastructure failure (a transient trial error) against the worker, and
+/// quarantines it at `limit` in a row (0: never). Returns whether it is quarantined now.
+pub async fn infra_failure(db: impl PgExecutor<'_>, id: Uuid, limit: u32) -> Result<bool> {
+    let row: Option<(WorkerState,)> = sqlx::query_as(
+        "UPDATE workers SET infra_failures_in_a_row = infra_failures_in_a_row + 1,
+                state = CASE WHEN $2 > 0 AND infra_failures_in_a_row + 1 >= $2 AND state = 'alive'
+                             THEN 'quarantined' ELSE state END
+         WHERE id = $1 RETURNING state",
+    )
+    .bind(id)
+    .bind(limit as i32)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.is_some_and(|(s,)| s == WorkerState::Quarantined))
+}
+
+/// A success ends the worker's run of infrastructure failures.
+pub async fn infra_success(db: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
+    sqlx::query("UPDATE workers SET infra_failures_in_a_row = 0 WHERE id = $1 AND infra_failures_in_a_row <> 0")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Lets a quarantined worker lease again (an admin's call). Returns false when the
+/// worker is not quarantined.
+pub async fn clear_quarantine(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE workers SET state = 'alive', infra_failures_in_a_row = 0 WHERE id = $1 AND state = 'quarantined'",
+    )
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 /// Marks alive workers unseen for `gone_after_ms` as gone; returns how many.

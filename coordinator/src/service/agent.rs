@@ -191,6 +191,9 @@ impl pb::agent_service_server::AgentService for AgentApi {
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
         let recorded = trials::complete(&mut conn, &fence, &metrics, &result).await?;
         drop(conn);
+        if recorded {
+            workers::infra_success(&self.state.db, worker).await?;
+        }
         let mut next = Vec::new();
         if recorded {
             tracing::info!(%worker, "trial succeeded");
@@ -219,6 +222,13 @@ impl pb::agent_service_server::AgentService for AgentApi {
         let state = trials::fail(&mut conn, &fence, kind, &error, self.state.settings.backoff_ms).await?;
         drop(conn);
         tracing::warn!(%worker, ?kind, new_state = %state, error = %error, "trial attempt failed");
+        // A transient error is the machine's fault as much as the trial's: too many in a
+        // row quarantine the worker. (A user error says nothing about the worker.)
+        if kind == trials::FailureKind::Transient
+            && workers::infra_failure(&self.state.db, worker, self.state.settings.quarantine_after).await?
+        {
+            tracing::warn!(%worker, "worker quarantined: too many infrastructure failures in a row");
+        }
         if state == TrialState::Queued {
             self.state.work.notify_waiters();
         } else {
