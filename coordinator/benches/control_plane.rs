@@ -51,6 +51,7 @@ async fn agent(ch: Channel, token: String, latencies: Arc<Mutex<Vec<Duration>>>)
             metrics: [("val.f1_micro".to_string(), 0.5)].into(),
             result_json: String::new(),
             lease_next: 1,
+            pruned: false,
         };
         let s = Instant::now();
         next = c.complete(with_token(&token, complete)).await.expect("complete").into_inner().next;

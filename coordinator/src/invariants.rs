@@ -13,10 +13,13 @@ const ALWAYS: &[(&str, &str)] = &[
         "SELECT t.id::text FROM trials t JOIN workers w ON w.id = t.lease_owner
          WHERE t.state = 'leased' AND w.state = 'revoked'",
     ),
-    ("a result on a trial that did not succeed", "SELECT id::text FROM trials WHERE metrics IS NOT NULL AND state <> 'succeeded'"),
     (
-        "a succeeded trial without its result or its attempt",
-        "SELECT id::text FROM trials WHERE state = 'succeeded' AND (metrics IS NULL OR finished_by IS NULL OR attempt < 1)",
+        "a result on a trial that did not succeed (or end pruned)",
+        "SELECT id::text FROM trials WHERE metrics IS NOT NULL AND state NOT IN ('succeeded', 'pruned')",
+    ),
+    (
+        "a succeeded or pruned trial without its result or its attempt",
+        "SELECT id::text FROM trials WHERE state IN ('succeeded', 'pruned') AND (metrics IS NULL OR finished_by IS NULL OR attempt < 1)",
     ),
     (
         "more failures counted than attempts made",

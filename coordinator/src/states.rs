@@ -73,13 +73,15 @@ text_enum! {
         Cancelled = "cancelled",
         /// Leases lost (workers died) `max_attempts` times.
         Dead = "dead",
+        /// Stopped early at an ASHA rung, with the metrics it reached.
+        Pruned = "pruned",
     }
 }
 
 impl TrialState {
     /// The states a trial ends in, exactly one per trial.
-    pub const TERMINAL: [TrialState; 4] =
-        [TrialState::Succeeded, TrialState::Failed, TrialState::Cancelled, TrialState::Dead];
+    pub const TERMINAL: [TrialState; 5] =
+        [TrialState::Succeeded, TrialState::Failed, TrialState::Cancelled, TrialState::Dead, TrialState::Pruned];
 
     pub fn is_terminal(self) -> bool {
         Self::TERMINAL.contains(&self)
@@ -87,7 +89,7 @@ impl TrialState {
 }
 
 /// [`TrialState::TERMINAL`] as an SQL list, for statements that filter on it.
-pub const TERMINAL_SQL: &str = "('succeeded', 'failed', 'cancelled', 'dead')";
+pub const TERMINAL_SQL: &str = "('succeeded', 'failed', 'cancelled', 'dead', 'pruned')";
 
 text_enum! {
     /// What the user did to a sweep. Whether it has finished follows from its trials.
@@ -118,6 +120,7 @@ impl From<TrialState> for pb::TrialState {
             TrialState::Failed => pb::TrialState::Failed,
             TrialState::Cancelled => pb::TrialState::Cancelled,
             TrialState::Dead => pb::TrialState::Dead,
+            TrialState::Pruned => pb::TrialState::Pruned,
         }
     }
 }

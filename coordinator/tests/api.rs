@@ -556,6 +556,7 @@ async fn completion_leases_the_next_trials_in_the_same_call() {
         metrics: [("val.f1_micro".to_string(), 0.5)].into(),
         result_json: "{}".into(),
         lease_next: 2,
+        pruned: false,
     };
     let next = app.agent().complete(with_token(&w, req.clone())).await.unwrap().into_inner().next;
     assert_eq!(next.len(), 2);

@@ -5,10 +5,11 @@ use crate::v1::{SweepState, TrialState, WorkerState};
 
 impl TrialState {
     /// Every state a trial can be in, in the order a trial moves through them.
-    pub const ALL: [TrialState; 6] = [
+    pub const ALL: [TrialState; 7] = [
         TrialState::Queued,
         TrialState::Leased,
         TrialState::Succeeded,
+        TrialState::Pruned,
         TrialState::Failed,
         TrialState::Dead,
         TrialState::Cancelled,
@@ -23,12 +24,16 @@ impl TrialState {
             TrialState::Failed => "failed",
             TrialState::Cancelled => "cancelled",
             TrialState::Dead => "dead",
+            TrialState::Pruned => "pruned",
         }
     }
 
-    /// Succeeded, failed, cancelled and dead: a trial ends in exactly one of them.
+    /// Succeeded, pruned, failed, cancelled and dead: a trial ends in exactly one of them.
     pub fn is_terminal(self) -> bool {
-        matches!(self, TrialState::Succeeded | TrialState::Failed | TrialState::Cancelled | TrialState::Dead)
+        matches!(
+            self,
+            TrialState::Succeeded | TrialState::Pruned | TrialState::Failed | TrialState::Cancelled | TrialState::Dead
+        )
     }
 }
 

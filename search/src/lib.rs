@@ -3,4 +3,5 @@
 //! same seeds, Holm's correction when one is compared with several). The proposal and
 //! early-stopping parts of search (TPE, ASHA) are to grow here.
 
+pub mod asha;
 pub mod stats;

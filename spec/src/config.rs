@@ -407,3 +407,29 @@ impl TrialConfig {
         bad
     }
 }
+
+/// Early stopping across a sweep's trials, decided by the coordinator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EarlyStop {
+    /// Asynchronous successive halving (the stopping variant): at epochs min_epochs *
+    /// reduction_factor^k below max_epochs, a trial goes on only if its objective is in the
+    /// top 1/reduction_factor of the values recorded at that rung so far.
+    Asha {
+        #[serde(default = "one_epoch")]
+        min_epochs: u32,
+        #[serde(default = "three")]
+        reduction_factor: u32,
+        /// 0 in a sweep file means the base config's `train.epochs`.
+        #[serde(default)]
+        max_epochs: u32,
+    },
+}
+
+fn one_epoch() -> u32 {
+    1
+}
+
+fn three() -> u32 {
+    3
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::config::{Metric, TrialConfig};
+use crate::config::{EarlyStop, Metric, TrialConfig};
 use crate::error::{SpecError, SpecErrors};
 use crate::locate::line_of;
 use crate::spec::{Distribution, Limits, Method, ParamSpec, SweepSpec, METRICS};
@@ -28,6 +28,8 @@ struct RawSpec {
     run_cap: Option<u64>,
     #[serde(default = "one")]
     replicas: u32,
+    #[serde(default)]
+    early_stop: Option<crate::config::EarlyStop>,
     #[serde(default)]
     dataset: crate::config::DatasetConfig,
     #[serde(default)]
@@ -112,6 +114,7 @@ pub fn parse(source: &str, source_name: &str, limits: Limits) -> Result<SweepSpe
     let spec = SweepSpec {
         run_cap: check_run_cap(&mut cx, raw.method, raw.run_cap, limits),
         replicas: raw.replicas,
+        early_stop: check_early_stop(&mut cx, raw.early_stop, base.train.epochs),
         name: raw.name,
         method: raw.method,
         metric: raw.metric,
@@ -171,6 +174,24 @@ fn check_run_cap(cx: &mut Ctx<'_>, method: Method, run_cap: Option<u64>, limits:
         }
         (_, cap) => cap,
     }
+}
+
+/// ASHA's settings, with `max_epochs` defaulting to the base `train.epochs`.
+fn check_early_stop(cx: &mut Ctx<'_>, rule: Option<EarlyStop>, epochs: u32) -> Option<EarlyStop> {
+    let EarlyStop::Asha { min_epochs, reduction_factor, max_epochs } = rule?;
+    let max_epochs = if max_epochs == 0 { epochs } else { max_epochs };
+    let at = ["early_stop"];
+    if min_epochs == 0 {
+        cx.err(&at, "early_stop.min_epochs", "must be at least 1");
+    } else if !(2..=100).contains(&reduction_factor) {
+        cx.err(&at, "early_stop.reduction_factor", format!("{reduction_factor} is out of range: must be in [2, 100]"));
+    } else if min_epochs >= max_epochs {
+        let msg = format!("min_epochs ({min_epochs}) must be below max_epochs ({max_epochs}): no rung to decide at");
+        cx.err(&at, "early_stop.min_epochs", msg);
+    } else {
+        return Some(EarlyStop::Asha { min_epochs, reduction_factor, max_epochs });
+    }
+    None
 }
 
 /// A grid (with its replicas) over the cap is refused before anything is expanded.

@@ -64,6 +64,8 @@ pub struct SweepSpec {
     pub(crate) run_cap: Option<u64>,
     /// Runs of each configuration, with their own train and split seeds.
     pub(crate) replicas: u32,
+    /// Early stopping decided by the coordinator (max_epochs resolved).
+    pub(crate) early_stop: Option<crate::config::EarlyStop>,
     /// The fixed sections with every default filled in.
     pub(crate) base: TrialConfig,
     /// Dotted path -> how it varies, sorted by path.
@@ -97,6 +99,10 @@ impl SweepSpec {
     /// Runs of each configuration (1: no replicas).
     pub fn replicas(&self) -> u32 {
         self.replicas
+    }
+    /// Early stopping across trials (ASHA), if any.
+    pub fn early_stop(&self) -> Option<crate::config::EarlyStop> {
+        self.early_stop
     }
     /// The fixed sections with every default filled in.
     pub fn base(&self) -> &TrialConfig {

@@ -132,6 +132,7 @@ impl TestApp {
                     metrics: [("val.f1_micro".to_string(), f1)].into(),
                     result_json: "{}".into(),
                     lease_next: 0,
+                    pruned: false,
                 },
             ))
             .await

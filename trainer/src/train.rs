@@ -27,6 +27,22 @@ pub enum TrainError {
     Cancelled,
 }
 
+/// How the caller steers a running trial from another thread: `cancel` stops it at the
+/// next batch with no result; `finish` ends it after the current epoch with the result it
+/// reached (the best epoch so far), as early stopping would.
+#[derive(Debug, Default)]
+pub struct Control {
+    pub cancel: AtomicBool,
+    pub finish: AtomicBool,
+}
+
+impl Control {
+    /// A control whose trial is cancelled from the start (tests).
+    pub fn cancelled() -> Control {
+        Control { cancel: AtomicBool::new(true), finish: AtomicBool::new(false) }
+    }
+}
+
 /// One epoch's numbers, streamed to the agent.
 #[derive(Debug, Clone, Serialize)]
 pub struct EpochReport {
@@ -66,12 +82,12 @@ pub fn train_trials(
     configs: &[TrialConfig],
     device: Device,
     progress: &mut dyn FnMut(usize, &EpochReport),
-    cancel: &AtomicBool,
+    control: &Control,
 ) -> Vec<Result<TrialResult, TrainError>> {
     configs
         .iter()
         .enumerate()
-        .map(|(i, cfg)| train_one(dataset, cfg, device, &mut |r| progress(i, r), cancel))
+        .map(|(i, cfg)| train_one(dataset, cfg, device, &mut |r| progress(i, r), control))
         .collect()
 }
 
@@ -233,7 +249,7 @@ pub fn train_one(
     cfg: &TrialConfig,
     device: Device,
     progress: &mut dyn FnMut(&EpochReport),
-    cancel: &AtomicBool,
+    control: &Control,
 ) -> Result<TrialResult, TrainError> {
     let started = Instant::now();
     let mut run = Run::new(ds, cfg, device)?;
@@ -241,7 +257,7 @@ pub fn train_one(
     let (mut history, mut since_best, mut train_seconds) = (Vec::new(), 0u32, 0.0);
     for epoch in 1..=cfg.train.epochs {
         let t0 = Instant::now();
-        let train_loss = run.train_epoch(epoch, cancel)?;
+        let train_loss = run.train_epoch(epoch, &control.cancel)?;
         let epoch_train_s = t0.elapsed().as_secs_f64();
         train_seconds += epoch_train_s;
         let mut m = run.validate();
@@ -260,6 +276,9 @@ pub fn train_one(
             if cfg.train.patience > 0 && since_best >= cfg.train.patience {
                 break;
             }
+        }
+        if control.finish.load(Ordering::Relaxed) {
+            break;
         }
     }
     let (_, best_epoch, weights) = best.ok_or_else(|| TrainError::User("no epoch ran".into()))?;

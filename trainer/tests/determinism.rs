@@ -2,8 +2,6 @@
 //! libtorch's random generator is process-global: concurrent trainings in one process
 //! interleave their draws.
 
-use std::sync::atomic::AtomicBool;
-
 use sweep_spec::TrialConfig;
 use sweep_trainer::{data, train};
 
@@ -19,10 +17,10 @@ fn cpu_training_is_deterministic_and_reports_every_metric() {
     let mut cfg = small();
     cfg.train.patience = 0;
     let ds = data::load(&cfg.dataset).unwrap();
-    let cancel = AtomicBool::new(false);
+    let control = train::Control::default();
     let mut epochs = Vec::new();
-    let a = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |r| epochs.push(r.epoch), &cancel).unwrap();
-    let b = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |_| {}, &cancel).unwrap();
+    let a = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |r| epochs.push(r.epoch), &control).unwrap();
+    let b = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |_| {}, &control).unwrap();
     assert_eq!(epochs, (1..=10).collect::<Vec<u32>>());
     for k in [
         "val.f1_micro",

@@ -2,8 +2,6 @@
 //! dataset that cannot load is a user error. (Determinism is in its own test binary:
 //! libtorch's RNG is process-global, so parallel tests would interleave draws.)
 
-use std::sync::atomic::AtomicBool;
-
 use sweep_spec::TrialConfig;
 use sweep_trainer::{data, train};
 
@@ -16,10 +14,10 @@ fn focal_and_class_weights_change_the_result() {
     let mut cfg = small();
     cfg.train.epochs = 2;
     let ds = data::load(&cfg.dataset).unwrap();
-    let cancel = AtomicBool::new(false);
-    let base = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |_| {}, &cancel).unwrap();
+    let control = train::Control::default();
+    let base = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |_| {}, &control).unwrap();
     cfg.loss.focal_gamma = 3.0;
-    let focal = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |_| {}, &cancel).unwrap();
+    let focal = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |_| {}, &control).unwrap();
     assert_ne!(base.metrics["val.loss"], focal.metrics["val.loss"]);
 }
 
@@ -27,8 +25,8 @@ fn focal_and_class_weights_change_the_result() {
 fn cancel_flag_stops_training() {
     let cfg = small();
     let ds = data::load(&cfg.dataset).unwrap();
-    let cancel = AtomicBool::new(true);
-    let r = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |_| {}, &cancel);
+    let control = train::Control::cancelled();
+    let r = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |_| {}, &control);
     assert!(matches!(r, Err(train::TrainError::Cancelled)));
 }
 
@@ -49,12 +47,12 @@ fn every_loss_kind_trains() {
     cfg.train.epochs = 3;
     cfg.loss.class_weight.scheme = sweep_spec::WeightScheme::None;
     let ds = data::load(&cfg.dataset).unwrap();
-    let cancel = AtomicBool::new(false);
+    let control = train::Control::default();
     let mut val_losses = Vec::new();
     for kind in [sweep_spec::LossKind::Bce, sweep_spec::LossKind::Asl, sweep_spec::LossKind::Db] {
         cfg.loss.kind = kind;
         assert!(cfg.check().is_empty(), "{kind:?}: {:?}", cfg.check());
-        let r = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |_| {}, &cancel).unwrap();
+        let r = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |_| {}, &control).unwrap();
         let (loss, f1) = (r.metrics["val.loss"], r.metrics["test.f1_micro"]);
         assert!(loss.is_finite() && (0.0..=1.0).contains(&f1), "{kind:?}: loss {loss}, f1 {f1}");
         val_losses.push(loss);

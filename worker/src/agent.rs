@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,8 +75,8 @@ enum Stop {
 /// The handle that stops one running trial.
 #[derive(Default)]
 struct Running {
-    /// Checked by the training thread between batches.
-    cancel: Arc<AtomicBool>,
+    /// Read by the training thread: cancel between batches, finish after the epoch.
+    control: Arc<train::Control>,
     /// Why it was stopped: set before `cancel` so the trial task knows what to report.
     stopped_by: Mutex<Option<Stop>>,
 }
@@ -84,7 +84,7 @@ struct Running {
 impl Running {
     fn stop(&self, why: Stop) {
         *self.stopped_by.lock().expect("lock") = Some(why);
-        self.cancel.store(true, Ordering::Relaxed);
+        self.control.cancel.store(true, Ordering::Relaxed);
     }
 
     fn stopped_by(&self) -> Option<Stop> {
@@ -342,6 +342,8 @@ impl Agent {
                     metrics: res.metrics.clone().into_iter().collect(),
                     result_json: serde_json::to_string(&res).unwrap_or_default(),
                     lease_next: u32::from(!self.shutdown.is_cancelled()),
+                    // Finished early because the coordinator said stop (ASHA).
+                    pruned: handle.control.finish.load(Ordering::Relaxed),
                 };
                 match self.call("complete", req, |mut c, r| async move { c.complete(r).await }).await {
                     Ok(done) => return done.next.into_iter().next(),
@@ -379,13 +381,13 @@ impl Agent {
         handle: &Running,
     ) -> Result<TrialResult, TrainError> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let (cancel, cache, device, span) =
-            (handle.cancel.clone(), self.cache.clone(), self.device, tracing::Span::current());
+        let (control, cache, device, span) =
+            (handle.control.clone(), self.cache.clone(), self.device, tracing::Span::current());
         let work = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let cfg = parse_config(&config_json)?;
             let ds = cache.get(&cfg.dataset).map_err(|e| TrainError::User(e.to_string()))?;
-            train::train_one(&ds, &cfg, device, &mut |r| drop(tx.send(r.clone())), &cancel)
+            train::train_one(&ds, &cfg, device, &mut |r| drop(tx.send(r.clone())), &control)
         });
         let forward = async {
             while let Some(r) = rx.recv().await {
@@ -396,6 +398,10 @@ impl Agent {
                     metrics: r.metrics.into_iter().collect(),
                 };
                 match self.call("progress", req, |mut c, r| async move { c.report_progress(r).await }).await {
+                    Ok(answer) if answer.stop => {
+                        tracing::info!("the coordinator stops this trial at a rung (ASHA): finishing pruned");
+                        handle.control.finish.store(true, Ordering::Relaxed);
+                    }
                     Ok(_) => {}
                     Err(e) if matches!(e.code(), Code::FailedPrecondition | Code::PermissionDenied) => {
                         tracing::warn!(message = e.message(), "lease lost, stopping");

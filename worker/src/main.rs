@@ -1,8 +1,6 @@
-use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use sweep_trainer::{data, train};
 use sweep_worker::agent;
 
@@ -53,7 +51,7 @@ fn train_alone(config: &std::path::Path, device: &str, out: Option<&std::path::P
         "dataset {}: train {} val {} test {}, {} features, {} labels; device {device:?}",
         ds.name, ds.train.n, ds.val.n, ds.test.n, ds.features, ds.labels
     );
-    let cancel = AtomicBool::new(false);
+    let control = train::Control::default();
     let mut progress = |r: &train::EpochReport| {
         let m = &r.metrics;
         eprintln!(
@@ -61,7 +59,7 @@ fn train_alone(config: &std::path::Path, device: &str, out: Option<&std::path::P
             r.epoch, m["train.loss"], m["val.f1_micro"], m["val.f1_macro"], m["samples_per_s"]
         );
     };
-    let res = train::train_one(&ds, &cfg, device, &mut progress, &cancel)?;
+    let res = train::train_one(&ds, &cfg, device, &mut progress, &control)?;
     let json = serde_json::to_string_pretty(&res)?;
     match out {
         Some(p) => std::fs::write(p, json).with_context(|| format!("write {}", p.display()))?,

@@ -133,3 +133,46 @@ async fn replicas_rank_configurations_with_intervals_and_a_paired_test() {
     assert_eq!(best["runner_up"]["n"], 3);
     assert!(best["mean"].as_f64() >= best["runner_up"]["mean"].as_f64(), "the winner has the higher mean");
 }
+
+/// ASHA on a random search: trials below the top third at a rung end `pruned` with the
+/// metrics they reached, and the search spends fewer epochs than the same search without
+/// early stopping (with patience 0 that is run_cap x epochs).
+#[tokio::test(flavor = "multi_thread")]
+async fn asha_prunes_trials_and_spends_fewer_epochs() {
+    let Some(c) = Cluster::new().await else { return };
+    let _coordinator = c.coordinator();
+    let _workers: Vec<_> = (0..2).map(|i| c.worker(&format!("w{i}"), &c.addr(), &["--threads", "1"])).collect();
+    let spec = c.dir.path().join("asha.yaml");
+    std::fs::write(
+        &spec,
+        "name: asha\nmethod: random\nrun_cap: 9\nseed: 4\n\
+         dataset: {kind: synthetic, labels: 60, features: 32, train_samples: 1500, test_samples: 300, max_positives: 400}\n\
+         model: {hidden: [32], dropout: 0.0}\ntrain: {epochs: 9, patience: 0}\n\
+         early_stop: {type: asha, min_epochs: 1, reduction_factor: 3}\n\
+         parameters:\n  train.lr: {min: 0.00001, max: 0.1, distribution: log_uniform}\n",
+    )
+    .unwrap();
+    let out = c.cli(&["submit", spec.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.settled(Duration::from_secs(180)).await;
+    c.check_invariants().await;
+    let rows: Vec<(String, i32, bool)> = sqlx::query_as(
+        "SELECT t.state, (SELECT max(e.epoch) FROM trial_epochs e WHERE e.trial_id = t.id AND e.attempt = t.attempt),
+                t.metrics IS NOT NULL
+         FROM trials t",
+    )
+    .fetch_all(&c.db)
+    .await
+    .unwrap();
+    eprintln!("(state, epochs run, has metrics) per trial: {rows:?}");
+    assert_eq!(rows.len(), 9);
+    let pruned = rows.iter().filter(|(s, _, _)| s == "pruned").count();
+    assert!(pruned >= 3, "ASHA at rungs 1 and 3 with eta 3 prunes: {rows:?}");
+    assert!(rows.iter().all(|(s, _, m)| (s == "succeeded" || s == "pruned") && *m), "{rows:?}");
+    assert!(rows.iter().filter(|(s, _, _)| s == "pruned").all(|(_, e, _)| *e < 9), "{rows:?}");
+    let spent: i32 = rows.iter().map(|(_, e, _)| e).sum();
+    assert!(spent < 9 * 9, "ASHA spent {spent} epochs, the search without it 81");
+    let out = c.cli(&["status", "-o", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["sweeps"][0]["counts"]["pruned"], pruned, "{status}");
+}

@@ -40,8 +40,8 @@ pub async fn submit(
     trials: &[sweep_spec::Trial],
 ) -> Result<Submitted> {
     let inserted: Option<(Uuid,)> = sqlx::query_as(
-        "INSERT INTO sweeps (id, name, method, metric_name, metric_goal, spec_yaml, max_attempts)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO sweeps (id, name, method, metric_name, metric_goal, spec_yaml, max_attempts, early_stop)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (name) DO NOTHING RETURNING id",
     )
     .bind(Uuid::new_v4())
@@ -51,6 +51,7 @@ pub async fn submit(
     .bind(spec.metric().goal.as_str())
     .bind(spec_yaml)
     .bind(spec.max_attempts() as i32)
+    .bind(spec.early_stop().map(|r| serde_json::to_value(r).expect("json")))
     .fetch_optional(&mut *conn)
     .await?;
     let (sweep_id, created) = match inserted {
@@ -67,10 +68,11 @@ pub async fn submit(
                     spec.name()
                 )));
             }
-            sqlx::query("UPDATE sweeps SET spec_yaml = $2, max_attempts = $3 WHERE id = $1")
+            sqlx::query("UPDATE sweeps SET spec_yaml = $2, max_attempts = $3, early_stop = $4 WHERE id = $1")
                 .bind(id)
                 .bind(spec_yaml)
                 .bind(spec.max_attempts() as i32)
+                .bind(spec.early_stop().map(|r| serde_json::to_value(r).expect("json")))
                 .execute(&mut *conn)
                 .await?;
             (id, false)

@@ -182,17 +182,19 @@ pub async fn progress(
     }
 }
 
-/// Records the result of an attempt that holds the lease; true when this call recorded
-/// it. Completing the same attempt again is a success that changes nothing (false).
+/// Records the result of an attempt that holds the lease (`pruned`: it stopped early at
+/// the coordinator's word); true when this call recorded it. Completing the same attempt
+/// again is a success that changes nothing (false).
 pub async fn complete(
     conn: &mut PgConnection,
     f: &Fence,
     metrics: &BTreeMap<String, f64>,
     result: &serde_json::Value,
+    pruned: bool,
 ) -> Result<bool> {
     let metrics_json = serde_json::to_value(metrics).expect("json");
     let sql = format!(
-        "UPDATE trials t SET state = 'succeeded', metrics = $4, result = $5,
+        "UPDATE trials t SET state = CASE WHEN $6 THEN 'pruned' ELSE 'succeeded' END, metrics = $4, result = $5,
                 objective = ($4 ->> s.metric_name)::double precision,
                 lease_owner = NULL, lease_expires_at = NULL, finished_by = $3,
                 finished_at = now(), updated_at = now()
@@ -201,11 +203,12 @@ pub async fn complete(
         HOLDS_LEASE.replace(" AND ", " AND t.")
     );
     let q = sqlx::query(&sql);
-    if f.bind(q).bind(&metrics_json).bind(result).execute(&mut *conn).await?.rows_affected() == 1 {
+    if f.bind(q).bind(&metrics_json).bind(result).bind(pruned).execute(&mut *conn).await?.rows_affected() == 1 {
         return Ok(true);
     }
-    let same =
-        sqlx::query("SELECT 1 FROM trials WHERE id = $1 AND attempt = $2 AND finished_by = $3 AND state = 'succeeded'");
+    let same = sqlx::query(
+        "SELECT 1 FROM trials WHERE id = $1 AND attempt = $2 AND finished_by = $3 AND state IN ('succeeded', 'pruned')",
+    );
     if f.bind(same).fetch_optional(&mut *conn).await?.is_some() {
         return Ok(false); // duplicate report of the same attempt
     }
@@ -370,4 +373,39 @@ pub async fn sweep_of(db: impl PgExecutor<'_>, trial: Uuid) -> Result<Option<Uui
     let row: Option<(Uuid,)> =
         sqlx::query_as("SELECT sweep_id FROM trials WHERE id = $1").bind(trial).fetch_optional(db).await?;
     Ok(row.map(|r| r.0))
+}
+
+/// A sweep's early-stopping rule and what it decides on.
+pub struct Rung {
+    pub rule: sweep_spec::EarlyStop,
+    pub metric: String,
+    pub goal: Goal,
+    /// The objective at this epoch of every trial of the sweep that reached it (current
+    /// attempts), the asking trial's included.
+    pub values: Vec<f64>,
+}
+
+/// Under ASHA, what a trial's sweep recorded at `epoch`; None when the sweep has no rule.
+pub async fn rung_values(db: impl PgExecutor<'_> + Copy, trial: Uuid, epoch: i32) -> Result<Option<Rung>> {
+    let rule: Option<(Option<serde_json::Value>, String, String, Uuid)> = sqlx::query_as(
+        "SELECT s.early_stop, s.metric_name, s.metric_goal, s.id FROM trials t JOIN sweeps s ON s.id = t.sweep_id
+         WHERE t.id = $1",
+    )
+    .bind(trial)
+    .fetch_optional(db)
+    .await?;
+    let Some((Some(rule), metric, goal, sweep)) = rule else { return Ok(None) };
+    let rule: sweep_spec::EarlyStop = serde_json::from_value(rule).map_err(anyhow::Error::from)?;
+    let goal: Goal = goal.parse().map_err(anyhow::Error::msg)?;
+    let values: Vec<(Option<f64>,)> = sqlx::query_as(
+        "SELECT (e.metrics ->> $3)::double precision FROM trial_epochs e
+         JOIN trials t ON t.id = e.trial_id AND e.attempt = t.attempt
+         WHERE t.sweep_id = $1 AND e.epoch = $2",
+    )
+    .bind(sweep)
+    .bind(epoch)
+    .bind(&metric)
+    .fetch_all(db)
+    .await?;
+    Ok(Some(Rung { rule, metric, goal, values: values.into_iter().filter_map(|(v,)| v).collect() }))
 }

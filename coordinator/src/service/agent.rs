@@ -153,7 +153,10 @@ impl pb::agent_service_server::AgentService for AgentApi {
     }
 
     #[instrument(skip_all, fields(trial_id, attempt))]
-    async fn report_progress(&self, req: Request<pb::ProgressRequest>) -> Result<Response<pb::AckResponse>, Status> {
+    async fn report_progress(
+        &self,
+        req: Request<pb::ProgressRequest>,
+    ) -> Result<Response<pb::ProgressResponse>, Status> {
         let worker = auth::worker(&self.state.db, &self.state.worker_auth, &req).await?;
         let r = req.into_inner();
         let fence = fence(worker, r.trial.as_ref())?;
@@ -165,8 +168,9 @@ impl pb::agent_service_server::AgentService for AgentApi {
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
         trials::progress(&mut conn, &fence, epoch, &metrics, self.lease_ms()).await?;
         drop(conn);
+        let stop = self.asha_stops(fence.trial, epoch, &metrics).await?;
         self.notify_trial(fence.trial).await;
-        Ok(Response::new(pb::AckResponse {}))
+        Ok(Response::new(pb::ProgressResponse { stop }))
     }
 
     #[instrument(skip_all, fields(trial_id, attempt))]
@@ -189,15 +193,16 @@ impl pb::agent_service_server::AgentService for AgentApi {
                 .map_err(|e| CoordinatorError::InvalidArgument(format!("result_json: {e}")))?
         };
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
-        let recorded = trials::complete(&mut conn, &fence, &metrics, &result).await?;
+        let recorded = trials::complete(&mut conn, &fence, &metrics, &result, r.pruned).await?;
         drop(conn);
         if recorded {
             workers::infra_success(&self.state.db, worker).await?;
         }
         let mut next = Vec::new();
         if recorded {
-            tracing::info!(%worker, "trial succeeded");
-            crate::metrics::finished(TrialState::Succeeded);
+            let state = if r.pruned { TrialState::Pruned } else { TrialState::Succeeded };
+            tracing::info!(%worker, %state, "trial finished");
+            crate::metrics::finished(state);
             let n = r.lease_next.min(MAX_LEASE_BATCH);
             if n > 0 {
                 next = trials::claim(&self.state.db, worker, n, self.lease_ms()).await?;
@@ -262,6 +267,26 @@ fn fence(worker: uuid::Uuid, r: Option<&pb::TrialRef>) -> Result<trials::Fence> 
 }
 
 impl AgentApi {
+    /// Under ASHA, whether a trial that just recorded `epoch` stops there: only at a rung,
+    /// against every value recorded at that rung so far (its own included).
+    async fn asha_stops(
+        &self,
+        trial: uuid::Uuid,
+        epoch: i32,
+        metrics: &std::collections::BTreeMap<String, f64>,
+    ) -> Result<bool> {
+        let Some(rung) = trials::rung_values(&self.state.db, trial, epoch).await? else {
+            return Ok(false);
+        };
+        let sweep_spec::EarlyStop::Asha { min_epochs, reduction_factor, max_epochs } = rung.rule;
+        let at_rung = sweep_search::asha::rungs(min_epochs, reduction_factor, max_epochs).contains(&(epoch as u32));
+        let Some(value) = metrics.get(&rung.metric).filter(|_| at_rung) else { return Ok(false) };
+        let maximize = rung.goal == sweep_spec::Goal::Maximize;
+        let decision = sweep_search::asha::decide(*value, &rung.values, reduction_factor, maximize);
+        tracing::info!(trial_id = %trial, epoch, value, rivals = rung.values.len(), ?decision, "asha rung");
+        Ok(decision == sweep_search::asha::Decision::Stop)
+    }
+
     /// Tells watchers which sweep a trial belongs to changed.
     async fn notify_trial(&self, trial: uuid::Uuid) {
         if self.state.changes.receiver_count() == 0 {
