@@ -251,29 +251,36 @@ impl Agent {
     }
 
     /// Starts a leased trial in its own task. The task goes on with the trials its
-    /// completion leases in the same call (one round trip per trial), so the slot stays busy.
+    /// completion leases in the same call (one round trip per trial), so the slot stays
+    /// busy. Each trial is registered as running before the lease loop can look again (here
+    /// for the first; for the next, before the finished one leaves its slot), so the loop
+    /// never sees a slot free that is not.
     fn start(self: &Arc<Self>, tasks: &mut JoinSet<()>, t: pb::LeasedTrial) {
+        let first = self.register(&t);
         let agent = self.clone();
         tasks.spawn(async move {
-            let mut next = Some(t);
-            while let Some(t) = next.take() {
-                next = agent.run_leased(t).await;
+            let (mut t, mut slot) = (t, first);
+            loop {
+                let span = tracing::info_span!("trial", trial_id = %t.trial_id, attempt = t.attempt);
+                let next = agent.run_trial(t, &slot.1).instrument(span).await;
+                let next_slot = next.as_ref().map(|n| agent.register(n));
+                agent.running.lock().expect("lock").remove(&slot.0);
+                agent.report_running();
+                match (next, next_slot) {
+                    (Some(n), Some(s)) => (t, slot) = (n, s),
+                    _ => break,
+                }
             }
         });
     }
 
-    /// Runs one leased trial under a span that follows it through the training thread and
-    /// every call it makes; returns the trial its completion leased, if any.
-    async fn run_leased(&self, t: pb::LeasedTrial) -> Option<pb::LeasedTrial> {
+    /// Records a trial as running here (heartbeats extend its lease from now on).
+    fn register(&self, t: &pb::LeasedTrial) -> (Key, Arc<Running>) {
         let key = (t.trial_id.clone(), t.attempt);
         let handle = Arc::new(Running::default());
         self.running.lock().expect("lock").insert(key.clone(), handle.clone());
         self.report_running();
-        let span = tracing::info_span!("trial", trial_id = %t.trial_id, attempt = t.attempt);
-        let next = self.run_trial(t, &handle).instrument(span).await;
-        self.running.lock().expect("lock").remove(&key);
-        self.report_running();
-        next
+        (key, handle)
     }
 
     /// Lets running trials finish within the grace period, then hands the rest back.

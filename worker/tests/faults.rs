@@ -331,3 +331,34 @@ async fn two_coordinators_one_killed_mid_sweep_lose_and_duplicate_nothing() {
     assert!(watched.status.success(), "{}", String::from_utf8_lossy(&watched.stderr));
     assert!(String::from_utf8_lossy(&watched.stdout).contains("progress 6/6"));
 }
+
+/// A worker never holds more leases than it has slots, also while completions lease the
+/// next trial in the same call (polled every 20 ms through a sweep of short trials).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_never_holds_more_leases_than_slots() {
+    let _serial = SERIAL.lock().await;
+    let c = cluster!();
+    let _coord = c.coordinator();
+    c.submit(8, 2, TINY);
+    let _w = c.worker("two-slots", &c.addr(), &["--slots", "2"]);
+    let start = std::time::Instant::now();
+    let mut most = 0i64;
+    loop {
+        let (held, open): (Option<i64>, i64) = sqlx::query_as(
+            "SELECT (SELECT max(n) FROM (SELECT count(*) AS n FROM trials WHERE state = 'leased' GROUP BY lease_owner) x),
+                    (SELECT count(*) FROM trials WHERE state IN ('queued', 'leased'))",
+        )
+        .fetch_one(&c.db)
+        .await
+        .unwrap();
+        most = most.max(held.unwrap_or(0));
+        if open == 0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "sweep did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(most <= 2, "a two-slot worker held {most} leases at once");
+    assert_eq!(most, 2, "both slots were used, so the check above is not vacuous");
+    c.check_invariants().await;
+}
