@@ -97,9 +97,9 @@ pub fn versus_winner(configs: &[Configuration]) -> Vec<Option<f64>> {
 
 /// The ranking and the verdict as JSON: the winner's mean, ci95, n and spread, the
 /// runner-up, the Holm-adjusted p-value against it and whether the win is significant.
-pub fn verdict_json(configs: &[Configuration]) -> Value {
+/// `p` is [`versus_winner`] of `configs`.
+pub fn verdict_json(configs: &[Configuration], p: &[Option<f64>]) -> Value {
     let Some(winner) = configs.first() else { return json!({}) };
-    let p = versus_winner(configs);
     let p_value = p.first().copied().flatten();
     let significant = p_value.is_some_and(|p| p < 0.05);
     let one = |c: &Configuration| json!({"params": c.params, "mean": c.summary.mean, "ci95": c.summary.ci95, "n": c.summary.n, "sd": c.summary.sd});
@@ -112,7 +112,7 @@ pub fn verdict_json(configs: &[Configuration]) -> Value {
         "p_value": p_value,
         "significant": significant,
         "verdict": words(configs, p_value),
-        "configurations": configs.iter().zip(std::iter::once(None).chain(p)).map(|(c, p)| {
+        "configurations": configs.iter().zip(std::iter::once(None).chain(p.iter().copied())).map(|(c, p)| {
             let mut v = one(c);
             v["p_value_vs_winner"] = json!(p);
             v

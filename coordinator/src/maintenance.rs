@@ -99,6 +99,11 @@ impl Leadership {
     }
 }
 
+/// How often the lease reaper and the liveness check run (`--reap-ms`, at least 10 ms).
+fn reap_period(state: &AppState) -> Duration {
+    Duration::from_millis(state.settings.reap_ms.max(10) as u64)
+}
+
 /// Returns expired leases to the queue (or marks their trials dead) on the database clock.
 pub struct LeaseReaper(pub Arc<AppState>);
 
@@ -116,7 +121,7 @@ impl Maintenance for LeaseReaper {
     const NAME: &'static str = "lease-reaper";
 
     fn period(&self) -> Duration {
-        Duration::from_millis(self.0.settings.reap_ms.max(10) as u64)
+        reap_period(&self.0)
     }
 
     async fn run_once(&self) -> Result<Reaped> {
@@ -158,7 +163,7 @@ impl Maintenance for Liveness {
     const NAME: &'static str = "liveness";
 
     fn period(&self) -> Duration {
-        Duration::from_millis(self.0.settings.reap_ms.max(10) as u64)
+        reap_period(&self.0)
     }
 
     async fn run_once(&self) -> Result<u64> {

@@ -17,7 +17,8 @@ pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
     let mut c = conn.connect().await?;
     let (sweep, trials) = sweep_and_trials(&mut c, &a.sweep_id, "best").await?;
     let configs = replicas::configurations(&sweep, &trials);
-    let verdict = replicas::verdict_json(&configs);
+    let p = replicas::versus_winner(&configs);
+    let verdict = replicas::verdict_json(&configs, &p);
     // The winning configuration's best replica; the coordinator's answer (or its error)
     // when nothing has succeeded yet.
     let t = match configs.first() {
@@ -37,7 +38,7 @@ pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
             output::print_json(&v)
         }
         Format::Table => {
-            output::print_configurations(&sweep, &configs, &replicas::versus_winner(&configs));
+            output::print_configurations(&sweep, &configs, &p);
             eprintln!("{}", verdict["verdict"].as_str().unwrap_or_default());
             output::print_best(&sweep, &t)?
         }

@@ -376,27 +376,31 @@ pub async fn sweep_of(db: impl PgExecutor<'_>, trial: Uuid) -> Result<Option<Uui
 }
 
 /// A sweep's early-stopping rule and what it decides on.
-pub struct Rung {
+pub struct Rule {
     pub rule: sweep_spec::EarlyStop,
+    pub sweep: Uuid,
     pub metric: String,
     pub goal: Goal,
-    /// The objective at this epoch of every trial of the sweep that reached it (current
-    /// attempts), the asking trial's included.
-    pub values: Vec<f64>,
 }
 
-/// Under ASHA, what a trial's sweep recorded at `epoch`; None when the sweep has no rule.
-pub async fn rung_values(db: impl PgExecutor<'_> + Copy, trial: Uuid, epoch: i32) -> Result<Option<Rung>> {
-    let rule: Option<(Option<serde_json::Value>, String, String, Uuid)> = sqlx::query_as(
-        "SELECT s.early_stop, s.metric_name, s.metric_goal, s.id FROM trials t JOIN sweeps s ON s.id = t.sweep_id
+/// The early-stopping rule of a trial's sweep; None when the sweep has none.
+pub async fn early_stop(db: impl PgExecutor<'_>, trial: Uuid) -> Result<Option<Rule>> {
+    let row: Option<(Option<serde_json::Value>, Uuid, String, String)> = sqlx::query_as(
+        "SELECT s.early_stop, s.id, s.metric_name, s.metric_goal FROM trials t JOIN sweeps s ON s.id = t.sweep_id
          WHERE t.id = $1",
     )
     .bind(trial)
     .fetch_optional(db)
     .await?;
-    let Some((Some(rule), metric, goal, sweep)) = rule else { return Ok(None) };
+    let Some((Some(rule), sweep, metric, goal)) = row else { return Ok(None) };
     let rule: sweep_spec::EarlyStop = serde_json::from_value(rule).map_err(anyhow::Error::from)?;
     let goal: Goal = goal.parse().map_err(anyhow::Error::msg)?;
+    Ok(Some(Rule { rule, sweep, metric, goal }))
+}
+
+/// The objective `metric` at `epoch` of every trial of `sweep` that reached it (current
+/// attempts).
+pub async fn rung_values(db: impl PgExecutor<'_>, sweep: Uuid, epoch: i32, metric: &str) -> Result<Vec<f64>> {
     let values: Vec<(Option<f64>,)> = sqlx::query_as(
         "SELECT (e.metrics ->> $3)::double precision FROM trial_epochs e
          JOIN trials t ON t.id = e.trial_id AND e.attempt = t.attempt
@@ -404,8 +408,8 @@ pub async fn rung_values(db: impl PgExecutor<'_> + Copy, trial: Uuid, epoch: i32
     )
     .bind(sweep)
     .bind(epoch)
-    .bind(&metric)
+    .bind(metric)
     .fetch_all(db)
     .await?;
-    Ok(Some(Rung { rule, metric, goal, values: values.into_iter().filter_map(|(v,)| v).collect() }))
+    Ok(values.into_iter().filter_map(|(v,)| v).collect())
 }

@@ -195,11 +195,9 @@ impl pb::agent_service_server::AgentService for AgentApi {
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
         let recorded = trials::complete(&mut conn, &fence, &metrics, &result, r.pruned).await?;
         drop(conn);
-        if recorded {
-            workers::infra_success(&self.state.db, worker).await?;
-        }
         let mut next = Vec::new();
         if recorded {
+            workers::infra_success(&self.state.db, worker).await?;
             let state = if r.pruned { TrialState::Pruned } else { TrialState::Succeeded };
             tracing::info!(%worker, %state, "trial finished");
             crate::metrics::finished(state);
@@ -275,15 +273,15 @@ impl AgentApi {
         epoch: i32,
         metrics: &std::collections::BTreeMap<String, f64>,
     ) -> Result<bool> {
-        let Some(rung) = trials::rung_values(&self.state.db, trial, epoch).await? else {
-            return Ok(false);
-        };
-        let sweep_spec::EarlyStop::Asha { min_epochs, reduction_factor, max_epochs } = rung.rule;
+        let Some(rule) = trials::early_stop(&self.state.db, trial).await? else { return Ok(false) };
+        let sweep_spec::EarlyStop::Asha { min_epochs, reduction_factor, max_epochs } = rule.rule;
         let at_rung = sweep_search::asha::rungs(min_epochs, reduction_factor, max_epochs).contains(&(epoch as u32));
-        let Some(value) = metrics.get(&rung.metric).filter(|_| at_rung) else { return Ok(false) };
-        let maximize = rung.goal == sweep_spec::Goal::Maximize;
-        let decision = sweep_search::asha::decide(*value, &rung.values, reduction_factor, maximize);
-        tracing::info!(trial_id = %trial, epoch, value, rivals = rung.values.len(), ?decision, "asha rung");
+        let Some(value) = metrics.get(&rule.metric).filter(|_| at_rung) else { return Ok(false) };
+        // Off a rung nothing more is read: the rung's values only where there is a decision.
+        let values = trials::rung_values(&self.state.db, rule.sweep, epoch, &rule.metric).await?;
+        let maximize = rule.goal == sweep_spec::Goal::Maximize;
+        let decision = sweep_search::asha::decide(*value, &values, reduction_factor, maximize);
+        tracing::info!(trial_id = %trial, epoch, value, rivals = values.len(), ?decision, "asha rung");
         Ok(decision == sweep_search::asha::Decision::Stop)
     }
 
