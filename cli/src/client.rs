@@ -31,15 +31,26 @@ impl Conn {
         Conn { coordinator, token_file: Some(token_file), tls: TlsArgs::default() }
     }
 
-    pub async fn connect(&self) -> anyhow::Result<Client> {
+    async fn channel(&self) -> anyhow::Result<(tonic::transport::Channel, Bearer)> {
         let file = self.token_file.clone().or_else(default_token_file);
         let token = read_token("SWEEP_TOKEN", file.as_deref(), "API token")?;
         let channel = sweep_client::connect::endpoint(&self.coordinator, &self.tls)?
             .connect()
             .await
             .with_context(|| format!("cannot reach the coordinator at {}", self.coordinator))?;
-        Ok(pb::client_service_client::ClientServiceClient::with_interceptor(channel, Bearer::new(&token)?)
+        Ok((channel, Bearer::new(&token)?))
+    }
+
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        let (channel, bearer) = self.channel().await?;
+        Ok(pb::client_service_client::ClientServiceClient::with_interceptor(channel, bearer)
             .max_decoding_message_size(64 * 1024 * 1024))
+    }
+
+    /// The blob service (uploads of data files, downloads of models).
+    pub async fn blobs(&self) -> anyhow::Result<sweep_client::blobs::BlobClient> {
+        let (channel, bearer) = self.channel().await?;
+        Ok(pb::blob_service_client::BlobServiceClient::with_interceptor(channel, bearer))
     }
 }
 

@@ -272,3 +272,108 @@ pub fn rerun_yaml(name: &str, config: &Value) -> anyhow::Result<String> {
     }
     Ok(serde_norway::to_string(&Value::Object(doc))?)
 }
+
+fn ms_to_rfc3339(ms: i64) -> Value {
+    if ms == 0 {
+        return Value::Null;
+    }
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| json!(t.to_rfc3339())).unwrap_or(Value::Null)
+}
+
+/// `sweep fleet status -o json` (and each entry of `fleet ls`).
+pub fn fleet_json(f: &pb::Fleet) -> Value {
+    let spec = f.spec.clone().unwrap_or_default();
+    json!({
+        "fleet_id": f.fleet_id,
+        "state": f.state,
+        "provider": spec.provider,
+        "instance_type": spec.instance_type,
+        "spot": spec.spot,
+        "region": spec.region,
+        "image": spec.image,
+        "desired": f.desired,
+        "max_count": f.max_count,
+        "max_hours": f.max_hours,
+        "idle_minutes": f.idle_minutes,
+        "sweeps": f.sweep_ids,
+        "created": ms_to_rfc3339(f.created_unix_ms),
+        "idle_since": ms_to_rfc3339(f.idle_since_unix_ms),
+        "error": if f.error.is_empty() { Value::Null } else { json!(f.error) },
+        "instance_hours": f.instance_hours,
+        "instances": f.instances.iter().map(|i| json!({
+            "instance_id": i.instance_id,
+            "provider_id": i.provider_id,
+            "state": i.state,
+            "worker_id": if i.worker_id.is_empty() { Value::Null } else { json!(i.worker_id) },
+            "worker": i.worker_name,
+            "trials": i.trial_ids,
+            "launched": ms_to_rfc3339(i.launched_unix_ms),
+            "terminated": ms_to_rfc3339(i.terminated_unix_ms),
+            "end_reason": if i.end_reason.is_empty() { Value::Null } else { json!(i.end_reason) },
+            "hours": i.hours,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn live(f: &pb::Fleet) -> usize {
+    f.instances.iter().filter(|i| i.state == "launching" || i.state == "running").count()
+}
+
+pub fn print_fleets(fleets: &[pb::Fleet]) {
+    let mut t = table(&["fleet", "provider", "type", "spot", "state", "live/desired", "instance-h", "error"]);
+    for f in fleets {
+        let spec = f.spec.clone().unwrap_or_default();
+        t.add_row(vec![
+            f.fleet_id[..8].to_string(),
+            spec.provider,
+            spec.instance_type,
+            if spec.spot { "spot".into() } else { "on-demand".into() },
+            f.state.clone(),
+            format!("{}/{}", live(f), f.desired),
+            format!("{:.2}", f.instance_hours),
+            f.error.clone(),
+        ]);
+    }
+    println!("{t}");
+}
+
+/// Hours as `1h05m` (or `42s` under a minute).
+fn uptime(hours: f64) -> String {
+    let secs = (hours * 3600.0).round() as u64;
+    if secs < 60 {
+        format!("{secs}s")
+    } else {
+        format!("{}h{:02}m", secs / 3600, secs / 60 % 60)
+    }
+}
+
+pub fn print_fleet(f: &pb::Fleet) {
+    let spec = f.spec.clone().unwrap_or_default();
+    println!(
+        "fleet {}  {} {}{}  {}  {}/{} live  {:.2} instance-hours",
+        f.fleet_id,
+        spec.provider,
+        spec.instance_type,
+        if spec.spot { " spot" } else { "" },
+        f.state,
+        live(f),
+        f.desired,
+        f.instance_hours
+    );
+    if !f.error.is_empty() {
+        println!("last error: {}", f.error);
+    }
+    let mut t = table(&["instance", "provider id", "state", "worker", "trials", "uptime", "ended because"]);
+    for i in &f.instances {
+        t.add_row(vec![
+            i.instance_id[..8].to_string(),
+            i.provider_id.clone(),
+            i.state.clone(),
+            i.worker_name.clone(),
+            i.trial_ids.iter().map(|t| &t[..8]).collect::<Vec<_>>().join(","),
+            uptime(i.hours),
+            i.end_reason.clone(),
+        ]);
+    }
+    println!("{t}");
+}

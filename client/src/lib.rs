@@ -4,6 +4,7 @@
 //! The worker and the CLI connect through [`connect`]; the coordinator uses
 //! [`telemetry`] and [`signal`].
 
+pub mod blobs;
 pub mod connect;
 pub mod retry;
 pub mod signal;

@@ -29,7 +29,8 @@ async fn submit_grid(app: &TestApp, trials: usize) -> anyhow::Result<(usize, Dur
         (0..b).collect::<Vec<_>>()
     );
     let t0 = Instant::now();
-    let req = pb::SubmitSweepRequest { spec_yaml: yaml, source_name: "bench.yaml".into() };
+    let req =
+        pb::SubmitSweepRequest { spec_yaml: yaml, source_name: "bench.yaml".into(), data_blobs: Default::default() };
     let sub = app.client().submit_sweep(with_token(&app.admin, req)).await?.into_inner();
     Ok((sub.trials_total as usize, t0.elapsed()))
 }

@@ -38,10 +38,35 @@ pub async fn client<T>(db: &PgPool, req: &Request<T>) -> Result<Role> {
     }
 }
 
-/// A worker registering: a join token (or an admin token).
-pub async fn join<T>(db: &PgPool, req: &Request<T>) -> Result<()> {
-    match tokens::lookup(db, bearer(req)?).await? {
-        Some((_, Role::Join | Role::Admin)) => Ok(()),
+/// A call only an admin may make (fleets: they spend money).
+pub async fn admin<T>(db: &PgPool, req: &Request<T>) -> Result<()> {
+    match client(db, req).await? {
+        Role::Admin => Ok(()),
+        _ => Err(CoordinatorError::PermissionDenied("fleets need an admin token".into())),
+    }
+}
+
+/// Who may register a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Joiner {
+    /// A standing join token (or an admin token), made with `sweep-coordinator token create`.
+    Standing,
+    /// A fleet instance's single-use join token (by hash): spent by the registration,
+    /// in the registration's transaction.
+    Instance(String),
+}
+
+/// Prefix of the join tokens minted per fleet instance.
+pub const INSTANCE_JOIN_PREFIX: &str = "swp_ijoin_";
+
+/// A worker registering: a join token (or an admin token), or an instance's one-time token.
+pub async fn join<T>(db: &PgPool, req: &Request<T>) -> Result<Joiner> {
+    let token = bearer(req)?;
+    if token.starts_with(INSTANCE_JOIN_PREFIX) {
+        return Ok(Joiner::Instance(tokens::hash(token)));
+    }
+    match tokens::lookup(db, token).await? {
+        Some((_, Role::Join | Role::Admin)) => Ok(Joiner::Standing),
         Some((_, Role::Client)) => Err(CoordinatorError::PermissionDenied("register needs a join token".into())),
         None => Err(CoordinatorError::Unauthenticated("unknown or revoked join token".into())),
     }

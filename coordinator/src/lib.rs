@@ -2,8 +2,10 @@
 //! workers over gRPC under leases (see DESIGN.md for the invariants).
 
 pub mod auth;
+pub mod blobs;
 pub mod db;
 pub mod error;
+pub mod fleet;
 pub mod invariants;
 pub mod maintenance;
 pub mod metrics;
@@ -11,6 +13,7 @@ pub mod service;
 pub mod settings;
 pub mod startup;
 pub mod states;
+pub mod tls;
 
 pub use error::CoordinatorError;
 pub use settings::Settings;

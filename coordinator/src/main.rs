@@ -15,7 +15,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the gRPC server (migrations run first).
-    Serve(Settings),
+    Serve(Box<Settings>),
     /// Apply migrations and exit.
     Migrate(DbArgs),
     /// API tokens: create (printed once), list, revoke. Run on the coordinator host.
@@ -37,6 +37,11 @@ enum Cmd {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// TLS for users who have none: `tls init` makes a private CA and a server certificate.
+    Tls {
+        #[command(subcommand)]
+        cmd: TlsCmd,
+    },
     /// Revoke a worker's credential; its leases go back to the queue.
     RevokeWorker {
         worker_id: uuid::Uuid,
@@ -49,6 +54,23 @@ enum Cmd {
 struct DbArgs {
     #[arg(long, env = "DATABASE_URL")]
     database_url: String,
+}
+
+#[derive(Subcommand)]
+enum TlsCmd {
+    /// Write ca.pem + ca.key (kept if present) and server.pem + server.key into --dir.
+    /// Serve with --tls-cert DIR/server.pem --tls-key DIR/server.key --tls-ca DIR/ca.pem;
+    /// clients and workers trust DIR/ca.pem (--ca-file).
+    Init {
+        #[arg(long, default_value = "/etc/sweep/tls")]
+        dir: std::path::PathBuf,
+        /// A DNS name or IP address clients reach the coordinator at (repeatable).
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        /// Days the server certificate is valid.
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -82,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init("info,sqlx=warn,h2=warn,tower=warn");
     match cli.cmd {
         Cmd::Serve(settings) => {
-            let coordinator = Coordinator::build(settings).await?;
+            let coordinator = Coordinator::build(*settings).await?;
             coordinator.run(signal::shutdown_token()).await
         }
         Cmd::Migrate(a) => {
@@ -141,6 +163,19 @@ async fn main() -> anyhow::Result<()> {
                 "worker {worker_id} is not quarantined"
             );
             eprintln!("worker {worker_id} may lease again");
+            Ok(())
+        }
+        Cmd::Tls { cmd: TlsCmd::Init { dir, names, days } } => {
+            let w = sweep_coordinator::tls::init(&dir, &names, days)?;
+            let ca = if w.reused_ca { "kept the CA in" } else { "made a CA in" };
+            eprintln!("{ca} {}; server certificate for {}", dir.display(), names.join(", "));
+            eprintln!(
+                "serve with: --tls-cert {} --tls-key {} --tls-ca {}",
+                w.server_cert.display(),
+                w.server_key.display(),
+                w.ca_cert.display()
+            );
+            eprintln!("clients and workers: --ca-file {}", w.ca_cert.display());
             Ok(())
         }
         Cmd::RevokeWorker { worker_id, db: a } => {

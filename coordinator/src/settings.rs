@@ -55,9 +55,58 @@ pub struct Settings {
     /// CA for client certificates (mutual TLS).
     #[arg(long, env = "SWEEP_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Listen on a non-loopback address without TLS (tokens then cross the network in
+    /// plaintext: only inside a network you trust, or behind a TLS-terminating proxy).
+    #[arg(long, env = "SWEEP_INSECURE_PLAINTEXT")]
+    pub insecure_plaintext: bool,
+    /// The CA certificate (PEM) fleet instances trust for this coordinator; goes into
+    /// their bootstrap (`sweep-coordinator tls init` writes one).
+    #[arg(long, env = "SWEEP_TLS_CA", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+    /// The URL fleet instances reach this coordinator at (e.g. https://10.0.1.5:50051).
+    /// Needed for ec2 fleets; local fleets use the listen address.
+    #[arg(long, env = "SWEEP_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The sweep-worker build that fleet instances download (default: the one next to
+    /// this coordinator's executable).
+    #[arg(long, env = "SWEEP_WORKER_BINARY")]
+    pub worker_binary: Option<PathBuf>,
+    /// How often the fleet reconciler runs.
+    #[arg(long, env = "SWEEP_FLEET_RECONCILE_MS", default_value_t = 5_000)]
+    pub fleet_reconcile_ms: u32,
+    /// Instances all active fleets may have together; a `fleet up` beyond it is refused
+    /// before anything is launched.
+    #[arg(long, env = "SWEEP_FLEET_MAX_INSTANCES", default_value_t = 32)]
+    pub fleet_max_instances: u32,
+    /// How long an instance's single-use join token stays valid (its bootstrap must
+    /// enrol by then, or the instance is terminated and replaced).
+    #[arg(long, env = "SWEEP_FLEET_JOIN_TTL_SECS", default_value_t = 1_800)]
+    pub fleet_join_ttl_secs: u64,
+    /// The blob store (datasets, model artifacts): a directory, or s3://bucket/prefix
+    /// (AWS_* environment for credentials, region, endpoint). Default:
+    /// ~/.local/share/sweep/blobs.
+    #[arg(long, env = "SWEEP_BLOB_STORE")]
+    pub blob_store: Option<String>,
+    /// Where unfinished uploads wait (default: `.staging` in a directory store, else a
+    /// temporary directory).
+    #[arg(long, env = "SWEEP_BLOB_STAGING")]
+    pub blob_staging: Option<PathBuf>,
+    /// Largest blob accepted (a data file, a model).
+    #[arg(long, env = "SWEEP_MAX_BLOB_BYTES", default_value_t = 4 << 30)]
+    pub max_blob_bytes: u64,
+    /// Where the local provider keeps its instances' directories.
+    #[arg(long, env = "SWEEP_FLEET_LOCAL_DIR")]
+    pub fleet_local_dir: Option<PathBuf>,
 }
 
 impl Settings {
+    pub fn blob_store(&self) -> String {
+        self.blob_store.clone().unwrap_or_else(|| {
+            let base = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+            base.join(".local/share/sweep/blobs").to_string_lossy().into_owned()
+        })
+    }
+
     pub fn heartbeat_ms(&self) -> u32 {
         self.heartbeat_ms.unwrap_or(self.lease_ms / 3).max(50)
     }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::maintenance::{Leadership, LeaseReaper, Liveness};
-use crate::service::{agent::AgentApi, client::ClientApi, AppState};
+use crate::service::{agent::AgentApi, blob::BlobApi, client::ClientApi, AppState};
 use crate::settings::Settings;
 
 pub struct Coordinator {
@@ -24,6 +24,14 @@ pub struct Coordinator {
 impl Coordinator {
     /// Connects to Postgres, runs migrations and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        if !settings.listen.ip().is_loopback() && settings.tls_cert.is_none() && !settings.insecure_plaintext {
+            anyhow::bail!(
+                "refusing to listen on {} without TLS: tokens would cross the network in plaintext. \
+                 Pass --tls-cert and --tls-key (`sweep-coordinator tls init` makes a private CA and a server \
+                 certificate), or --insecure-plaintext inside a network you trust",
+                settings.listen
+            );
+        }
         let db = crate::db::connect(&settings.database_url, settings.db_connections).await?;
         let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("bind {}", settings.listen))?;
         let addr = listener.local_addr()?;
@@ -32,7 +40,9 @@ impl Coordinator {
             std::fs::write(&tmp, addr.to_string()).with_context(|| format!("write {}", tmp.display()))?;
             std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))?;
         }
-        Ok(Coordinator { addr, state: AppState::new(db, settings), listener })
+        let state = AppState::new(db, settings)?;
+        let _ = state.fleets.bound.set(addr);
+        Ok(Coordinator { addr, state, listener })
     }
 
     /// Serves until `shutdown` is cancelled, then drains in-flight calls.
@@ -41,6 +51,7 @@ impl Coordinator {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<pb::client_service_server::ClientServiceServer<ClientApi>>().await;
         health.set_serving::<pb::agent_service_server::AgentServiceServer<AgentApi>>().await;
+        health.set_serving::<pb::blob_service_server::BlobServiceServer<BlobApi>>().await;
         // Reflection v1 and v1alpha (what grpcio-reflection and older grpcurl speak), each
         // listing every service served here, the health service and both reflections included.
         let descriptors = || {
@@ -58,7 +69,12 @@ impl Coordinator {
         let agent = pb::agent_service_server::AgentServiceServer::new(AgentApi { state: self.state.clone() })
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
+        let blob = pb::blob_service_server::BlobServiceServer::new(BlobApi { state: self.state.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
         let mut builder = Server::builder()
+            // HTTP/1.1 too, for the bootstrap's `curl` of the worker binary (gRPC stays HTTP/2).
+            .accept_http1(true)
             .max_concurrent_streams(Some(settings.max_concurrent_streams))
             .layer(crate::metrics::RpcLatency);
         if let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) {
@@ -73,19 +89,24 @@ impl Coordinator {
         let leader = Some(Arc::new(Leadership::new(&settings.database_url)?));
         let mut maintenance = tokio::task::JoinSet::new();
         maintenance.spawn(crate::maintenance::run(LeaseReaper(self.state.clone()), leader.clone(), shutdown.clone()));
-        maintenance.spawn(crate::maintenance::run(Liveness(self.state.clone()), leader, shutdown.clone()));
+        maintenance.spawn(crate::maintenance::run(Liveness(self.state.clone()), leader.clone(), shutdown.clone()));
+        let reconciler = crate::fleet::reconcile::Reconciler(self.state.clone());
+        maintenance.spawn(crate::maintenance::run(reconciler, leader, shutdown.clone()));
         if let Some(addr) = settings.metrics_listen {
             sweep_client::telemetry::serve_metrics(addr)?;
             let sampler = crate::metrics::Sampler { state: self.state.clone(), every: Duration::from_secs(2) };
             maintenance.spawn(crate::maintenance::run(sampler, None, shutdown.clone()));
         }
-        tracing::info!(addr = %self.addr, tls = settings.tls_cert.is_some(), "coordinator listening");
+        tracing::info!(addr = %self.addr, tls = settings.tls_cert.is_some(), blobs = %self.state.blobs.location,
+            "coordinator listening");
         builder
+            .add_routes(crate::fleet::artifacts::routes(self.state.clone()))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)
             .add_service(client)
             .add_service(agent)
+            .add_service(blob)
             .serve_with_incoming_shutdown(incoming(self.listener), shutdown.cancelled_owned())
             .await
             .context("serve")?;

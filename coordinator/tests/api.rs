@@ -343,7 +343,11 @@ async fn bad_sweep_files_are_refused_and_insert_nothing() {
             .client()
             .submit_sweep(with_token(
                 &app.admin,
-                pb::SubmitSweepRequest { spec_yaml: yaml.into(), source_name: "bad.yaml".into() },
+                pb::SubmitSweepRequest {
+                    spec_yaml: yaml.into(),
+                    source_name: "bad.yaml".into(),
+                    data_blobs: Default::default(),
+                },
             ))
             .await
             .unwrap_err();
@@ -359,7 +363,7 @@ async fn bad_sweep_files_are_refused_and_insert_nothing() {
         .client()
         .submit_sweep(with_token(
             &app.admin,
-            pb::SubmitSweepRequest { spec_yaml: huge, source_name: "huge.yaml".into() },
+            pb::SubmitSweepRequest { spec_yaml: huge, source_name: "huge.yaml".into(), data_blobs: Default::default() },
         ))
         .await
         .unwrap_err();
@@ -474,7 +478,7 @@ async fn oversized_messages_are_refused_and_the_server_stays_healthy() {
         .client()
         .submit_sweep(with_token(
             &app.admin,
-            pb::SubmitSweepRequest { spec_yaml: huge, source_name: "big.yaml".into() },
+            pb::SubmitSweepRequest { spec_yaml: huge, source_name: "big.yaml".into(), data_blobs: Default::default() },
         ))
         .await
         .unwrap_err();

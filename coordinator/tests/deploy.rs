@@ -93,3 +93,41 @@ fn alert_rules_load_and_pass_their_tests() {
     std::fs::write(&bad, "groups:\n  - name: x\n    rules:\n      - alert: A\n        expr: rate(\n").unwrap();
     assert!(!run(Command::new(&promtool).args(["check", "rules"]).arg(&bad)).status.success());
 }
+
+/// The coordinator's IAM policy (README "Run on AWS"): valid JSON, every EC2 call the
+/// ec2 provider makes allowed, and terminate/launch held to Sweep's tag.
+#[test]
+fn iam_policy_allows_what_the_provider_calls_and_no_more() {
+    let text = std::fs::read_to_string(deploy().join("aws/coordinator-iam-policy.json")).unwrap();
+    let policy: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let statements = policy["Statement"].as_array().unwrap();
+    let actions = |s: &serde_json::Value| -> Vec<String> {
+        match &s["Action"] {
+            serde_json::Value::String(a) => vec![a.clone()],
+            v => v.as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect(),
+        }
+    };
+    let source = ["ec2.rs"]
+        .map(|f| std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/fleet").join(f)).unwrap());
+    // Each SDK call in the provider (`.run_instances()` and so on) has its action here.
+    for (call, action) in [
+        (".run_instances()", "ec2:RunInstances"),
+        (".describe_instances()", "ec2:DescribeInstances"),
+        (".describe_images()", "ec2:DescribeImages"),
+        (".describe_instance_type_offerings()", "ec2:DescribeInstanceTypeOfferings"),
+        (".terminate_instances()", "ec2:TerminateInstances"),
+    ] {
+        assert!(source[0].contains(call), "the provider makes {call}");
+        assert!(statements.iter().any(|s| actions(s).contains(&action.to_string())), "{action} allowed");
+    }
+    for s in statements {
+        assert_eq!(s["Effect"], "Allow");
+        assert!(!actions(s).iter().any(|a| a.ends_with('*')), "no wildcard actions: {s}");
+        if actions(s).contains(&"ec2:TerminateInstances".to_string()) {
+            assert_eq!(s["Condition"]["StringEquals"]["aws:ResourceTag/sweep:managed"], "true", "{s}");
+        }
+        if s["Resource"] == "arn:aws:ec2:*:*:instance/*" && actions(s).contains(&"ec2:RunInstances".to_string()) {
+            assert_eq!(s["Condition"]["StringEquals"]["aws:RequestTag/sweep:managed"], "true", "{s}");
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! path that a sweep's `parameters:` may name exists.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Which way the objective goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +93,10 @@ pub struct DatasetConfig {
     pub min_positives: u32,
     pub max_positives: u32,
     pub seed: u64,
+    /// The data files as blobs, by role (`train`, `test`, `xml`) -> SHA-256: set when
+    /// `sweep submit` uploaded them; workers fetch them by hash and ignore the paths.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub blobs: BTreeMap<String, String>,
 }
 
 impl Default for DatasetConfig {
@@ -111,6 +116,7 @@ impl Default for DatasetConfig {
             min_positives: 5,
             max_positives: 1_200,
             seed: 0,
+            blobs: BTreeMap::new(),
         }
     }
 }

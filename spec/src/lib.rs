@@ -7,6 +7,7 @@
 //! does both). Nothing here does IO.
 
 mod config;
+mod data;
 mod error;
 mod expand;
 mod locate;
@@ -14,6 +15,7 @@ mod parse;
 mod spec;
 
 pub use config::*;
+pub use data::{bind_data, data_files, sibling_xml};
 pub use error::{SpecError, SpecErrors};
 pub use expand::{config_hash, parse_and_expand};
 pub use parse::parse;

@@ -38,6 +38,17 @@ pub fn settings(database_url: &str) -> Settings {
         tls_cert: None,
         tls_key: None,
         tls_client_ca: None,
+        insecure_plaintext: false,
+        tls_ca: None,
+        public_url: None,
+        worker_binary: None,
+        fleet_reconcile_ms: 500,
+        fleet_max_instances: 32,
+        fleet_join_ttl_secs: 1_800,
+        fleet_local_dir: None,
+        blob_store: None,
+        blob_staging: None,
+        max_blob_bytes: 64 << 20,
     }
 }
 
@@ -87,7 +98,11 @@ impl TestApp {
         self.client()
             .submit_sweep(with_token(
                 &self.admin,
-                pb::SubmitSweepRequest { spec_yaml: yaml.into(), source_name: "t.yaml".into() },
+                pb::SubmitSweepRequest {
+                    spec_yaml: yaml.into(),
+                    source_name: "t.yaml".into(),
+                    data_blobs: Default::default(),
+                },
             ))
             .await
             .expect("submit")

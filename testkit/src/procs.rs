@@ -173,6 +173,18 @@ impl Cluster {
 
     /// A coordinator on `port` (a second one on the same database, say).
     pub fn coordinator_on(&self, port: u16, lease_ms: u32, heartbeat_ms: u32, extra: &[&str]) -> Proc {
+        self.coordinator_env(port, lease_ms, heartbeat_ms, extra, &[])
+    }
+
+    /// A coordinator on `port` with further flags and environment (e.g. the AWS endpoint).
+    pub fn coordinator_env(
+        &self,
+        port: u16,
+        lease_ms: u32,
+        heartbeat_ms: u32,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> Proc {
         let port_file = self.dir.path().join(format!("addr-{}", rand_suffix()));
         let child = Command::new(bin("sweep-coordinator"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", &self.db_url])
@@ -189,6 +201,7 @@ impl Cluster {
             .args(extra)
             .arg("--port-file")
             .arg(&port_file)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
             .stderr(Stdio::null())
             .spawn()
@@ -312,6 +325,12 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(upstream: u16) -> Proxy {
+        Self::start_delayed(upstream, Duration::ZERO).await
+    }
+
+    /// A proxy that holds every chunk coming back from upstream for `delay`: requests
+    /// arrive at once, their answers late (a window in which to kill the caller).
+    pub async fn start_delayed(upstream: u16, delay: Duration) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
@@ -330,9 +349,31 @@ impl Proxy {
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
                     };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
-                        _ = watch => {}
+                    if delay.is_zero() {
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                            _ = watch => {}
+                        }
+                    } else {
+                        let (mut down_r, mut down_w) = down.split();
+                        let (mut up_r, mut up_w) = up.split();
+                        let back = async {
+                            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                            let mut buf = vec![0u8; 64 * 1024];
+                            loop {
+                                let n = up_r.read(&mut buf).await?;
+                                if n == 0 {
+                                    return Ok::<_, std::io::Error>(());
+                                }
+                                tokio::time::sleep(delay).await;
+                                down_w.write_all(&buf[..n]).await?;
+                            }
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy(&mut down_r, &mut up_w) => {}
+                            _ = back => {}
+                            _ = watch => {}
+                        }
                     }
                 });
             }
@@ -344,5 +385,68 @@ impl Proxy {
     }
     pub fn set_cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::SeqCst);
+    }
+}
+
+/// An EC2 API emulator (moto) on a free port, stopped on drop. Found in any `python3`
+/// on PATH that has moto (or `SWEEP_MOTO_PYTHON`); `None` (skip) when there is none.
+pub struct Moto {
+    pub port: u16,
+    _proc: Proc,
+}
+
+impl Moto {
+    pub fn start() -> Option<Moto> {
+        let candidates: Vec<PathBuf> = std::env::var_os("SWEEP_MOTO_PYTHON")
+            .map(PathBuf::from)
+            .into_iter()
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).map(|d| d.join("python3")))
+            .filter(|p| p.is_file())
+            .collect();
+        let has_moto = |p: &PathBuf| {
+            Command::new(p)
+                .args(["-c", "import moto.server, flask"])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let Some(python) = candidates.into_iter().find(has_moto) else {
+            return crate::skip("no python3 on PATH has moto (scripts/setup.sh installs it)");
+        };
+        let port = free_port();
+        let child = Command::new(python)
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            // Refuse instance types and images EC2 would refuse.
+            .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
+            .env("MOTO_ENABLE_AMI_VALIDATION", "true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let moto = Moto { port, _proc: Proc(child) };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30), "moto did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(moto)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The environment that points the AWS SDK of a coordinator at this emulator
+    /// (or at `endpoint`, e.g. a proxy in front of it).
+    pub fn env(endpoint: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", endpoint.to_string()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("AWS_CONFIG_FILE", "/dev/null".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+        ]
     }
 }

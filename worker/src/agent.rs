@@ -15,6 +15,8 @@ use anyhow::Context;
 use sweep_client::{read_token, with_retry, Authed, Bearer, TlsArgs};
 use sweep_proto as pb;
 use sweep_trainer::data::DatasetCache;
+
+use crate::blobcache::{default_cache_dir, BlobCache};
 use sweep_trainer::train::{self, TrainError, TrialResult};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -51,9 +53,30 @@ pub struct AgentSettings {
     /// Serve Prometheus metrics at http://ADDR/metrics (trials running, epoch time, samples/s).
     #[arg(long, env = "SWEEP_WORKER_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
-    /// Exit once the queue has been empty this long (0: never). For local runs and tests.
+    /// Exit once the queue has been empty this long (0: never). For local runs, tests,
+    /// and fleet instances (whose bootstrap powers the instance off after a clean exit).
     #[arg(long, default_value_t = 0)]
     pub exit_when_idle_secs: u64,
+    /// Keep this worker's credential here (0600) after registering, and use it instead of
+    /// registering again when the worker restarts: a fleet instance's join token is
+    /// single-use.
+    #[arg(long, env = "SWEEP_WORKER_CREDENTIAL_FILE")]
+    pub credential_file: Option<PathBuf>,
+    /// Where data files fetched by hash are kept between trials and restarts (default:
+    /// ~/.cache/sweep/blobs).
+    #[arg(long, env = "SWEEP_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// The cache's size limit; least recently used files go first.
+    #[arg(long, env = "SWEEP_CACHE_MAX_BYTES", default_value_t = 50 << 30)]
+    pub cache_max_bytes: u64,
+}
+
+/// What `--credential-file` holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Credential {
+    worker_id: String,
+    worker_token: String,
+    heartbeat_ms: u32,
 }
 
 type Client = pb::agent_service_client::AgentServiceClient<Authed>;
@@ -96,6 +119,8 @@ impl Running {
 struct Agent {
     /// The coordinator, called with this worker's own credential.
     api: Client,
+    /// Data files (and models) by hash, cached on this machine.
+    blobs: BlobCache,
     /// Where trials train (CPU or a CUDA device).
     device: tch::Device,
     /// Trials running now, each with the handle that stops it.
@@ -117,7 +142,6 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow
         anyhow::ensure!(n > 0, "--threads must be at least 1");
         tch::set_num_threads(n);
     }
-    let join = read_token("SWEEP_JOIN_TOKEN", settings.join_token_file.as_deref(), "join token")?;
     if let Some(addr) = settings.metrics_listen {
         sweep_client::telemetry::serve_metrics(addr)?;
         if device.is_cuda() {
@@ -125,9 +149,16 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow
         }
     }
     let channel = sweep_client::connect::channel(&settings.coordinator, &settings.tls)?;
-    let (api, heartbeat_every) = register(&settings, channel, &join, &shutdown).await?;
+    let (bearer, heartbeat_every) = enrol(&settings, channel.clone(), &shutdown).await?;
+    let api = pb::agent_service_client::AgentServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    let blobs = BlobCache::new(
+        settings.cache_dir.clone().unwrap_or_else(default_cache_dir),
+        settings.cache_max_bytes,
+        pb::blob_service_client::BlobServiceClient::with_interceptor(channel, bearer),
+    )?;
     let agent = Arc::new(Agent {
         api,
+        blobs,
         device,
         running: Mutex::default(),
         cache: DatasetCache::default(),
@@ -145,14 +176,47 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow
     result
 }
 
-/// Enrols with the join token; returns a client that carries this worker's own
-/// credential, and how often to heartbeat.
+/// The credential saved by an earlier run, or a new registration (saved when asked).
+async fn enrol(
+    s: &AgentSettings,
+    channel: Channel,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Bearer, Duration)> {
+    if let Some(path) = s.credential_file.as_deref().filter(|p| p.exists()) {
+        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let c: Credential =
+            serde_json::from_str(&text).with_context(|| format!("{}: not a credential", path.display()))?;
+        tracing::info!(worker_id = %c.worker_id, file = %path.display(), "using the saved worker credential");
+        return Ok((Bearer::new(&c.worker_token)?, Duration::from_millis(c.heartbeat_ms as u64)));
+    }
+    let join = read_token("SWEEP_JOIN_TOKEN", s.join_token_file.as_deref(), "join token")?;
+    let reg = register(s, channel, &join, shutdown).await?;
+    let bearer = Bearer::new(&reg.worker_token)?;
+    let heartbeat = Duration::from_millis(reg.heartbeat_ms as u64);
+    if let Some(path) = s.credential_file.as_deref() {
+        let c = Credential { worker_id: reg.worker_id, worker_token: reg.worker_token, heartbeat_ms: reg.heartbeat_ms };
+        write_private(path, &serde_json::to_string(&c)?).with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok((bearer, heartbeat))
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
+}
+
+/// Enrols with the join token; returns the registration (this worker's own credential).
 async fn register(
     s: &AgentSettings,
     channel: Channel,
     join: &str,
     shutdown: &CancellationToken,
-) -> anyhow::Result<(Client, Duration)> {
+) -> anyhow::Result<pb::RegisterResponse> {
     let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     let gpus: Vec<String> = if tch::Cuda::is_available() {
         (0..tch::Cuda::device_count()).map(|i| format!("cuda:{i}")).collect()
@@ -175,8 +239,7 @@ async fn register(
     .context("register with the coordinator")?
     .into_inner();
     tracing::info!(worker_id = %reg.worker_id, name = %req.name, slots = s.slots, "registered");
-    let api = pb::agent_service_client::AgentServiceClient::with_interceptor(channel, Bearer::new(&reg.worker_token)?);
-    Ok((api, Duration::from_millis(reg.heartbeat_ms as u64)))
+    Ok(reg)
 }
 
 impl Agent {
@@ -388,6 +451,7 @@ impl Agent {
         handle: &Running,
     ) -> Result<TrialResult, TrainError> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let config_json = self.blobs.materialize(config_json).await?;
         let (control, cache, device, span) =
             (handle.control.clone(), self.cache.clone(), self.device, tracing::Span::current());
         let work = tokio::task::spawn_blocking(move || {

@@ -2,3 +2,4 @@
 //! the trainer crate and reports back. `sweep-worker train` runs one trial alone.
 
 pub mod agent;
+pub mod blobcache;

@@ -15,7 +15,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Lease trials from a coordinator and train them.
-    Run(agent::AgentSettings),
+    Run(Box<agent::AgentSettings>),
     /// Train one trial alone, no coordinator (the agent runs the same code).
     Train {
         /// A resolved trial config, as `sweep validate FILE -o json` prints one trial's `config`.
@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Run(settings) => tokio::runtime::Runtime::new()?.block_on(async {
             let shutdown = sweep_client::signal::shutdown_token();
-            agent::run(settings, shutdown).await
+            agent::run(*settings, shutdown).await
         }),
         Cmd::Train { config, device, out } => train_alone(&config, &device, out.as_deref()),
     }

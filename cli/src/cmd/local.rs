@@ -330,7 +330,7 @@ async fn with_postgres(
     eprintln!("sweep local: coordinator {addr}, {} worker(s), data in {}", args.workers, data.display());
     let mut client = Conn::local(addr, data.join("token")).connect().await?;
     let sub = client
-        .submit_sweep(pb::SubmitSweepRequest { spec_yaml: yaml, source_name: source })
+        .submit_sweep(pb::SubmitSweepRequest { spec_yaml: yaml, source_name: source, data_blobs: Default::default() })
         .await
         .map_err(|s| status_error("submit", s))?
         .into_inner();

@@ -2,6 +2,7 @@
 
 pub mod best;
 pub mod cancel;
+pub mod fleet;
 pub mod local;
 pub mod report;
 pub mod retry;
@@ -39,6 +40,11 @@ pub enum Cmd {
     Workers,
     /// Write a self-contained HTML report: leaderboard, curves, grid heatmap, label groups.
     Report(report::Args),
+    /// GPU workers on rented instances: launch, list, inspect, retire (admin token).
+    Fleet {
+        #[command(subcommand)]
+        cmd: fleet::Cmd,
+    },
     /// Run a sweep on this machine: a private Postgres, a coordinator and N workers,
     /// live progress, then the leaderboard. Everything stops at the end or on Ctrl-C.
     Local(local::Args),
@@ -57,6 +63,7 @@ pub async fn run(cmd: Cmd, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
         Cmd::Workers => workers::run(conn, fmt).await,
         Cmd::Report(a) => report::run(a, conn).await,
         Cmd::Local(a) => local::run(a).await,
+        Cmd::Fleet { cmd } => fleet::run(cmd, conn, fmt).await,
     }
 }
 

@@ -1,5 +1,6 @@
 //! `sweep submit FILE [--watch]`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use sweep_proto as pb;
@@ -13,14 +14,70 @@ pub struct Args {
     /// Follow progress until the sweep ends.
     #[arg(long)]
     watch: bool,
+    /// Where relative data paths (and MULAN names) resolve, when not beside this
+    /// directory (default: $SWEEP_DATA_DIR, else ../shared/datasets).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Do not upload data files: every worker reads them from its own disk.
+    #[arg(long)]
+    no_upload: bool,
+}
+
+/// Where a data path as written is on this machine: absolute, beside the current
+/// directory, or under the data directory.
+fn locate(path: &str, data_dir: &std::path::Path) -> Option<PathBuf> {
+    let p = PathBuf::from(path);
+    if p.is_absolute() || p.exists() {
+        return p.exists().then_some(p);
+    }
+    let under = data_dir.join(path);
+    under.exists().then_some(under)
+}
+
+/// Uploads every data file the trials read (once each, skipped when the store has it);
+/// returns path as written -> SHA-256.
+async fn upload_data(
+    trials: &[sweep_spec::Trial],
+    data_dir: &std::path::Path,
+    conn: &Conn,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let paths: BTreeSet<String> =
+        trials.iter().flat_map(|t| sweep_spec::data_files(&t.config.dataset)).map(|(_, p)| p).collect();
+    let mut out = BTreeMap::new();
+    if paths.is_empty() {
+        return Ok(out);
+    }
+    let mut blobs = conn.blobs().await?;
+    for p in paths {
+        let Some(local) = locate(&p, data_dir) else {
+            anyhow::bail!(
+                "data file `{p}` not found here (nor under {}): pass --data DIR, or --no-upload if every worker has it",
+                data_dir.display()
+            );
+        };
+        let (sha, size) = sweep_client::blobs::upload(&mut blobs, &local).await?;
+        eprintln!("data {p}: {size} bytes, sha256 {}", &sha[..12]);
+        out.insert(p, sha);
+    }
+    Ok(out)
 }
 
 pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
     // Checked here first: a bad file never reaches the coordinator.
-    let (yaml, _, _) = super::read_sweep_file(&a.file, sweep_spec::Limits { max_trials: u64::MAX })?;
+    let (yaml, _, trials) = super::read_sweep_file(&a.file, sweep_spec::Limits { max_trials: u64::MAX })?;
+    let data_blobs = if a.no_upload {
+        Default::default()
+    } else {
+        let dir = a.data.clone().unwrap_or_else(sweep_spec_data_dir);
+        upload_data(&trials, &dir, conn).await?
+    };
     let mut c = conn.connect().await?;
     let r = c
-        .submit_sweep(pb::SubmitSweepRequest { spec_yaml: yaml, source_name: a.file.display().to_string() })
+        .submit_sweep(pb::SubmitSweepRequest {
+            spec_yaml: yaml,
+            source_name: a.file.display().to_string(),
+            data_blobs: data_blobs.into_iter().collect(),
+        })
         .await
         .map_err(|s| status_error("submit", s))?
         .into_inner();
@@ -36,4 +93,9 @@ pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
         super::watch::follow(&mut c, &r.sweep_id).await?;
     }
     Ok(())
+}
+
+/// `$SWEEP_DATA_DIR`, else `../shared/datasets` (the trainer's rule).
+fn sweep_spec_data_dir() -> PathBuf {
+    std::env::var_os("SWEEP_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("../shared/datasets"))
 }

@@ -36,6 +36,9 @@ pub async fn claim(db: impl PgExecutor<'_>, worker: Uuid, n: u32, lease_ms: u32)
              SELECT q.id FROM trials q
              WHERE q.state = 'queued' AND q.not_before <= now()
                AND EXISTS (SELECT 1 FROM workers w WHERE w.id = $1 AND w.state NOT IN ('revoked', 'quarantined'))
+               -- a fleet instance's worker serves its fleet's sweeps only (all, when it names none)
+               AND NOT EXISTS (SELECT 1 FROM instances i JOIN fleets f ON f.id = i.fleet_id
+                               WHERE i.worker_id = $1 AND cardinality(f.sweeps) > 0 AND q.sweep_id <> ALL (f.sweeps))
              ORDER BY q.created_at, q.seq
              LIMIT $2
              FOR UPDATE SKIP LOCKED)

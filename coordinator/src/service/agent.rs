@@ -10,7 +10,7 @@ use tracing::instrument;
 
 use super::{convert, AppState};
 use crate::auth;
-use crate::db::{trials, workers};
+use crate::db::{fleets, trials, workers};
 use crate::error::{CoordinatorError, Result};
 use crate::states::TrialState;
 
@@ -98,7 +98,7 @@ fn kind(k: i32) -> Result<trials::FailureKind> {
 impl pb::agent_service_server::AgentService for AgentApi {
     #[instrument(skip_all, fields(name))]
     async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
-        auth::join(&self.state.db, &req).await?;
+        let joiner = auth::join(&self.state.db, &req).await?;
         let r = req.into_inner();
         tracing::Span::current().record("name", r.name.as_str());
         let text_ok = |s: &str| s.len() <= 256;
@@ -109,8 +109,22 @@ impl pb::agent_service_server::AgentService for AgentApi {
             return Err(CoordinatorError::InvalidArgument("slots: 1 to 1024; gpus: at most 64".into()).into());
         }
         let w = workers::NewWorker { name: r.name, host: r.host, gpus: r.gpus, slots: r.slots, version: r.version };
-        let (id, token) = workers::register(&self.state.db, &w).await?;
-        tracing::info!(worker_id = %id, name = %w.name, slots = w.slots, gpus = ?w.gpus, "worker registered");
+        // An instance's token is spent in the same transaction that creates the worker:
+        // two registrations with one token make one worker.
+        let mut tx = self.state.db.begin().await.map_err(CoordinatorError::from)?;
+        let instance = match &joiner {
+            auth::Joiner::Standing => None,
+            auth::Joiner::Instance(hash) => Some(fleets::spend_join(&mut *tx, hash).await?.ok_or_else(|| {
+                CoordinatorError::Unauthenticated("instance join token unknown, already used or expired".into())
+            })?),
+        };
+        let (id, token) = workers::register(&mut *tx, &w).await?;
+        if let Some(instance) = instance {
+            fleets::bind_worker(&mut *tx, instance, id).await?;
+        }
+        tx.commit().await.map_err(CoordinatorError::from)?;
+        tracing::info!(worker_id = %id, name = %w.name, slots = w.slots, gpus = ?w.gpus, instance = ?instance,
+            "worker registered");
         Ok(Response::new(pb::RegisterResponse {
             worker_id: id.to_string(),
             worker_token: token,

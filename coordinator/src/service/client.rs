@@ -42,10 +42,21 @@ impl ClientApi {
         // Parsing and expansion are CPU work (up to the grid cap): off the async threads.
         let yaml = req.spec_yaml.clone();
         let name = name.to_string();
-        let (spec, trials) = tokio::task::spawn_blocking(move || sweep_spec::parse_and_expand(&yaml, &name, limits))
-            .await
-            .map_err(|e| anyhow::anyhow!("expansion task: {e}"))?
-            .map_err(|e| CoordinatorError::InvalidArgument(e.to_string()))?;
+        for (path, sha) in &req.data_blobs {
+            if !crate::blobs::is_sha256(sha) || self.state.blobs.stored(sha).await?.is_none() {
+                return Err(CoordinatorError::FailedPrecondition(format!(
+                    "data file `{path}`: blob {sha} is not in the store (upload it first)"
+                )));
+            }
+        }
+        let uploaded: std::collections::BTreeMap<String, String> = req.data_blobs.clone().into_iter().collect();
+        let (spec, trials) = tokio::task::spawn_blocking(move || {
+            let (spec, mut trials) = sweep_spec::parse_and_expand(&yaml, &name, limits).map_err(|e| e.to_string())?;
+            sweep_spec::bind_data(&mut trials, &uploaded).map(|()| (spec, trials))
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("expansion task: {e}"))?
+        .map_err(CoordinatorError::InvalidArgument)?;
         let mut tx = self.state.db.begin().await?;
         let out = sweeps::submit(&mut tx, &spec, &req.spec_yaml, &trials).await?;
         tx.commit().await?;
@@ -188,6 +199,38 @@ impl pb::client_service_server::ClientService for ClientApi {
             })
             .collect();
         Ok(Response::new(pb::TrialHistoryResponse { epochs }))
+    }
+
+    #[instrument(skip_all)]
+    async fn create_fleet(
+        &self,
+        req: Request<pb::CreateFleetRequest>,
+    ) -> Result<Response<pb::CreateFleetResponse>, Status> {
+        auth::admin(&self.state.db, &req).await?;
+        Ok(Response::new(super::fleet::create(&self.state, req.into_inner()).await?))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_fleets(
+        &self,
+        req: Request<pb::ListFleetsRequest>,
+    ) -> Result<Response<pb::ListFleetsResponse>, Status> {
+        auth::admin(&self.state.db, &req).await?;
+        Ok(Response::new(super::fleet::list(&self.state).await?))
+    }
+
+    #[instrument(skip_all)]
+    async fn get_fleet(&self, req: Request<pb::GetFleetRequest>) -> Result<Response<pb::Fleet>, Status> {
+        auth::admin(&self.state.db, &req).await?;
+        let id = super::fleet::parse_fleet_id(&req.get_ref().fleet_id)?;
+        Ok(Response::new(super::fleet::get(&self.state, id).await?))
+    }
+
+    #[instrument(skip_all)]
+    async fn down_fleet(&self, req: Request<pb::DownFleetRequest>) -> Result<Response<pb::Fleet>, Status> {
+        auth::admin(&self.state.db, &req).await?;
+        let id = super::fleet::parse_fleet_id(&req.get_ref().fleet_id)?;
+        Ok(Response::new(super::fleet::down(&self.state, id).await?))
     }
 
     type WatchSweepStream = EventStream;

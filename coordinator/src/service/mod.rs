@@ -2,8 +2,10 @@
 //! into domain values once, replies built from store rows once.
 
 pub mod agent;
+pub mod blob;
 pub mod client;
 mod convert;
+pub mod fleet;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,13 +26,23 @@ pub struct AppState {
     /// Which sweep changed; the watch streams follow it.
     pub changes: broadcast::Sender<Uuid>,
     pub worker_auth: crate::auth::WorkerCache,
+    /// Providers, the worker binary and the coordinator's address, for fleets.
+    pub fleets: crate::fleet::Fleets,
+    /// Datasets and model artifacts, by SHA-256.
+    pub blobs: crate::blobs::Blobs,
 }
 
 impl AppState {
-    pub fn new(db: PgPool, settings: Settings) -> Arc<Self> {
+    pub fn new(db: PgPool, settings: Settings) -> anyhow::Result<Arc<Self>> {
         let (changes, _) = broadcast::channel(4096);
         let worker_auth = crate::auth::WorkerCache::new(Duration::from_millis(settings.lease_ms as u64));
-        Arc::new(AppState { db, settings, work: Notify::new(), changes, worker_auth })
+        let fleets = crate::fleet::Fleets::new(&settings)?;
+        let blobs = crate::blobs::Blobs::open(
+            &settings.blob_store(),
+            settings.blob_staging.as_deref(),
+            settings.max_blob_bytes,
+        )?;
+        Ok(Arc::new(AppState { db, settings, work: Notify::new(), changes, worker_auth, fleets, blobs }))
     }
 
     pub fn changed(&self, sweep: Uuid) {

@@ -1,0 +1,309 @@
+//! Brings each fleet's actual instances to what it should have, one pass at a time.
+//!
+//! A pass over one fleet holds that fleet's advisory lock (so `fleet up`, `fleet down`
+//! and the periodic reconciler, on this coordinator or another, never launch for the
+//! same fleet at once), then:
+//! 1. describes the fleet's instances by tag and folds that into the rows: a row
+//!    without a provider id whose tagged instance exists is adopted (a crash between
+//!    "launched" and "recorded"); one whose instance is gone is marked terminated
+//!    ("vanished": spot reclaim, terminated by hand); an instance with a tag but no row
+//!    is adopted as a row;
+//! 2. ends the fleet at `max_hours`, and works out its target: `desired`, or zero when
+//!    it is ending or its sweeps have had nothing queued or leased for `idle_minutes`;
+//! 3. launches what is missing (a row first, with a fresh single-use join token, then
+//!    the provider call with the row's id as idempotency token), relaunches rows that
+//!    never reached the provider, and terminates what is extra, idle instances first,
+//!    and instances that never enrolled before their join token expired.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
+use uuid::Uuid;
+
+use super::bootstrap::Bootstrap;
+use super::{Described, FleetSpec, Launch, Provider};
+use crate::db::fleets::{self, FleetRow, InstanceRow};
+use crate::db::tokens;
+use crate::error::{CoordinatorError, Result};
+use crate::maintenance::Maintenance;
+use crate::service::AppState;
+
+/// Advisory lock class of per-fleet passes ("SWPF").
+const FLEET_LOCK_CLASS: i32 = 0x5357_5046;
+
+/// A fleet's advisory lock, on a pooled connection of its own. Released on `release`;
+/// dropped without it (an error, a panic), the connection is closed, which ends its
+/// session and so the lock: it can never be left behind in the pool.
+struct FleetLock {
+    conn: Option<PoolConnection<Postgres>>,
+    key: i32,
+}
+
+impl FleetLock {
+    async fn acquire(db: &PgPool, fleet: Uuid) -> Result<FleetLock> {
+        let mut conn = db.acquire().await?;
+        let b = fleet.as_bytes();
+        let key = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        sqlx::query("SELECT pg_advisory_lock($1, $2)").bind(FLEET_LOCK_CLASS).bind(key).execute(&mut *conn).await?;
+        Ok(FleetLock { conn: Some(conn), key })
+    }
+
+    async fn release(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+                .bind(FLEET_LOCK_CLASS)
+                .bind(self.key)
+                .execute(&mut *conn)
+                .await;
+            if unlocked.is_err() {
+                drop(conn.detach());
+            }
+        }
+    }
+}
+
+impl Drop for FleetLock {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
+}
+
+/// What one pass over one fleet did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pass {
+    pub launched: usize,
+    pub adopted: usize,
+    pub vanished: usize,
+    pub terminated: usize,
+    /// The first provider error of the pass (launches stop at it).
+    pub error: Option<String>,
+}
+
+/// One pass over one fleet (see the module's comment).
+pub async fn reconcile_fleet(state: &AppState, fleet: Uuid) -> Result<Pass> {
+    let lock = FleetLock::acquire(&state.db, fleet).await?;
+    let out = pass(state, fleet).await;
+    lock.release().await;
+    if let Ok(p) = &out {
+        if *p != Pass::default() {
+            tracing::info!(%fleet, launched = p.launched, adopted = p.adopted, vanished = p.vanished,
+                terminated = p.terminated, error = p.error.as_deref().unwrap_or(""), "fleet reconciled");
+        }
+    }
+    out
+}
+
+async fn pass(state: &AppState, fleet: Uuid) -> Result<Pass> {
+    let db = &state.db;
+    let providers = &state.fleets.providers;
+    let mut f = fleets::get(db, fleet).await?;
+    let spec = f.spec.0.clone();
+    let mut out = Pass::default();
+    let described = match providers.describe(&spec, fleet).await {
+        Ok(d) => d,
+        Err(e) => {
+            fleets::set_error(db, fleet, Some(&e.to_string())).await?;
+            out.error = Some(e.to_string());
+            return Ok(out);
+        }
+    };
+    let rows = fleets::instances(db, fleet).await?;
+    sync(db, fleet, &rows, &described, &mut out).await?;
+
+    let mut rows = fleets::instances(db, fleet).await?;
+    let hours = (f.now - f.created_at).num_milliseconds() as f64 / 3.6e6;
+    if f.state == "active" && hours >= f.max_hours {
+        tracing::warn!(%fleet, hours, "fleet reached its max hours: terminating everything");
+        fleets::end(db, fleet, "expired", None).await?;
+        f.state = "expired".into();
+    }
+    let (target, why) = target(db, &f).await?;
+
+    // Terminate what never enrolled in time, what is extra, and repeat the call for
+    // everything being terminated that the provider still shows alive.
+    let live_ids: HashSet<&str> =
+        described.iter().filter(|d| d.state.is_live()).map(|d| d.provider_id.as_str()).collect();
+    let mut ending: Vec<(Uuid, String)> = Vec::new();
+    for r in rows.iter().filter(|r| r.state == "running" && r.worker_id.is_none() && r.join_expires_at < r.now) {
+        ending.push((r.id, "never enrolled before its join token expired".into()));
+    }
+    let mut live: Vec<&InstanceRow> =
+        rows.iter().filter(|r| r.is_live() && !ending.iter().any(|(id, _)| *id == r.id)).collect();
+    if live.len() > target {
+        // Keep the busiest and oldest: end rows that never launched, then idle ones, newest first.
+        live.sort_by_key(|r| (r.provider_id.is_some(), !r.trials.is_empty(), std::cmp::Reverse(r.launched_at)));
+        for r in &live[..live.len() - target] {
+            ending.push((r.id, why.clone()));
+        }
+    }
+    for (id, reason) in &ending {
+        fleets::set_state(db, *id, "terminating", reason).await?;
+    }
+    if !ending.is_empty() {
+        rows = fleets::instances(db, fleet).await?;
+    }
+    let to_terminate: Vec<String> = rows
+        .iter()
+        .filter(|r| r.state == "terminating")
+        .filter_map(|r| r.provider_id.clone())
+        .filter(|p| live_ids.contains(p.as_str()))
+        .collect();
+    if !to_terminate.is_empty() {
+        match providers.terminate(&spec, &to_terminate).await {
+            Ok(()) => out.terminated += to_terminate.len(),
+            Err(e) => out.error = Some(e.to_string()),
+        }
+    }
+    // Rows being terminated that never reached the provider are done.
+    for r in rows.iter().filter(|r| r.state == "terminating" && r.provider_id.is_none()) {
+        fleets::set_state(db, r.id, "terminated", "never launched").await?;
+    }
+
+    // Launch: first rows that never reached the provider, then new ones.
+    if f.state == "active" && out.error.is_none() {
+        let pending: Vec<Uuid> =
+            rows.iter().filter(|r| r.state == "launching" && r.provider_id.is_none()).map(|r| r.id).collect();
+        let live_now = rows.iter().filter(|r| r.is_live()).count();
+        let new = target.saturating_sub(live_now);
+        let retries = pending.into_iter().map(|id| (id, false));
+        let fresh = (0..new).map(|_| (Uuid::new_v4(), true));
+        for (id, is_new) in retries.chain(fresh) {
+            if let Err(e) = launch(state, &f, &spec, id, is_new).await {
+                fleets::set_error(db, fleet, Some(&e)).await?;
+                out.error = Some(e);
+                break;
+            }
+            out.launched += 1;
+        }
+        if out.error.is_none() && f.error.is_some() {
+            fleets::set_error(db, fleet, None).await?;
+        }
+    }
+    Ok(out)
+}
+
+/// Folds what the provider shows into the rows.
+async fn sync(db: &PgPool, fleet: Uuid, rows: &[InstanceRow], described: &[Described], out: &mut Pass) -> Result<()> {
+    let by_instance: HashMap<Uuid, &Described> = described.iter().filter_map(|d| d.instance.map(|i| (i, d))).collect();
+    let known: HashSet<Uuid> = rows.iter().map(|r| r.id).collect();
+    for d in described.iter().filter(|d| d.state.is_live()) {
+        match d.instance {
+            Some(i) if !known.contains(&i) => {
+                tracing::warn!(%fleet, instance = %i, provider_id = %d.provider_id, "adopting an instance with no row");
+                fleets::adopt(db, fleet, i, &d.provider_id).await?;
+                out.adopted += 1;
+            }
+            _ => {}
+        }
+    }
+    let mut seen = Vec::new();
+    for r in rows.iter().filter(|r| r.state != "terminated") {
+        match by_instance.get(&r.id) {
+            Some(d) if r.provider_id.is_none() => {
+                tracing::info!(%fleet, instance = %r.id, provider_id = %d.provider_id, "adopting a launched instance");
+                fleets::set_launched(db, r.id, &d.provider_id).await?;
+                out.adopted += 1;
+            }
+            Some(d) if d.state.is_live() => seen.push(r.id),
+            Some(d) if d.state == super::Observed::Terminated => {
+                fleets::set_state(db, r.id, "terminated", "vanished (spot reclaim, or terminated outside Sweep)")
+                    .await?;
+                out.vanished += usize::from(r.state == "running");
+            }
+            Some(_) => {
+                fleets::set_state(db, r.id, "terminating", "shutting down outside Sweep").await?;
+            }
+            None if r.provider_id.is_some() => {
+                fleets::set_state(db, r.id, "terminated", "vanished (spot reclaim, or terminated outside Sweep)")
+                    .await?;
+                out.vanished += usize::from(r.state == "running");
+            }
+            None => {} // never reached the provider: relaunched (or dropped) below
+        }
+    }
+    fleets::seen(db, &seen).await
+}
+
+/// How many instances the fleet should have now, and why any beyond that end.
+async fn target(db: &PgPool, f: &FleetRow) -> Result<(usize, String)> {
+    match f.state.as_str() {
+        "active" => {}
+        "down" => return Ok((0, "fleet down".into())),
+        "expired" => return Ok((0, format!("fleet reached its max hours ({})", f.max_hours))),
+        other => return Ok((0, format!("fleet {other}"))),
+    }
+    let work = fleets::has_work(db, &f.sweeps).await?;
+    let idle = fleets::mark_idle(db, f.id, !work).await?;
+    if !work && idle >= f.idle_minutes {
+        return Ok((0, format!("idle for {:.1} minutes", f.idle_minutes)));
+    }
+    Ok((f.desired.max(0) as usize, "scaled in".into()))
+}
+
+/// Launches one instance: its row (new, or one that never reached the provider, with a
+/// fresh join token), the rendered bootstrap, the provider call, the provider id.
+async fn launch(state: &AppState, f: &FleetRow, spec: &FleetSpec, id: Uuid, is_new: bool) -> Result<(), String> {
+    let db = &state.db;
+    let join = tokens::generate("swp_ijoin");
+    let ttl = state.settings.fleet_join_ttl_secs;
+    let expires = if is_new {
+        fleets::insert_launching(db, f.id, id, &tokens::hash(&join), ttl).await
+    } else {
+        fleets::renew_join(db, id, &tokens::hash(&join), ttl).await
+    }
+    .map_err(|e| e.to_string())?;
+    let fl = &state.fleets;
+    let worker = fl.worker_binary().await?;
+    let coordinator = fl.public_url(spec.provider)?;
+    let user_data = Bootstrap {
+        coordinator: &coordinator,
+        worker_sha256: &worker.sha256,
+        fleet: f.id,
+        instance: id,
+        join_token: &join,
+        join_expires: expires,
+        ca_pem: fl.ca_pem.as_deref(),
+        idle_secs: (f.idle_minutes * 60.0).ceil() as u64 + 30,
+        max_minutes: (f.max_hours * 60.0).ceil() as u64,
+    }
+    .render()?;
+    let provider_id = fl
+        .providers
+        .launch(&Launch { fleet: f.id, instance: id, spec, user_data: &user_data })
+        .await
+        .map_err(|e| e.to_string())?;
+    fleets::set_launched(db, id, &provider_id).await.map_err(|e| e.to_string())?;
+    tracing::info!(fleet = %f.id, instance = %id, %provider_id, "instance launched");
+    Ok(())
+}
+
+/// The periodic reconciler: a pass over every fleet that needs one.
+pub struct Reconciler(pub Arc<AppState>);
+
+impl Maintenance for Reconciler {
+    /// Passes that did something, by fleet.
+    type Report = Vec<(Uuid, Pass)>;
+    const NAME: &'static str = "fleet-reconciler";
+
+    fn period(&self) -> Duration {
+        Duration::from_millis(self.0.settings.fleet_reconcile_ms.max(100) as u64)
+    }
+
+    async fn run_once(&self) -> Result<Self::Report> {
+        let mut report = Vec::new();
+        for id in fleets::to_reconcile(&self.0.db).await? {
+            match reconcile_fleet(&self.0, id).await {
+                Ok(p) if p != Pass::default() => report.push((id, p)),
+                Ok(_) => {}
+                Err(e @ CoordinatorError::Unavailable(_)) => return Err(e),
+                Err(e) => tracing::warn!(fleet = %id, error = %e, "fleet pass failed"),
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,195 @@
+//! Fleet calls of the client service (admin token): create (with a first reconcile
+//! pass, so a refusal surfaces here and leaves nothing running), list, get, down.
+
+use sweep_proto as pb;
+use uuid::Uuid;
+
+use super::{parse_id, AppState};
+use crate::db::fleets::{self, FleetRow, InstanceRow, NewFleet};
+use crate::db::sweeps;
+use crate::error::{CoordinatorError, Result};
+use crate::fleet::reconcile::reconcile_fleet;
+use crate::fleet::{FleetSpec, Provider, ProviderKind};
+
+/// Largest fleet one call may ask for.
+const MAX_COUNT: u32 = 1_000;
+
+fn invalid(msg: impl Into<String>) -> CoordinatorError {
+    CoordinatorError::InvalidArgument(msg.into())
+}
+
+fn name_ok(s: &str) -> bool {
+    s.len() <= 255 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c))
+}
+
+/// The request's spec, checked field by field.
+fn spec(s: pb::FleetSpec) -> Result<FleetSpec> {
+    let provider: ProviderKind = s.provider.parse().map_err(invalid)?;
+    if provider == ProviderKind::Ec2 && s.instance_type.is_empty() {
+        return Err(invalid("instance_type: required for ec2 (e.g. g5.xlarge)"));
+    }
+    for (field, v) in [
+        ("instance_type", &s.instance_type),
+        ("region", &s.region),
+        ("subnet", &s.subnet),
+        ("image", &s.image),
+        ("key_name", &s.key_name),
+        ("instance_profile", &s.instance_profile),
+    ] {
+        if !name_ok(v) {
+            return Err(invalid(format!("{field}: `{v}` has characters no {field} has")));
+        }
+    }
+    if let Some(g) = s.security_groups.iter().find(|g| g.is_empty() || !name_ok(g)) {
+        return Err(invalid(format!("security_groups: `{g}` is not a security group id")));
+    }
+    Ok(FleetSpec {
+        provider,
+        instance_type: s.instance_type,
+        spot: s.spot,
+        region: s.region,
+        subnet: s.subnet,
+        security_groups: s.security_groups,
+        image: s.image,
+        key_name: s.key_name,
+        instance_profile: s.instance_profile,
+    })
+}
+
+pub async fn create(state: &AppState, r: pb::CreateFleetRequest) -> Result<pb::CreateFleetResponse> {
+    let spec = spec(r.spec.ok_or_else(|| invalid("spec: missing"))?)?;
+    if r.count == 0 || r.count > MAX_COUNT {
+        return Err(invalid(format!("count: {} (1 to {MAX_COUNT})", r.count)));
+    }
+    let max_count = if r.max_count == 0 { r.count } else { r.max_count };
+    if r.count > max_count {
+        return Err(invalid(format!("count {} is above --max-count {max_count}: refused, nothing launched", r.count)));
+    }
+    if !(r.max_hours > 0.0 && r.max_hours <= 24.0 * 31.0) {
+        return Err(invalid(format!("max_hours: {} (more than 0, at most 744)", r.max_hours)));
+    }
+    if !(r.idle_minutes > 0.0 && r.idle_minutes <= 24.0 * 60.0) {
+        return Err(invalid(format!("idle_minutes: {} (more than 0, at most 1440)", r.idle_minutes)));
+    }
+    let mut sweep_ids = Vec::new();
+    for s in &r.sweep_ids {
+        let id = parse_id("sweep_ids", s)?;
+        sweeps::get(&state.db, id).await?;
+        sweep_ids.push(id);
+    }
+    let quota = state.settings.fleet_max_instances as i64;
+    let already = fleets::desired_total(&state.db).await?;
+    if already + r.count as i64 > quota {
+        return Err(CoordinatorError::ResourceExhausted(format!(
+            "{} more instances would bring the active fleets to {}, above this coordinator's \
+             --fleet-max-instances {quota}: refused, nothing launched",
+            r.count,
+            already + r.count as i64
+        )));
+    }
+    let fl = &state.fleets;
+    fl.public_url(spec.provider).map_err(CoordinatorError::FailedPrecondition)?;
+    fl.worker_binary().await.map_err(CoordinatorError::FailedPrecondition)?;
+    let spec = fl.providers.prepare(spec).await.map_err(|e| CoordinatorError::FailedPrecondition(e.to_string()))?;
+    let id = fleets::create(
+        &state.db,
+        &NewFleet {
+            spec: &spec,
+            desired: r.count,
+            max_count,
+            max_hours: r.max_hours,
+            idle_minutes: r.idle_minutes,
+            sweeps: &sweep_ids,
+        },
+    )
+    .await?;
+    tracing::info!(fleet = %id, provider = spec.provider.as_str(), instance_type = %spec.instance_type,
+        count = r.count, spot = spec.spot, "fleet created");
+    let first = reconcile_fleet(state, id).await?;
+    if let Some(error) = first.error {
+        // Nothing half-made stays: the fleet ends and what it launched is terminated.
+        fleets::end(&state.db, id, "failed", Some(&error)).await?;
+        reconcile_fleet(state, id).await?;
+        return Err(CoordinatorError::FailedPrecondition(format!(
+            "fleet up failed, everything it launched is being terminated: {error}"
+        )));
+    }
+    Ok(pb::CreateFleetResponse { fleet_id: id.to_string(), fleet: Some(get(state, id).await?) })
+}
+
+pub async fn get(state: &AppState, id: Uuid) -> Result<pb::Fleet> {
+    let f = fleets::get(&state.db, id).await?;
+    let instances = fleets::instances(&state.db, id).await?;
+    Ok(fleet(f, instances))
+}
+
+pub async fn list(state: &AppState) -> Result<pb::ListFleetsResponse> {
+    let mut out = Vec::new();
+    for f in fleets::list(&state.db).await? {
+        let instances = fleets::instances(&state.db, f.id).await?;
+        out.push(fleet(f, instances));
+    }
+    Ok(pb::ListFleetsResponse { fleets: out })
+}
+
+pub async fn down(state: &AppState, id: Uuid) -> Result<pb::Fleet> {
+    fleets::get(&state.db, id).await?;
+    fleets::end(&state.db, id, "down", None).await?;
+    tracing::info!(fleet = %id, "fleet down: terminating its instances");
+    let pass = reconcile_fleet(state, id).await?;
+    if let Some(e) = pass.error {
+        return Err(CoordinatorError::FailedPrecondition(format!("fleet down: {e} (the reconciler keeps trying)")));
+    }
+    get(state, id).await
+}
+
+pub fn parse_fleet_id(s: &str) -> Result<Uuid> {
+    parse_id("fleet_id", s)
+}
+
+fn ms(t: Option<chrono::DateTime<chrono::Utc>>) -> i64 {
+    t.map(crate::db::unix_ms).unwrap_or(0)
+}
+
+fn fleet(f: FleetRow, instances: Vec<InstanceRow>) -> pb::Fleet {
+    let s = f.spec.0;
+    pb::Fleet {
+        fleet_id: f.id.to_string(),
+        spec: Some(pb::FleetSpec {
+            provider: s.provider.as_str().into(),
+            instance_type: s.instance_type,
+            spot: s.spot,
+            region: s.region,
+            subnet: s.subnet,
+            security_groups: s.security_groups,
+            image: s.image,
+            key_name: s.key_name,
+            instance_profile: s.instance_profile,
+        }),
+        state: f.state,
+        desired: f.desired as u32,
+        max_count: f.max_count as u32,
+        max_hours: f.max_hours,
+        idle_minutes: f.idle_minutes,
+        sweep_ids: f.sweeps.iter().map(Uuid::to_string).collect(),
+        created_unix_ms: crate::db::unix_ms(f.created_at),
+        idle_since_unix_ms: ms(f.idle_since),
+        error: f.error.unwrap_or_default(),
+        instance_hours: instances.iter().map(InstanceRow::hours).sum(),
+        instances: instances
+            .into_iter()
+            .map(|i| pb::Instance {
+                instance_id: i.id.to_string(),
+                hours: i.hours(),
+                provider_id: i.provider_id.unwrap_or_default(),
+                state: i.state,
+                worker_id: i.worker_id.map(|w| w.to_string()).unwrap_or_default(),
+                worker_name: i.worker_name.unwrap_or_default(),
+                trial_ids: i.trials.iter().map(Uuid::to_string).collect(),
+                launched_unix_ms: crate::db::unix_ms(i.launched_at),
+                terminated_unix_ms: ms(i.terminated_at),
+                end_reason: i.end_reason.unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
