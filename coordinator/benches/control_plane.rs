@@ -53,6 +53,7 @@ async fn agent(ch: Channel, token: String, latencies: Arc<Mutex<Vec<Duration>>>)
             result_json: String::new(),
             lease_next: 1,
             pruned: false,
+            model_sha256: String::new(),
         };
         let s = Instant::now();
         next = c.complete(with_token(&token, complete)).await.expect("complete").into_inner().next;

@@ -94,6 +94,10 @@ pub struct Settings {
     /// Largest blob accepted (a data file, a model).
     #[arg(long, env = "SWEEP_MAX_BLOB_BYTES", default_value_t = 4 << 30)]
     pub max_blob_bytes: u64,
+    /// Trained models kept per sweep: those of the best trials by the objective; the
+    /// others are deleted from the blob store.
+    #[arg(long, env = "SWEEP_KEEP_MODELS", default_value_t = 5)]
+    pub keep_models: u32,
     /// Where the local provider keeps its instances' directories.
     #[arg(long, env = "SWEEP_FLEET_LOCAL_DIR")]
     pub fleet_local_dir: Option<PathBuf>,

@@ -49,6 +49,7 @@ pub fn settings(database_url: &str) -> Settings {
         blob_store: None,
         blob_staging: None,
         max_blob_bytes: 64 << 20,
+        keep_models: 5,
     }
 }
 
@@ -148,6 +149,7 @@ impl TestApp {
                     result_json: "{}".into(),
                     lease_next: 0,
                     pruned: false,
+            model_sha256: String::new(),
                 },
             ))
             .await

@@ -3,6 +3,7 @@
 //! the training loop, on libtorch. It knows nothing of the network or the database:
 //! the worker's agent feeds it trial configs and forwards what it reports.
 
+pub mod artifact;
 pub mod data;
 pub mod loss;
 pub mod metrics;

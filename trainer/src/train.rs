@@ -60,6 +60,9 @@ pub struct TrialResult {
     pub samples_per_s: f64,
     pub threshold_global: f32,
     pub device: String,
+    /// The best epoch's model (weights and what scoring needs), for the artifact.
+    #[serde(skip)]
+    pub model: Option<crate::artifact::ModelFiles>,
 }
 
 /// Picks the device: `auto` is CUDA when libtorch sees a GPU.
@@ -99,16 +102,36 @@ fn labels_tensor(y: &[u8], rows: usize, cols: usize, device: Device) -> Tensor {
     Tensor::from_slice(y).view([rows as i64, cols as i64]).to_device(device).to_kind(Kind::Float)
 }
 
+/// Probabilities (row-major) of the model on rows `x`, computed as [`evaluate`] does
+/// (the same chunks, the same kernels), so a saved model scores a file exactly as the
+/// trainer scored its test split.
+pub fn probabilities(model: &Mlp, x: &Tensor) -> Vec<f32> {
+    tch::no_grad(|| {
+        let n = x.size()[0];
+        let mut probs = Vec::new();
+        let mut start = 0;
+        while start < n {
+            let len = EVAL_CHUNK.min(n - start);
+            probs.push(model.forward(&x.narrow(0, start, len), false).sigmoid());
+            start += len;
+        }
+        let probs = Tensor::cat(&probs, 0).to_device(Device::Cpu).contiguous().view([-1]);
+        Vec::<f32>::try_from(&probs).expect("probabilities to host")
+    })
+}
+
+/// Rows scored at once.
+const EVAL_CHUNK: i64 = 8192;
+
 /// Probabilities (row-major) and mean loss of the model on a split.
 fn evaluate(model: &Mlp, x: &Tensor, y: &Tensor, loss: &Loss) -> (Vec<f32>, f64) {
     tch::no_grad(|| {
         let n = x.size()[0];
         let mut probs = Vec::new();
         let mut loss_sum = Tensor::zeros([], (Kind::Float, x.device()));
-        let chunk = 8192;
         let mut start = 0;
         while start < n {
-            let len = chunk.min(n - start);
+            let len = EVAL_CHUNK.min(n - start);
             let xb = x.narrow(0, start, len);
             let yb = y.narrow(0, start, len);
             let logits = model.forward(&xb, false);
@@ -284,6 +307,8 @@ pub fn train_one(
     let (_, best_epoch, weights) = best.ok_or_else(|| TrainError::User("no epoch ran".into()))?;
     run.restore(&weights);
     let (mut metrics, thresholds) = run.final_metrics();
+    let weights = crate::artifact::ModelFiles::weights_of(&run.vs)
+        .map_err(|e| TrainError::Transient(format!("model weights: {e}")))?;
     if let Some(h) = history.iter().find(|h| h.epoch == best_epoch) {
         metrics.insert("train.loss".into(), h.metrics["train.loss"]);
     }
@@ -292,6 +317,18 @@ pub fn train_one(
     metrics.insert("samples_per_s".into(), samples_per_s);
     let seconds = started.elapsed().as_secs_f64();
     metrics.insert("seconds".into(), seconds);
+    let manifest = crate::artifact::Manifest {
+        config: cfg.clone(),
+        label_names: ds.label_names.clone(),
+        features: ds.features,
+        standardize: ds
+            .standardized
+            .clone()
+            .map(|(mean, std)| crate::artifact::Standardize { mean, std }),
+        threshold_global: thresholds.global,
+        thresholds: thresholds.per_label.clone(),
+        metrics: metrics.clone(),
+    };
     Ok(TrialResult {
         metrics,
         history,
@@ -300,5 +337,6 @@ pub fn train_one(
         samples_per_s,
         threshold_global: thresholds.global,
         device: format!("{device:?}"),
+        model: Some(crate::artifact::ModelFiles { weights, manifest }),
     })
 }

@@ -407,13 +407,26 @@ impl Agent {
         let reported = match outcome {
             Ok(res) => {
                 tracing::info!(best_epoch = res.best_epoch, seconds = res.seconds, "trial finished");
+                let pruned = handle.control.finish.load(Ordering::Relaxed);
+                // The model goes to the blob store first; a failed upload costs the model, not the result.
+                let model_sha256 = match (&res.model, pruned) {
+                    (Some(model), false) => match self.blobs.upload_model(model).await {
+                        Ok(sha) => sha,
+                        Err(e) => {
+                            tracing::warn!(error = %format!("{e:#}"), "model not uploaded; the result is reported without it");
+                            String::new()
+                        }
+                    },
+                    _ => String::new(),
+                };
                 let req = pb::CompleteRequest {
                     trial: Some(trial),
                     metrics: res.metrics.clone().into_iter().collect(),
                     result_json: serde_json::to_string(&res).unwrap_or_default(),
                     lease_next: u32::from(!self.shutdown.is_cancelled()),
                     // Finished early because the coordinator said stop (ASHA).
-                    pruned: handle.control.finish.load(Ordering::Relaxed),
+                    pruned,
+                    model_sha256,
                 };
                 match self.call("complete", req, |mut c, r| async move { c.complete(r).await }).await {
                     Ok(done) => return done.next.into_iter().next(),

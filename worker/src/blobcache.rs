@@ -75,6 +75,18 @@ impl BlobCache {
         Ok(serde_json::to_string(&cfg).expect("config serialises"))
     }
 
+    /// Packs a model (a tar of `model.json` and `model.safetensors`) and uploads it;
+    /// returns its SHA-256.
+    pub async fn upload_model(&self, model: &sweep_trainer::artifact::ModelFiles) -> anyhow::Result<String> {
+        let tmp = self.dir.join(format!("model-{}.tar.tmp", std::process::id()));
+        let packed = tmp.clone();
+        let model = model.clone();
+        tokio::task::spawn_blocking(move || pack_model(&model, &packed)).await??;
+        let out = sweep_client::blobs::upload(&mut self.client.clone(), &tmp).await;
+        let _ = tokio::fs::remove_file(&tmp).await;
+        Ok(out?.0)
+    }
+
     /// Removes the least recently used files until the cache fits (never `keep`).
     fn trim(&self, keep: &Path) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
@@ -104,4 +116,21 @@ fn touch(path: &Path) {
     if let Ok(f) = std::fs::File::options().append(true).open(path) {
         let _ = f.set_modified(std::time::SystemTime::now());
     }
+}
+
+/// A model as one tar file: `model.json` and `model.safetensors`.
+pub fn pack_model(model: &sweep_trainer::artifact::ModelFiles, path: &Path) -> anyhow::Result<()> {
+    use sweep_trainer::artifact::{MANIFEST, WEIGHTS};
+    let mut tar = tar::Builder::new(std::fs::File::create(path)?);
+    let manifest = serde_json::to_vec_pretty(&model.manifest)?;
+    for (name, bytes) in [(MANIFEST, manifest.as_slice()), (WEIGHTS, model.weights.as_slice())] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_cksum();
+        tar.append_data(&mut h, name, bytes)?;
+    }
+    tar.into_inner()?.sync_all()?;
+    Ok(())
 }

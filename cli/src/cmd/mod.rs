@@ -4,6 +4,7 @@ pub mod best;
 pub mod cancel;
 pub mod fleet;
 pub mod local;
+pub mod model;
 pub mod report;
 pub mod retry;
 pub mod status;
@@ -40,6 +41,11 @@ pub enum Cmd {
     Workers,
     /// Write a self-contained HTML report: leaderboard, curves, grid heatmap, label groups.
     Report(report::Args),
+    /// Trained models: `sweep model get TRIAL_ID|best --sweep ID --out DIR`.
+    Model {
+        #[command(subcommand)]
+        cmd: model::Cmd,
+    },
     /// GPU workers on rented instances: launch, list, inspect, retire (admin token).
     Fleet {
         #[command(subcommand)]
@@ -64,6 +70,7 @@ pub async fn run(cmd: Cmd, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
         Cmd::Report(a) => report::run(a, conn).await,
         Cmd::Local(a) => local::run(a).await,
         Cmd::Fleet { cmd } => fleet::run(cmd, conn, fmt).await,
+        Cmd::Model { cmd } => model::run(cmd, conn, fmt).await,
     }
 }
 

@@ -190,6 +190,14 @@ impl Blobs {
         Ok(())
     }
 
+    /// Deletes a blob (a model no trial keeps any more).
+    pub async fn delete(&self, sha: &str) -> Result<()> {
+        match self.store.delete(&key(sha)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
     /// A stored blob from `offset`, as a stream of byte chunks.
     pub async fn get(&self, sha: &str, offset: u64) -> Result<impl Stream<Item = Result<bytes::Bytes>> + use<>> {
         if !is_sha256(sha) {

@@ -194,10 +194,12 @@ pub async fn complete(
     metrics: &BTreeMap<String, f64>,
     result: &serde_json::Value,
     pruned: bool,
+    model_blob: Option<&str>,
 ) -> Result<bool> {
     let metrics_json = serde_json::to_value(metrics).expect("json");
     let sql = format!(
         "UPDATE trials t SET state = CASE WHEN $6 THEN 'pruned' ELSE 'succeeded' END, metrics = $4, result = $5,
+                model_blob = $7,
                 objective = ($4 ->> s.metric_name)::double precision,
                 lease_owner = NULL, lease_expires_at = NULL, finished_by = $3,
                 finished_at = now(), updated_at = now()
@@ -206,7 +208,8 @@ pub async fn complete(
         HOLDS_LEASE.replace(" AND ", " AND t.")
     );
     let q = sqlx::query(&sql);
-    if f.bind(q).bind(&metrics_json).bind(result).bind(pruned).execute(&mut *conn).await?.rows_affected() == 1 {
+    let q = f.bind(q).bind(&metrics_json).bind(result).bind(pruned).bind(model_blob);
+    if q.execute(&mut *conn).await?.rows_affected() == 1 {
         return Ok(true);
     }
     let same = sqlx::query(
@@ -216,6 +219,39 @@ pub async fn complete(
         return Ok(false); // duplicate report of the same attempt
     }
     Err(refusal(conn, f).await)
+}
+
+/// Keeps the models of the `keep` best succeeded trials of `trial`'s sweep and unlinks
+/// the rest; returns the unlinked blobs no trial refers to any more (to delete).
+pub async fn keep_top_models(conn: &mut PgConnection, trial: Uuid, keep: u32) -> Result<Vec<String>> {
+    let dropped: Vec<String> = sqlx::query_scalar(
+        "WITH ranked AS (
+             SELECT t.id, t.model_blob,
+                    row_number() OVER (ORDER BY
+                        CASE WHEN s.metric_goal = 'minimize' THEN t.objective END ASC NULLS LAST,
+                        CASE WHEN s.metric_goal = 'maximize' THEN t.objective END DESC NULLS LAST,
+                        t.seq) AS r
+             FROM trials t JOIN sweeps s ON s.id = t.sweep_id
+             WHERE t.sweep_id = (SELECT sweep_id FROM trials WHERE id = $1) AND t.model_blob IS NOT NULL),
+         dropped AS (UPDATE trials t SET model_blob = NULL FROM ranked
+                     WHERE ranked.id = t.id AND ranked.r > $2 RETURNING ranked.model_blob)
+         SELECT DISTINCT model_blob FROM dropped",
+    )
+    .bind(trial)
+    .bind(keep as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut orphans = Vec::new();
+    for blob in dropped {
+        let used: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM trials WHERE model_blob = $1)")
+            .bind(&blob)
+            .fetch_one(&mut *conn)
+            .await?;
+        if !used {
+            orphans.push(blob);
+        }
+    }
+    Ok(orphans)
 }
 
 /// How a reported failure is treated.
@@ -313,10 +349,11 @@ pub struct TrialRow {
     pub lost_count: i32,
     pub error_count: i32,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+    pub model_blob: Option<String>,
 }
 
 const TRIAL_COLUMNS: &str = "t.id, t.sweep_id, t.seq, t.state, t.attempt, t.params, t.config, t.metrics, t.latest,
-    t.objective, t.error, w.name AS worker, t.epoch, t.lost_count, t.error_count, t.updated_at";
+    t.objective, t.error, w.name AS worker, t.epoch, t.lost_count, t.error_count, t.updated_at, t.model_blob";
 const TRIAL_FROM: &str = "trials t LEFT JOIN workers w ON w.id = COALESCE(t.lease_owner, t.finished_by)";
 
 pub async fn list(db: impl PgExecutor<'_>, sweep: Uuid) -> Result<Vec<TrialRow>> {

@@ -206,9 +206,30 @@ impl pb::agent_service_server::AgentService for AgentApi {
             serde_json::from_str(&r.result_json)
                 .map_err(|e| CoordinatorError::InvalidArgument(format!("result_json: {e}")))?
         };
+        // A model is recorded only if its blob is in the store (the worker uploaded it first).
+        let model = match r.model_sha256.as_str() {
+            "" => None,
+            sha if !crate::blobs::is_sha256(sha) => {
+                return Err(CoordinatorError::InvalidArgument(format!("model_sha256: `{sha}` is not a SHA-256")).into())
+            }
+            sha if self.state.blobs.stored(sha).await?.is_none() => {
+                return Err(CoordinatorError::FailedPrecondition(format!("model blob {sha} is not in the store")).into())
+            }
+            sha => Some(sha),
+        };
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
-        let recorded = trials::complete(&mut conn, &fence, &metrics, &result, r.pruned).await?;
+        let recorded = trials::complete(&mut conn, &fence, &metrics, &result, r.pruned, model).await?;
+        let orphans = if recorded && model.is_some() {
+            trials::keep_top_models(&mut conn, fence.trial, self.state.settings.keep_models).await?
+        } else {
+            vec![]
+        };
         drop(conn);
+        for blob in orphans {
+            if let Err(e) = self.state.blobs.delete(&blob).await {
+                tracing::warn!(%blob, error = %e, "model blob not deleted");
+            }
+        }
         let mut next = Vec::new();
         if recorded {
             workers::infra_success(&self.state.db, worker).await?;

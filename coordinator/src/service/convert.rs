@@ -35,6 +35,7 @@ pub fn trial(t: TrialRow) -> pb::Trial {
         lost_count: t.lost_count as u32,
         error_count: t.error_count as u32,
         updated_unix_ms: unix_ms(t.updated_at),
+        model_sha256: t.model_blob.unwrap_or_default(),
     }
 }
 

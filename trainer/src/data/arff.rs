@@ -218,6 +218,11 @@ fn truncate(s: &str) -> String {
 }
 
 /// Reads a MULAN train/test pair with its label file.
+/// Rows of one ARFF file with the given label attributes (prediction input).
+pub fn read_arff_rows(path: &Path, labels: &[String]) -> Result<Split, DataError> {
+    read_arff(path, labels, None).map(|(split, _, _)| split)
+}
+
 pub fn read_mulan(train: &Path, test: &Path, xml: &Path) -> Result<RawData, DataError> {
     let labels = read_label_xml(xml)?;
     let (train_split, attrs, d) = read_arff(train, &labels, None)?;

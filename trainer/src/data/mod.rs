@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use sweep_spec::{DatasetConfig, DatasetKind};
 
-pub use arff::read_mulan;
+pub use arff::{read_arff_rows, read_mulan};
 pub use synthetic::generate;
-pub use xc::read_xc;
+pub use xc::{read_xc, read_xc_rows};
 
 /// Rows of one split: dense row-major features and a 0/1 label matrix.
 #[derive(Debug, Clone, Default)]
@@ -59,6 +59,8 @@ pub struct Dataset {
     pub test: Split,
     /// Positives per label in the training split (after the validation carve-out).
     pub train_positives: Vec<u32>,
+    /// The training rows' per-feature (mean, std) applied to every split (dense data).
+    pub standardized: Option<(Vec<f64>, Vec<f64>)>,
 }
 
 /// A bad dataset: the trial's fault, never retried.
@@ -174,15 +176,13 @@ pub fn split(raw: RawData, val_fraction: f64, seed: u64) -> Result<Dataset, Data
     let mut train = raw.train.take(&train_rows, d, l);
     let mut val = raw.train.take(&val_rows, d, l);
     let mut test = raw.test;
+    let mut standardized = None;
     if raw.dense {
         let (mean, std) = column_stats(&train.x, train.n, d);
         for s in [&mut train, &mut val, &mut test] {
-            for row in s.x.chunks_mut(d) {
-                for ((v, m), sd) in row.iter_mut().zip(&mean).zip(&std) {
-                    *v = ((*v as f64 - m) / sd) as f32;
-                }
-            }
+            standardize(s, &mean, &std);
         }
+        standardized = Some((mean, std));
     }
     let mut train_positives = vec![0u32; l];
     for row in train.y.chunks(l) {
@@ -199,7 +199,18 @@ pub fn split(raw: RawData, val_fraction: f64, seed: u64) -> Result<Dataset, Data
         val,
         test,
         train_positives,
+        standardized,
     })
+}
+
+/// Standardises a split's features in place with training statistics.
+pub fn standardize(s: &mut Split, mean: &[f64], std: &[f64]) {
+    let d = mean.len();
+    for row in s.x.chunks_mut(d) {
+        for ((v, m), sd) in row.iter_mut().zip(mean).zip(std) {
+            *v = ((*v as f64 - m) / sd) as f32;
+        }
+    }
 }
 
 /// Per-column mean and population standard deviation (1 where a column is constant).

@@ -72,28 +72,7 @@ pub fn read_xc(train: &Path, test: &Path) -> Result<RawData, DataError> {
     if d > 1_000_000 || (a.rows.len() + b.rows.len()).saturating_mul(d) > 2_000_000_000 {
         return Err(DataError(format!("{}: {d} features are too many for the dense MLP", train.display())));
     }
-    let to_split = |r: &Rows, path: &Path| -> Result<Split, DataError> {
-        let mut s = Split { n: r.rows.len(), x: vec![0.0; r.rows.len() * d], y: vec![0; r.rows.len() * l] };
-        for (i, (labels, feats)) in r.rows.iter().enumerate() {
-            for &j in labels {
-                if j >= l {
-                    return Err(DataError(format!(
-                        "{}: row {}: label {j} >= {l} labels (label count mismatch)",
-                        path.display(),
-                        i + 1
-                    )));
-                }
-                s.y[i * l + j] = 1;
-            }
-            for &(f, v) in feats {
-                if f >= d {
-                    return Err(DataError(format!("{}: row {}: feature {f} >= {d} features", path.display(), i + 1)));
-                }
-                s.x[i * d + f] = v;
-            }
-        }
-        Ok(s)
-    };
+    let to_split = |r: &Rows, path: &Path| rows_to_split(r, path, d, l);
     let name = train.file_stem().and_then(|s| s.to_str()).unwrap_or("xc").to_string();
     Ok(RawData {
         name,
@@ -103,4 +82,32 @@ pub fn read_xc(train: &Path, test: &Path) -> Result<RawData, DataError> {
         test: to_split(&b, test)?,
         dense: false,
     })
+}
+
+fn rows_to_split(r: &Rows, path: &Path, d: usize, l: usize) -> Result<Split, DataError> {
+    let mut s = Split { n: r.rows.len(), x: vec![0.0; r.rows.len() * d], y: vec![0; r.rows.len() * l] };
+    for (i, (labels, feats)) in r.rows.iter().enumerate() {
+        for &j in labels {
+            if j >= l {
+                return Err(DataError(format!(
+                    "{}: row {}: label {j} >= {l} labels (label count mismatch)",
+                    path.display(),
+                    i + 1
+                )));
+            }
+            s.y[i * l + j] = 1;
+        }
+        for &(f, v) in feats {
+            if f >= d {
+                return Err(DataError(format!("{}: row {}: feature {f} >= {d} features", path.display(), i + 1)));
+            }
+            s.x[i * d + f] = v;
+        }
+    }
+    Ok(s)
+}
+
+/// Rows of one XC file for a model of `d` features and `l` labels (prediction input).
+pub fn read_xc_rows(path: &Path, d: usize, l: usize) -> Result<Split, DataError> {
+    rows_to_split(&parse(path)?, path, d, l)
 }
