@@ -41,6 +41,8 @@ pub fn trial_json(t: &pb::Trial) -> Value {
         "error": t.error,
         "lost_count": t.lost_count,
         "error_count": t.error_count,
+        "preempted_count": t.preempted_count,
+        "model_sha256": if t.model_sha256.is_empty() { Value::Null } else { json!(t.model_sha256) },
     })
 }
 

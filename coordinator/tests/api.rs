@@ -561,7 +561,7 @@ async fn completion_leases_the_next_trials_in_the_same_call() {
         result_json: "{}".into(),
         lease_next: 2,
         pruned: false,
-            model_sha256: String::new(),
+        model_sha256: String::new(),
     };
     let next = app.agent().complete(with_token(&w, req.clone())).await.unwrap().into_inner().next;
     assert_eq!(next.len(), 2);

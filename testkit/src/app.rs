@@ -149,7 +149,7 @@ impl TestApp {
                     result_json: "{}".into(),
                     lease_next: 0,
                     pruned: false,
-            model_sha256: String::new(),
+                    model_sha256: String::new(),
                 },
             ))
             .await

@@ -49,7 +49,11 @@ impl ModelFiles {
     pub fn weights_of(vs: &nn::VarStore) -> anyhow::Result<Vec<u8>> {
         let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
-        let tmp = std::env::temp_dir().join(format!("sweep-weights-{}-{:?}.safetensors", std::process::id(), std::thread::current().id()));
+        let tmp = std::env::temp_dir().join(format!(
+            "sweep-weights-{}-{:?}.safetensors",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let cpu: Vec<(String, Tensor)> = named.into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
         Tensor::write_safetensors(&cpu, &tmp)?;
         let bytes = std::fs::read(&tmp)?;
@@ -74,18 +78,26 @@ pub struct Loaded {
 
 pub fn load(dir: &Path, device: Device) -> anyhow::Result<Loaded> {
     use anyhow::Context;
-    let text = std::fs::read_to_string(dir.join(MANIFEST)).with_context(|| format!("read {}", dir.join(MANIFEST).display()))?;
-    let manifest: Manifest = serde_json::from_str(&text).with_context(|| format!("{}: not a model manifest", dir.display()))?;
+    let text = std::fs::read_to_string(dir.join(MANIFEST))
+        .with_context(|| format!("read {}", dir.join(MANIFEST).display()))?;
+    let manifest: Manifest =
+        serde_json::from_str(&text).with_context(|| format!("{}: not a model manifest", dir.display()))?;
     let m = &manifest.config.model;
     let mut vs = nn::VarStore::new(device);
     let mlp = Mlp::new(&vs.root(), manifest.features as i64, &m.hidden, manifest.label_names.len() as i64, m.dropout);
-    let saved = Tensor::read_safetensors(dir.join(WEIGHTS)).with_context(|| format!("read {}", dir.join(WEIGHTS).display()))?;
+    let saved =
+        Tensor::read_safetensors(dir.join(WEIGHTS)).with_context(|| format!("read {}", dir.join(WEIGHTS).display()))?;
     let mut vars = vs.variables();
     anyhow::ensure!(saved.len() == vars.len(), "{}: {} tensors, the model has {}", WEIGHTS, saved.len(), vars.len());
     tch::no_grad(|| -> anyhow::Result<()> {
         for (name, t) in &saved {
             let v = vars.get_mut(name).with_context(|| format!("{WEIGHTS}: unexpected tensor `{name}`"))?;
-            anyhow::ensure!(v.size() == t.size(), "{WEIGHTS}: `{name}` is {:?}, the model wants {:?}", t.size(), v.size());
+            anyhow::ensure!(
+                v.size() == t.size(),
+                "{WEIGHTS}: `{name}` is {:?}, the model wants {:?}",
+                t.size(),
+                v.size()
+            );
             v.copy_(t);
         }
         Ok(())
@@ -128,7 +140,13 @@ pub enum ThresholdChoice {
 /// Scores every row of `input`; writes one JSON line per row: the labels at or above
 /// threshold and their probabilities, and the row's true labels when the file has them.
 /// Returns the number of rows.
-pub fn predict_file(dir: &Path, input: &Path, out: &Path, device: Device, choice: ThresholdChoice) -> anyhow::Result<usize> {
+pub fn predict_file(
+    dir: &Path,
+    input: &Path,
+    out: &Path,
+    device: Device,
+    choice: ThresholdChoice,
+) -> anyhow::Result<usize> {
     use std::io::Write;
     let loaded = load(dir, device)?;
     let split = read_rows(&loaded, input)?;
@@ -155,4 +173,3 @@ pub fn predict_file(dir: &Path, input: &Path, out: &Path, device: Device, choice
     w.flush()?;
     Ok(split.n)
 }
-

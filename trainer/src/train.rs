@@ -321,10 +321,7 @@ pub fn train_one(
         config: cfg.clone(),
         label_names: ds.label_names.clone(),
         features: ds.features,
-        standardize: ds
-            .standardized
-            .clone()
-            .map(|(mean, std)| crate::artifact::Standardize { mean, std }),
+        standardize: ds.standardized.clone().map(|(mean, std)| crate::artifact::Standardize { mean, std }),
         threshold_global: thresholds.global,
         thresholds: thresholds.per_label.clone(),
         metrics: metrics.clone(),

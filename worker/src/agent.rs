@@ -69,6 +69,17 @@ pub struct AgentSettings {
     /// The cache's size limit; least recently used files go first.
     #[arg(long, env = "SWEEP_CACHE_MAX_BYTES", default_value_t = 50 << 30)]
     pub cache_max_bytes: u64,
+    /// Watch the instance metadata service for a spot interruption notice (auto: when
+    /// the service answers; on a notice the worker hands its trials back and exits).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "off"])]
+    pub spot_watch: String,
+    /// The instance metadata service (default: AWS_EC2_METADATA_SERVICE_ENDPOINT, else
+    /// http://169.254.169.254).
+    #[arg(long)]
+    pub imds_endpoint: Option<String>,
+    /// How often to ask it.
+    #[arg(long, default_value_t = 5_000)]
+    pub imds_poll_ms: u64,
 }
 
 /// What `--credential-file` holds.
@@ -93,6 +104,8 @@ enum Stop {
     LeaseLost,
     /// This worker is shutting down: hand it back.
     Draining,
+    /// The instance is being reclaimed (spot notice): hand it back as preempted.
+    Preempted,
 }
 
 /// The handle that stops one running trial.
@@ -105,8 +118,9 @@ struct Running {
 }
 
 impl Running {
+    /// Stops the trial; the first reason given is the one reported.
     fn stop(&self, why: Stop) {
-        *self.stopped_by.lock().expect("lock") = Some(why);
+        self.stopped_by.lock().expect("lock").get_or_insert(why);
         self.control.cancel.store(true, Ordering::Relaxed);
     }
 
@@ -167,6 +181,9 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow
         settings,
     });
     let heartbeat = tokio::spawn(agent.clone().heartbeat_loop(heartbeat_every));
+    if agent.settings.spot_watch != "off" {
+        tokio::spawn(agent.clone().spot_watch());
+    }
     let mut tasks = JoinSet::new();
     let result = agent.lease_loop(&mut tasks, &shutdown).await;
     agent.drain(&mut tasks).await;
@@ -252,6 +269,36 @@ impl Agent {
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         with_retry(what, &self.reporting, || f(self.api.clone(), req.clone())).await.map(|r| r.into_inner())
+    }
+
+    /// Polls the metadata service; on a spot interruption (or rebalance) notice, stops
+    /// taking work, hands every running trial back as preempted, and ends the agent.
+    async fn spot_watch(self: Arc<Self>) {
+        let imds = match crate::spot::Imds::new(crate::spot::endpoint(self.settings.imds_endpoint.as_deref())) {
+            Ok(i) => i,
+            Err(e) => return tracing::warn!(error = %e, "no spot watch"),
+        };
+        if !imds.reachable().await {
+            return tracing::debug!("no instance metadata service: no spot watch");
+        }
+        tracing::info!("watching for spot interruption notices");
+        let every = Duration::from_millis(self.settings.imds_poll_ms.max(50));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            match imds.notice().await {
+                Ok(Some(notice)) => {
+                    tracing::warn!(%notice, "spot interruption notice: handing every trial back and exiting");
+                    self.stop_all(Stop::Preempted);
+                    self.shutdown.cancel();
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "instance metadata service did not answer"),
+            }
+        }
     }
 
     fn report_running(&self) {
@@ -432,6 +479,10 @@ impl Agent {
                     Ok(done) => return done.next.into_iter().next(),
                     Err(e) => Err(e),
                 }
+            }
+            Err(TrainError::Cancelled) if handle.stopped_by() == Some(Stop::Preempted) => {
+                tracing::info!("handing trial back as preempted");
+                self.call("preempt", trial, |mut c, r| async move { c.preempt(r).await }).await.map(drop)
             }
             Err(TrainError::Cancelled) if handle.stopped_by() == Some(Stop::Draining) => {
                 tracing::info!("handing trial back");

@@ -59,7 +59,9 @@ fn main() -> anyhow::Result<()> {
             let shutdown = sweep_client::signal::shutdown_token();
             agent::run(*settings, shutdown).await
         }),
-        Cmd::Train { config, device, out, model_out } => train_alone(&config, &device, out.as_deref(), model_out.as_deref()),
+        Cmd::Train { config, device, out, model_out } => {
+            train_alone(&config, &device, out.as_deref(), model_out.as_deref())
+        }
         Cmd::Predict { model, input, out, device, thresholds } => {
             use sweep_trainer::artifact::{predict_file, ThresholdChoice};
             let choice = if thresholds == "per-label" { ThresholdChoice::PerLabel } else { ThresholdChoice::Global };

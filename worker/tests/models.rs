@@ -27,8 +27,7 @@ async fn the_best_model_comes_out_and_predicts_what_its_trial_reported() {
     let Some(bibtex) = sweep_testkit::mulan_dir("bibtex") else { return };
     let Some(python) = sweep_testkit::torch_python() else { return };
     let store = c.dir.path().join("blobs");
-    let _coord =
-        c.coordinator_with(LEASE_MS, 500, &["--blob-store", store.to_str().unwrap(), "--keep-models", "2"]);
+    let _coord = c.coordinator_with(LEASE_MS, 500, &["--blob-store", store.to_str().unwrap(), "--keep-models", "2"]);
     let yaml = "name: models\ndataset: {kind: mulan, name: bibtex}\nmodel: {hidden: [64], dropout: 0.1}\n\
                 train: {epochs: 2, batch_size: 256}\nparameters:\n  loss.focal_gamma: {values: [0, 1, 2]}\n";
     let file = c.dir.path().join("models.yaml");
@@ -40,12 +39,11 @@ async fn the_best_model_comes_out_and_predicts_what_its_trial_reported() {
     c.settled(Duration::from_secs(300)).await;
 
     // Three succeeded; the two best keep their models, the third's was deleted.
-    let kept: Vec<(String, f64)> = sqlx::query_as(
-        "SELECT model_blob, objective FROM trials WHERE model_blob IS NOT NULL ORDER BY objective DESC",
-    )
-    .fetch_all(&c.db)
-    .await
-    .unwrap();
+    let kept: Vec<(String, f64)> =
+        sqlx::query_as("SELECT model_blob, objective FROM trials WHERE model_blob IS NOT NULL ORDER BY objective DESC")
+            .fetch_all(&c.db)
+            .await
+            .unwrap();
     assert_eq!(kept.len(), 2, "--keep-models 2");
     let worst: f64 = sqlx::query_scalar("SELECT min(objective) FROM trials").fetch_one(&c.db).await.unwrap();
     assert!(kept.iter().all(|(_, o)| *o >= worst));

@@ -42,7 +42,9 @@ pub async fn run(cmd: Cmd, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
         anyhow::ensure!(out.join(f).exists(), "the model archive has no {f}");
     }
     match fmt {
-        Format::Json => output::print_json(&json!({"trial_id": t.trial_id, "model_sha256": t.model_sha256, "out": out})),
+        Format::Json => {
+            output::print_json(&json!({"trial_id": t.trial_id, "model_sha256": t.model_sha256, "out": out}))
+        }
         Format::Table => eprintln!("model of trial {} written to {}", t.trial_id, out.display()),
     }
     Ok(())

@@ -289,14 +289,17 @@ pub async fn fail(
 }
 
 /// Hands a held trial back untouched (worker draining): queued again at once.
-pub async fn release(conn: &mut PgConnection, f: &Fence) -> Result<()> {
+/// Hands a trial back (`preempted`: on a spot interruption notice, counted apart).
+pub async fn release(conn: &mut PgConnection, f: &Fence, preempted: bool) -> Result<()> {
     let sql = format!(
         "UPDATE trials SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-                not_before = now(), updated_at = now(), error = 'handed back by worker'
+                not_before = now(), updated_at = now(),
+                preempted_count = preempted_count + CASE WHEN $4 THEN 1 ELSE 0 END,
+                error = CASE WHEN $4 THEN 'preempted (spot interruption notice)' ELSE 'handed back by worker' END
          WHERE {HOLDS_LEASE}"
     );
-    let q = sqlx::query(&sql);
-    if f.bind(q).execute(&mut *conn).await?.rows_affected() == 1 {
+    let q = f.bind(sqlx::query(&sql)).bind(preempted);
+    if q.execute(&mut *conn).await?.rows_affected() == 1 {
         Ok(())
     } else {
         Err(refusal(conn, f).await)
@@ -350,10 +353,12 @@ pub struct TrialRow {
     pub error_count: i32,
     pub updated_at: chrono::DateTime<chrono::Utc>,
     pub model_blob: Option<String>,
+    pub preempted_count: i32,
 }
 
 const TRIAL_COLUMNS: &str = "t.id, t.sweep_id, t.seq, t.state, t.attempt, t.params, t.config, t.metrics, t.latest,
-    t.objective, t.error, w.name AS worker, t.epoch, t.lost_count, t.error_count, t.updated_at, t.model_blob";
+    t.objective, t.error, w.name AS worker, t.epoch, t.lost_count, t.error_count, t.updated_at, t.model_blob,
+    t.preempted_count";
 const TRIAL_FROM: &str = "trials t LEFT JOIN workers w ON w.id = COALESCE(t.lease_owner, t.finished_by)";
 
 pub async fn list(db: impl PgExecutor<'_>, sweep: Uuid) -> Result<Vec<TrialRow>> {

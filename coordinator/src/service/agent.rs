@@ -278,12 +278,29 @@ impl pb::agent_service_server::AgentService for AgentApi {
 
     #[instrument(skip_all, fields(trial_id, attempt))]
     async fn release(&self, req: Request<pb::TrialRef>) -> Result<Response<pb::AckResponse>, Status> {
+        self.hand_back(req, false).await
+    }
+
+    #[instrument(skip_all, fields(trial_id, attempt))]
+    async fn preempt(&self, req: Request<pb::TrialRef>) -> Result<Response<pb::AckResponse>, Status> {
+        self.hand_back(req, true).await
+    }
+}
+
+impl AgentApi {
+    /// A trial handed back untouched (released, or preempted by a spot notice): queued
+    /// again at once, no attempt budget spent.
+    async fn hand_back(
+        &self,
+        req: Request<pb::TrialRef>,
+        preempted: bool,
+    ) -> Result<Response<pb::AckResponse>, Status> {
         let worker = auth::worker(&self.state.db, &self.state.worker_auth, &req).await?;
         let fence = fence(worker, Some(req.get_ref()))?;
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
-        trials::release(&mut conn, &fence).await?;
+        trials::release(&mut conn, &fence, preempted).await?;
         drop(conn);
-        tracing::info!(%worker, "trial handed back");
+        tracing::info!(%worker, preempted, "trial handed back");
         self.state.work.notify_waiters();
         self.notify_trial(fence.trial).await;
         Ok(Response::new(pb::AckResponse {}))

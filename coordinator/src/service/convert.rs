@@ -36,6 +36,7 @@ pub fn trial(t: TrialRow) -> pb::Trial {
         error_count: t.error_count as u32,
         updated_unix_ms: unix_ms(t.updated_at),
         model_sha256: t.model_blob.unwrap_or_default(),
+        preempted_count: t.preempted_count as u32,
     }
 }
 
