@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod invariants;
 pub mod maintenance;
 pub mod metrics;
+pub mod propose;
 pub mod service;
 pub mod settings;
 pub mod startup;

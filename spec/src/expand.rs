@@ -39,9 +39,44 @@ impl SweepSpec {
     pub fn planned_trials(&self) -> u64 {
         let configurations = match self.method {
             Method::Grid => self.grid_size(),
-            Method::Random => self.run_cap.unwrap_or(0),
+            Method::Random | Method::Tpe => self.run_cap.unwrap_or(0),
         };
         configurations.saturating_mul(u64::from(self.replicas))
+    }
+
+    /// Configurations a TPE sweep starts with (random draws); also how many it keeps in
+    /// flight while the coordinator proposes the rest.
+    pub fn tpe_startup(&self) -> u64 {
+        self.run_cap.unwrap_or(0).min(TPE_STARTUP)
+    }
+
+    /// The trials (one per replica) of one configuration: `values` in the order of
+    /// [`SweepSpec::parameters`]. What the coordinator calls for each TPE proposal.
+    pub fn trials_for(&self, values: Vec<serde_json::Value>) -> Result<Vec<Trial>, String> {
+        let base = serde_json::to_value(&self.base).expect("config serialises");
+        self.configuration(&base, values).map_err(|e| format!("{}: {}", e.field, e.message))
+    }
+
+    fn configuration(&self, base: &serde_json::Value, values: Vec<serde_json::Value>) -> Result<Vec<Trial>, SpecError> {
+        let mut cfg = base.clone();
+        let mut params = BTreeMap::new();
+        for (k, v) in self.parameters.keys().zip(values) {
+            let segments: Vec<&str> = k.split('.').collect();
+            set_path(&mut cfg, &segments, v.clone());
+            params.insert(k.clone(), v);
+        }
+        let config: TrialConfig = serde_json::from_value(cfg).map_err(|e| combo_error(&params, e.to_string()))?;
+        if let Some((field, problem)) = config.check().into_iter().next() {
+            return Err(combo_error(&params, format!("{field}: {problem}")));
+        }
+        Ok(self
+            .replicate(params, config)
+            .into_iter()
+            .map(|(params, config)| {
+                let hash = config_hash(&config);
+                Trial { params, config, hash }
+            })
+            .collect())
     }
 
     /// The replicas of one configuration: replica r adds r to `train.seed` and to
@@ -71,7 +106,6 @@ impl SweepSpec {
     /// Random draws that resolve to the same config are kept once.
     pub fn expand(&self) -> Result<Vec<Trial>, SpecErrors> {
         let base = serde_json::to_value(&self.base).expect("config serialises");
-        let keys: Vec<&String> = self.parameters.keys().collect();
         let mut assignments: Vec<Vec<serde_json::Value>> = Vec::new();
         match self.method {
             Method::Grid => {
@@ -97,9 +131,10 @@ impl SweepSpec {
                     }
                 }
             }
-            Method::Random => {
+            Method::Random | Method::Tpe => {
+                let draws = if self.method == Method::Tpe { self.tpe_startup() } else { self.run_cap.unwrap_or(0) };
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
-                for _ in 0..self.run_cap.unwrap_or(0) {
+                for _ in 0..draws {
                     assignments.push(self.parameters.values().map(|p| draw(&mut rng, p)).collect());
                 }
             }
@@ -108,29 +143,15 @@ impl SweepSpec {
         let mut trials = Vec::with_capacity(assignments.len());
         let mut errors = Vec::new();
         for values in assignments {
-            let mut cfg = base.clone();
-            let mut params = BTreeMap::new();
-            for (k, v) in keys.iter().zip(values) {
-                let segments: Vec<&str> = k.split('.').collect();
-                set_path(&mut cfg, &segments, v.clone());
-                params.insert((*k).clone(), v);
-            }
-            let config: TrialConfig = match serde_json::from_value(cfg) {
-                Ok(c) => c,
-                Err(e) => {
-                    errors.push(combo_error(&params, e.to_string()));
-                    continue;
+            match self.configuration(&base, values) {
+                Ok(replicas) => {
+                    for t in replicas {
+                        if seen.insert(t.hash.clone()) {
+                            trials.push(t);
+                        }
+                    }
                 }
-            };
-            if let Some((field, problem)) = config.check().into_iter().next() {
-                errors.push(combo_error(&params, format!("{field}: {problem}")));
-                continue;
-            }
-            for (params, config) in self.replicate(params, config) {
-                let hash = config_hash(&config);
-                if seen.insert(hash.clone()) {
-                    trials.push(Trial { params, config, hash });
-                }
+                Err(e) => errors.push(e),
             }
         }
         if errors.is_empty() {
@@ -166,6 +187,9 @@ fn draw(rng: &mut impl Rng, p: &ParamSpec) -> serde_json::Value {
         },
     }
 }
+
+/// Random configurations a TPE sweep starts with (Optuna's default for its sampler).
+pub const TPE_STARTUP: u64 = 10;
 
 /// The identity of a trial within its sweep: SHA-256 of the canonical JSON (sorted
 /// keys, typed values) of its resolved config. Fields added to the config after sweeps

@@ -159,17 +159,18 @@ fn check_header(cx: &mut Ctx<'_>, raw: &RawSpec) {
 fn check_run_cap(cx: &mut Ctx<'_>, method: Method, run_cap: Option<u64>, limits: Limits) -> Option<u64> {
     let max = limits.max_trials;
     match (method, run_cap) {
-        (Method::Random, None) => {
-            cx.err(&["method"], "run_cap", "random search needs `run_cap` (how many trials to draw)");
+        (Method::Random | Method::Tpe, None) => {
+            let msg = format!("{} search needs `run_cap` (how many trials to run)", method.as_str());
+            cx.err(&["method"], "run_cap", msg);
             None
         }
-        (Method::Random, Some(n)) if n == 0 || n > max => {
+        (Method::Random | Method::Tpe, Some(n)) if n == 0 || n > max => {
             let msg = format!("{n} is out of range: must be in [1, {max}] (the grid size cap)");
             cx.err(&["run_cap"], "run_cap", msg);
             None
         }
         (Method::Grid, Some(_)) => {
-            cx.err(&["run_cap"], "run_cap", "only random search takes `run_cap`; a grid runs every cell");
+            cx.err(&["run_cap"], "run_cap", "only random and tpe search take `run_cap`; a grid runs every cell");
             None
         }
         (_, cap) => cap,
@@ -201,7 +202,7 @@ fn check_grid_size(cx: &mut Ctx<'_>, spec: &SweepSpec, limits: Limits) {
         let n = if n == u64::MAX { "more than 2^64".to_string() } else { n.to_string() };
         let (what, at) = match spec.method {
             Method::Grid => ("the grid has", "parameters"),
-            Method::Random => ("run_cap x replicas is", "run_cap"),
+            Method::Random | Method::Tpe => ("run_cap x replicas is", "run_cap"),
         };
         let msg = format!(
             "{what} {n} trials, over the cap of {} (raise the coordinator's --max-trials or use method: random)",

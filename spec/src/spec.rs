@@ -26,6 +26,9 @@ pub enum Method {
     #[default]
     Grid,
     Random,
+    /// TPE: the first trials are random draws, the coordinator proposes the rest as
+    /// results arrive.
+    Tpe,
 }
 
 impl Method {
@@ -33,6 +36,7 @@ impl Method {
         match self {
             Method::Grid => "grid",
             Method::Random => "random",
+            Method::Tpe => "tpe",
         }
     }
 }

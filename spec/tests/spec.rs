@@ -41,6 +41,25 @@ fn random_search_is_seeded_and_respects_ranges() {
 }
 
 #[test]
+fn tpe_starts_with_ten_random_draws_and_builds_proposed_trials() {
+    let yaml = "name: t\nmethod: tpe\nrun_cap: 40\nseed: 3\nreplicas: 2\nparameters:\n  train.lr: {min: 0.0001, max: 0.1, distribution: log_uniform}\n  loss.focal_gamma: {values: [0, 2]}\n";
+    let spec = parse(yaml, "t.yaml", Limits::default()).unwrap();
+    assert_eq!((spec.method(), spec.tpe_startup(), spec.planned_trials()), (Method::Tpe, 10, 80));
+    let start = spec.expand().unwrap();
+    assert_eq!(start.len(), 20, "10 configurations x 2 replicas");
+    // What the coordinator does with a proposal: the replicas of one configuration.
+    // Values in the order of `parameters()` (sorted by path): focal_gamma, then lr.
+    let proposed = spec.trials_for(vec![serde_json::json!(2), serde_json::json!(0.003)]).unwrap();
+    assert_eq!(proposed.len(), 2);
+    assert_eq!((proposed[0].config.train.lr, proposed[0].config.loss.focal_gamma), (0.003, 2.0));
+    assert_ne!(proposed[0].hash, proposed[1].hash, "replicas differ by seed");
+    let bad = spec.trials_for(vec![serde_json::json!(2), serde_json::json!(-1.0)]).unwrap_err();
+    assert!(bad.contains("train.lr"), "{bad}");
+    assert!(err("name: t\nmethod: tpe\nparameters:\n  train.lr: {min: 0.001, max: 0.1}\n")
+        .contains("tpe search needs `run_cap`"));
+}
+
+#[test]
 fn bad_inputs_name_file_line_and_field() {
     let cases: &[(&str, &str)] = &[
         ("name: x\nmodel:\n  hiden: [1]\n", "s.yaml:3"),

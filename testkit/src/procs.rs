@@ -262,7 +262,8 @@ impl Cluster {
         );
         let path = self.dir.path().join("sweep.yaml");
         std::fs::write(&path, yaml).unwrap();
-        let out = self.cli(&["submit", path.to_str().unwrap()]);
+        // Workers read data from their own disk here (as in a cluster with shared storage).
+        let out = self.cli(&["submit", path.to_str().unwrap(), "--no-upload"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }

@@ -78,9 +78,24 @@ pub async fn submit(
             (id, false)
         }
     };
+    let added = add_trials(&mut *conn, sweep_id, spec.max_attempts() as i32, 0, trials).await?;
+    let (total,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM trials WHERE sweep_id = $1").bind(sweep_id).fetch_one(&mut *conn).await?;
+    Ok(Submitted { sweep_id, created, total: total as u64, added })
+}
+
+/// Inserts trials numbered from `first_seq`; a trial whose config the sweep already has
+/// is skipped. Returns how many were added.
+pub async fn add_trials(
+    conn: &mut PgConnection,
+    sweep_id: Uuid,
+    max_attempts: i32,
+    first_seq: i32,
+    trials: &[sweep_spec::Trial],
+) -> Result<u64> {
     let mut added = 0u64;
     for (chunk_no, chunk) in trials.chunks(INSERT_CHUNK).enumerate() {
-        let base = chunk_no * INSERT_CHUNK;
+        let base = first_seq as usize + chunk_no * INSERT_CHUNK;
         let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::new_v4()).collect();
         let seqs: Vec<i32> = (0..chunk.len()).map(|i| (base + i) as i32).collect();
         let hashes: Vec<&str> = chunk.iter().map(|t| t.hash.as_str()).collect();
@@ -93,7 +108,7 @@ pub async fn submit(
              ON CONFLICT (sweep_id, params_hash) DO NOTHING",
         )
         .bind(sweep_id)
-        .bind(spec.max_attempts() as i32)
+        .bind(max_attempts)
         .bind(&ids)
         .bind(&seqs)
         .bind(&hashes)
@@ -103,9 +118,7 @@ pub async fn submit(
         .await?;
         added += r.rows_affected();
     }
-    let (total,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM trials WHERE sweep_id = $1").bind(sweep_id).fetch_one(&mut *conn).await?;
-    Ok(Submitted { sweep_id, created, total: total as u64, added })
+    Ok(added)
 }
 
 const SWEEP_COLUMNS: &str = "id, name, method, metric_name, metric_goal, spec_yaml, state, created_at";

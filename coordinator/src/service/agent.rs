@@ -232,6 +232,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
         }
         let mut next = Vec::new();
         if recorded {
+            crate::propose::after_trial_ended(&self.state, fence.trial).await;
             workers::infra_success(&self.state.db, worker).await?;
             let state = if r.pruned { TrialState::Pruned } else { TrialState::Succeeded };
             tracing::info!(%worker, %state, "trial finished");
@@ -271,6 +272,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
             self.state.work.notify_waiters();
         } else {
             crate::metrics::finished(state);
+            crate::propose::after_trial_ended(&self.state, fence.trial).await;
         }
         self.notify_trial(fence.trial).await;
         Ok(Response::new(pb::AckResponse {}))
