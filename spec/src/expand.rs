@@ -38,6 +38,7 @@ impl SweepSpec {
     /// Number of trials `expand` yields at most.
     pub fn planned_trials(&self) -> u64 {
         let configurations = match self.method {
+            Method::Grid if !self.configurations.is_empty() => self.configurations.len() as u64,
             Method::Grid => self.grid_size(),
             Method::Random | Method::Tpe => self.run_cap.unwrap_or(0),
         };
@@ -58,12 +59,19 @@ impl SweepSpec {
     }
 
     fn configuration(&self, base: &serde_json::Value, values: Vec<serde_json::Value>) -> Result<Vec<Trial>, SpecError> {
+        self.configuration_of(base, self.parameters.keys().cloned().zip(values).collect())
+    }
+
+    /// The trials (one per replica) of the configuration `params` (dotted path -> value).
+    fn configuration_of(
+        &self,
+        base: &serde_json::Value,
+        params: BTreeMap<String, serde_json::Value>,
+    ) -> Result<Vec<Trial>, SpecError> {
         let mut cfg = base.clone();
-        let mut params = BTreeMap::new();
-        for (k, v) in self.parameters.keys().zip(values) {
+        for (k, v) in &params {
             let segments: Vec<&str> = k.split('.').collect();
             set_path(&mut cfg, &segments, v.clone());
-            params.insert(k.clone(), v);
         }
         let config: TrialConfig = serde_json::from_value(cfg).map_err(|e| combo_error(&params, e.to_string()))?;
         if let Some((field, problem)) = config.check().into_iter().next() {
@@ -108,6 +116,7 @@ impl SweepSpec {
         let base = serde_json::to_value(&self.base).expect("config serialises");
         let mut assignments: Vec<Vec<serde_json::Value>> = Vec::new();
         match self.method {
+            Method::Grid if !self.configurations.is_empty() => {}
             Method::Grid => {
                 let lists: Vec<&Vec<serde_json::Value>> = self
                     .parameters
@@ -142,8 +151,10 @@ impl SweepSpec {
         let mut seen = std::collections::HashSet::new();
         let mut trials = Vec::with_capacity(assignments.len());
         let mut errors = Vec::new();
-        for values in assignments {
-            match self.configuration(&base, values) {
+        let listed = self.configurations.iter().map(|c| self.configuration_of(&base, c.clone()));
+        let swept = assignments.into_iter().map(|values| self.configuration(&base, values));
+        for configuration in listed.chain(swept) {
+            match configuration {
                 Ok(replicas) => {
                     for t in replicas {
                         if seen.insert(t.hash.clone()) {

@@ -40,6 +40,10 @@ struct RawSpec {
     loss: crate::config::LossConfig,
     #[serde(default)]
     parameters: BTreeMap<String, RawParam>,
+    /// Explicit configurations (dotted path -> value each) instead of `parameters`:
+    /// what `sweep confirm` writes.
+    #[serde(default)]
+    configurations: Vec<BTreeMap<String, serde_norway::Value>>,
 }
 
 fn one() -> u32 {
@@ -111,7 +115,39 @@ pub fn parse(source: &str, source_name: &str, limits: Limits) -> Result<SweepSpe
             parameters.insert(path, spec);
         }
     }
+    let mut configurations = Vec::new();
+    if !raw.configurations.is_empty() {
+        if !parameters.is_empty() || raw.method != Method::Grid {
+            cx.err(
+                &["configurations"],
+                "configurations",
+                "a sweep lists `configurations` or sweeps `parameters` (grid), not both",
+            );
+        }
+        for (i, c) in raw.configurations.into_iter().enumerate() {
+            let mut checked = BTreeMap::new();
+            for (path, v) in c {
+                let value = match yaml_to_json(&v) {
+                    Ok(v) => v,
+                    Err(msg) => {
+                        cx.err(&["configurations"], format!("configurations[{i}].{path}"), msg);
+                        continue;
+                    }
+                };
+                let ok = check_path(&base_json, &path)
+                    .and_then(|()| check_candidates(&base_json, &path, &ParamSpec::Values(vec![value.clone()])));
+                match ok {
+                    Ok(()) => {
+                        checked.insert(path, value);
+                    }
+                    Err((_, msg)) => cx.err(&["configurations"], format!("configurations[{i}].{path}"), msg),
+                }
+            }
+            configurations.push(checked);
+        }
+    }
     let spec = SweepSpec {
+        configurations,
         run_cap: check_run_cap(&mut cx, raw.method, raw.run_cap, limits),
         replicas: raw.replicas,
         early_stop: check_early_stop(&mut cx, raw.early_stop, base.train.epochs),

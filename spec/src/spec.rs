@@ -74,6 +74,7 @@ pub struct SweepSpec {
     pub(crate) base: TrialConfig,
     /// Dotted path -> how it varies, sorted by path.
     pub(crate) parameters: BTreeMap<String, ParamSpec>,
+    pub(crate) configurations: Vec<BTreeMap<String, serde_json::Value>>,
 }
 
 impl SweepSpec {
@@ -113,6 +114,11 @@ impl SweepSpec {
         &self.base
     }
     /// Dotted path -> how it varies, sorted by path.
+    /// Explicit configurations (`sweep confirm`'s sweeps), empty when `parameters` sweep.
+    pub fn configurations(&self) -> &[BTreeMap<String, serde_json::Value>] {
+        &self.configurations
+    }
+
     pub fn parameters(&self) -> &BTreeMap<String, ParamSpec> {
         &self.parameters
     }

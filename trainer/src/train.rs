@@ -60,6 +60,8 @@ pub struct TrialResult {
     pub samples_per_s: f64,
     pub threshold_global: f32,
     pub device: String,
+    /// Whether it stopped before its last epoch because it was told to finish (ASHA).
+    pub stopped_early: bool,
     /// The best epoch's model (weights and what scoring needs), for the artifact.
     #[serde(skip)]
     pub model: Option<crate::artifact::ModelFiles>,
@@ -278,6 +280,7 @@ pub fn train_one(
     let mut run = Run::new(ds, cfg, device)?;
     let mut best: Option<(f64, u32, Vec<Tensor>)> = None;
     let (mut history, mut since_best, mut train_seconds) = (Vec::new(), 0u32, 0.0);
+    let mut stopped_early = false;
     for epoch in 1..=cfg.train.epochs {
         let t0 = Instant::now();
         let train_loss = run.train_epoch(epoch, &control.cancel)?;
@@ -301,6 +304,7 @@ pub fn train_one(
             }
         }
         if control.finish.load(Ordering::Relaxed) {
+            stopped_early = epoch < cfg.train.epochs;
             break;
         }
     }
@@ -334,6 +338,7 @@ pub fn train_one(
         samples_per_s,
         threshold_global: thresholds.global,
         device: format!("{device:?}"),
+        stopped_early,
         model: Some(crate::artifact::ModelFiles { weights, manifest }),
     })
 }

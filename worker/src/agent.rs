@@ -454,7 +454,9 @@ impl Agent {
         let reported = match outcome {
             Ok(res) => {
                 tracing::info!(best_epoch = res.best_epoch, seconds = res.seconds, "trial finished");
-                let pruned = handle.control.finish.load(Ordering::Relaxed);
+                // Stopped at the coordinator's word (ASHA) before its last epoch; a trial the
+                // word reached only after its last epoch simply succeeded.
+                let pruned = res.stopped_early;
                 // The model goes to the blob store first; a failed upload costs the model, not the result.
                 let model_sha256 = match (&res.model, pruned) {
                     (Some(model), false) => match self.blobs.upload_model(model).await {

@@ -2,6 +2,7 @@
 
 pub mod best;
 pub mod cancel;
+pub mod confirm;
 pub mod fleet;
 pub mod local;
 pub mod model;
@@ -41,6 +42,8 @@ pub enum Cmd {
     Workers,
     /// Write a self-contained HTML report: leaderboard, curves, grid heatmap, label groups.
     Report(report::Args),
+    /// Re-run the top configurations of a sweep on fresh seeds, as a linked sweep.
+    Confirm(confirm::Args),
     /// Trained models: `sweep model get TRIAL_ID|best --sweep ID --out DIR`.
     Model {
         #[command(subcommand)]
@@ -71,6 +74,7 @@ pub async fn run(cmd: Cmd, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
         Cmd::Local(a) => local::run(a).await,
         Cmd::Fleet { cmd } => fleet::run(cmd, conn, fmt).await,
         Cmd::Model { cmd } => model::run(cmd, conn, fmt).await,
+        Cmd::Confirm(a) => confirm::run(a, conn, fmt).await,
     }
 }
 
