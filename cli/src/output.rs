@@ -204,9 +204,16 @@ pub fn print_trials(sweep: &pb::Sweep, ordered: &[&pb::Trial]) {
 
 /// Configurations ranked by mean objective over their replicas, with the 95% interval,
 /// the spread and the Holm-adjusted p-value against the winner.
-pub fn print_configurations(sweep: &pb::Sweep, configs: &[crate::replicas::Configuration], p: &[Option<f64>]) {
-    if configs.iter().all(|c| c.summary.n < 2) {
-        return; // no replicas: the trial table says it all
+/// The configurations table; unless `always`, only when some configuration has replicas
+/// (without them the trial table says it all).
+pub fn print_configurations(
+    sweep: &pb::Sweep,
+    configs: &[crate::replicas::Configuration],
+    p: &[Option<f64>],
+    always: bool,
+) {
+    if !always && configs.iter().all(|c| c.summary.n < 2) {
+        return;
     }
     let mut t = table(&["#", "configuration", &format!("mean {}", sweep.metric_name), "95% CI", "sd", "n", "p vs #1"]);
     for (i, c) in configs.iter().enumerate() {

@@ -207,6 +207,32 @@ pub fn render(d: &ReportData) -> String {
         goal = esc(&s.metric_goal),
         metric = esc(metric)
     );
+    let configs = crate::replicas::configurations(s, &d.trials);
+    if configs.iter().any(|c| c.summary.n >= 2) {
+        let p = crate::replicas::versus_winner(&configs);
+        let _ = write!(
+            h,
+            "<h2>Configurations</h2><p>Replicas grouped, ranked by mean {m} with its 95% interval; p: paired \
+             t-test against #1 over shared seeds, Holm-corrected.</p><table id=\"configurations\"><tr><th>#</th>\
+             <th>configuration</th><th>mean {m}</th><th>95% CI</th><th>sd</th><th>n</th><th>p vs #1</th></tr>",
+            m = esc(metric)
+        );
+        for (i, c) in configs.iter().enumerate() {
+            let ci = c.summary.ci95.map(|x| format!("± {x:.4}")).unwrap_or_else(|| "-".into());
+            let pv =
+                if i == 0 { "-".into() } else { p[i - 1].map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into()) };
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=l>{}</td><td>{:.4}</td><td>{ci}</td><td>{:.4}</td><td>{}</td><td>{pv}</td></tr>",
+                i + 1,
+                esc(&params_inline(&c.params)),
+                c.summary.mean,
+                c.summary.sd,
+                c.summary.n
+            );
+        }
+        h.push_str("</table>");
+    }
     h.push_str(
         "<h2>Leaderboard</h2><table id=\"leaderboard\"><tr><th>#</th><th>trial</th><th>state</th><th>params</th>",
     );

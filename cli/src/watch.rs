@@ -92,6 +92,22 @@ fn screen(trials: &BTreeMap<String, pb::Trial>, sweep: &pb::Sweep) -> String {
         ));
     }
     let all: Vec<pb::Trial> = trials.values().filter(|t| t.state() == pb::TrialState::Succeeded).cloned().collect();
+    // With replicas the ranking is by configuration (mean over its replicas so far).
+    let configs = crate::replicas::configurations(sweep, &all);
+    if configs.iter().any(|c| c.summary.n >= 2) {
+        lines.push(format!("  top configurations by mean {}:", sweep.metric_name));
+        for (i, c) in configs.iter().take(5).enumerate() {
+            let ci = c.summary.ci95.map(|h| format!(" ± {h:.4}")).unwrap_or_default();
+            lines.push(format!(
+                "   {}. {:.4}{ci} (n={})  [{}]",
+                i + 1,
+                c.summary.mean,
+                c.summary.n,
+                params_inline(&c.params)
+            ));
+        }
+        return lines.join("\n");
+    }
     let top = rank(&all, &sweep.metric_name, &sweep.metric_goal);
     if !top.is_empty() {
         lines.push(format!("  top by {}:", sweep.metric_name));
@@ -106,4 +122,33 @@ fn screen(trials: &BTreeMap<String, pb::Trial>, sweep: &pb::Sweep) -> String {
         }
     }
     lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trial(id: &str, gamma: u32, seed: u32, f1: f64) -> pb::Trial {
+        pb::Trial {
+            trial_id: format!("{id}0000000"),
+            state: pb::TrialState::Succeeded.into(),
+            params_json: format!("{{\"loss.focal_gamma\": {gamma}, \"train.seed\": {seed}}}"),
+            config_json: format!("{{\"train\": {{\"seed\": {seed}}}, \"dataset\": {{\"split_seed\": {seed}}}}}"),
+            metrics: [("val.f1_micro".to_string(), f1)].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn with_replicas_the_screen_ranks_configurations_by_mean() {
+        let sweep =
+            pb::Sweep { metric_name: "val.f1_micro".into(), metric_goal: "maximize".into(), ..Default::default() };
+        // gamma 0 has the single best trial (0.9) but the lower mean.
+        let ts = [trial("a", 0, 0, 0.9), trial("b", 0, 1, 0.3), trial("c", 2, 0, 0.7), trial("d", 2, 1, 0.7)];
+        let map: BTreeMap<String, pb::Trial> = ts.iter().map(|t| (t.trial_id.clone(), t.clone())).collect();
+        let s = screen(&map, &sweep);
+        assert!(s.contains("top configurations by mean val.f1_micro"), "{s}");
+        let first = s.lines().find(|l| l.trim_start().starts_with("1.")).unwrap();
+        assert!(first.contains("0.7000") && first.contains("loss.focal_gamma=2") && first.contains("n=2"), "{s}");
+    }
 }

@@ -122,6 +122,17 @@ async fn replicas_rank_configurations_with_intervals_and_a_paired_test() {
         by_gamma.entry(gamma).or_default().push(t["metrics"]["val.f1_micro"].as_f64().unwrap());
     }
     assert!(by_gamma.values().all(|v| v.len() == 3), "{by_gamma:?}");
+    // The same ranking by configuration in `trials --by-config` and the report.
+    let configs = json(&["trials", &id, "--by-config", "-o", "json"]);
+    let configs = configs["configurations"].as_array().unwrap();
+    assert_eq!(configs.len(), 2, "{configs:?}");
+    assert!(configs.iter().all(|c| c["n"] == 3), "{configs:?}");
+    assert!(configs[0]["mean"].as_f64() >= configs[1]["mean"].as_f64(), "best mean first");
+    let report = c.dir.path().join("replicas.html");
+    let out = c.cli(&["report", &id, "--out", report.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("<table id=\"configurations\">"), "the report ranks configurations");
     let best = json(&["best", &id, "-o", "json"]);
     let winner = best["params"]["loss.focal_gamma"].to_string();
     let mean = by_gamma[&winner].iter().sum::<f64>() / 3.0;

@@ -38,7 +38,7 @@ pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
             output::print_json(&v)
         }
         Format::Table => {
-            output::print_configurations(&sweep, &configs, &p);
+            output::print_configurations(&sweep, &configs, &p, false);
             eprintln!("{}", verdict["verdict"].as_str().unwrap_or_default());
             output::print_best(&sweep, &t)?
         }

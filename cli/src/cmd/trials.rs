@@ -1,4 +1,4 @@
-//! `sweep trials ID [--sort METRIC]`.
+//! `sweep trials ID [--sort METRIC] [--by-config]`.
 
 use crate::client::{sweep_and_trials, Conn};
 use crate::output::{self, rank, Format};
@@ -9,11 +9,29 @@ pub struct Args {
     /// Rank by this metric (e.g. test.f1_micro); `metric` means the sweep's objective.
     #[arg(long)]
     sort: Option<String>,
+    /// Configurations instead of trials: replicas grouped, ranked by their mean objective
+    /// with a 95% interval, the spread, n and the paired test against the best.
+    #[arg(long, conflicts_with = "sort")]
+    by_config: bool,
 }
 
 pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
     let mut c = conn.connect().await?;
     let (sweep, trials) = sweep_and_trials(&mut c, &a.sweep_id, "trials").await?;
+    if a.by_config {
+        let configs = crate::replicas::configurations(&sweep, &trials);
+        let p = crate::replicas::versus_winner(&configs);
+        match fmt {
+            Format::Json => {
+                let v = crate::replicas::verdict_json(&configs, &p);
+                output::print_json(
+                    &serde_json::json!({"configurations": v.get("configurations").cloned().unwrap_or_default()}),
+                )
+            }
+            Format::Table => output::print_configurations(&sweep, &configs, &p, true),
+        }
+        return Ok(());
+    }
     let ordered = match a.sort.as_deref() {
         None => trials.iter().collect(),
         Some("metric") => rank(&trials, &sweep.metric_name, &sweep.metric_goal),
