@@ -444,15 +444,22 @@ async fn local_fleet_bootstraps_two_workers_that_finish_a_sweep_then_scales_to_z
     let file = c.dir.path().join("local.yaml");
     std::fs::write(&file, yaml).unwrap();
     let sweep = ok(c.cli(&["submit", file.to_str().unwrap()])).trim().to_string();
+    // Another sweep, not the fleet's: its workers must leave it alone.
+    let other = c.dir.path().join("other.yaml");
+    std::fs::write(&other, yaml.replace("name: fleet-local", "name: not-the-fleets")).unwrap();
+    ok(c.cli(&["submit", other.to_str().unwrap()]));
     let fleet =
         ok(c.cli(&["fleet", "up", "--provider", "local", "--count", "2", "--sweep", &sweep, "--idle-minutes", "0.1"]))
             .trim()
             .to_string();
 
-    c.settled(Duration::from_secs(120)).await;
-    let succeeded: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM trials WHERE state = 'succeeded'").fetch_one(&c.db).await.unwrap();
-    assert_eq!(succeeded, 6);
+    c.wait_for(
+        "the fleet's sweep to finish",
+        Duration::from_secs(120),
+        "SELECT count(*) = 6 FROM trials t JOIN sweeps s ON s.id = t.sweep_id
+         WHERE s.name = 'fleet-local' AND t.state = 'succeeded'",
+    )
+    .await;
     // Both instances enrolled with their own one-time tokens, as two workers.
     let enrolled: Vec<(uuid::Uuid, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(
         "SELECT worker_id, join_used_at FROM instances WHERE fleet_id = $1::uuid AND worker_id IS NOT NULL",
@@ -471,6 +478,14 @@ async fn local_fleet_bootstraps_two_workers_that_finish_a_sweep_then_scales_to_z
     .await
     .unwrap();
     assert_eq!(by_fleet, 6, "the fleet's workers ran every trial");
+    let untouched: (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE t.state = 'queued' AND t.attempt = 0)
+         FROM trials t JOIN sweeps s ON s.id = t.sweep_id WHERE s.name = 'not-the-fleets'",
+    )
+    .fetch_one(&c.db)
+    .await
+    .unwrap();
+    assert_eq!(untouched, (6, 6), "the fleet's workers never leased another sweep's trials");
     // Each saved its credential privately (a restarted worker reuses it: its token is spent).
     for dir in std::fs::read_dir(root.path()).unwrap().flatten() {
         let cred = dir.path().join("etc/credential.json");

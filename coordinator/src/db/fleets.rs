@@ -284,3 +284,15 @@ pub async fn bind_worker(db: impl PgExecutor<'_>, instance: Uuid, worker: Uuid) 
     sqlx::query("UPDATE instances SET worker_id = $2 WHERE id = $1").bind(instance).bind(worker).execute(db).await?;
     Ok(())
 }
+
+/// The sweeps a worker may serve: its fleet's, when it enrolled from an instance of a
+/// fleet that names some; None otherwise (every sweep).
+pub async fn worker_sweeps(db: impl PgExecutor<'_>, worker: Uuid) -> Result<Option<Vec<Uuid>>> {
+    Ok(sqlx::query_scalar(
+        "SELECT f.sweeps FROM instances i JOIN fleets f ON f.id = i.fleet_id
+         WHERE i.worker_id = $1 AND cardinality(f.sweeps) > 0",
+    )
+    .bind(worker)
+    .fetch_optional(db)
+    .await?)
+}

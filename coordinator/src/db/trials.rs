@@ -26,8 +26,18 @@ pub struct Leased {
 /// skip each other's locked rows; no transaction stays open while the trial runs. A
 /// revoked or quarantined worker claims nothing. (Cancelled sweeps have no queued trials: cancel
 /// moves them to `cancelled`.)
-pub async fn claim(db: impl PgExecutor<'_>, worker: Uuid, n: u32, lease_ms: u32) -> Result<Vec<Leased>> {
-    Ok(sqlx::query_as(
+/// `sweeps`: the only sweeps the worker may serve (a fleet instance's), or None for all.
+pub async fn claim(
+    db: impl PgExecutor<'_>,
+    worker: Uuid,
+    n: u32,
+    lease_ms: u32,
+    sweeps: Option<&[Uuid]>,
+) -> Result<Vec<Leased>> {
+    // Two statements rather than one with `$4 IS NULL OR ...`: the common case (a worker
+    // that serves every sweep) keeps the plain queue scan.
+    let only = if sweeps.is_some() { "AND q.sweep_id = ANY ($4)" } else { "" };
+    let sql = format!(
         "UPDATE trials t
          SET state = 'leased', attempt = t.attempt + 1, lease_owner = $1,
              lease_expires_at = now() + make_interval(secs => $3::double precision / 1000),
@@ -36,19 +46,18 @@ pub async fn claim(db: impl PgExecutor<'_>, worker: Uuid, n: u32, lease_ms: u32)
              SELECT q.id FROM trials q
              WHERE q.state = 'queued' AND q.not_before <= now()
                AND EXISTS (SELECT 1 FROM workers w WHERE w.id = $1 AND w.state NOT IN ('revoked', 'quarantined'))
-               -- a fleet instance's worker serves its fleet's sweeps only (all, when it names none)
-               AND NOT EXISTS (SELECT 1 FROM instances i JOIN fleets f ON f.id = i.fleet_id
-                               WHERE i.worker_id = $1 AND cardinality(f.sweeps) > 0 AND q.sweep_id <> ALL (f.sweeps))
+               {only}
              ORDER BY q.created_at, q.seq
              LIMIT $2
              FOR UPDATE SKIP LOCKED)
-         RETURNING t.id, t.attempt, t.sweep_id, t.config, t.params",
-    )
-    .bind(worker)
-    .bind(n as i64)
-    .bind(lease_ms as f64)
-    .fetch_all(db)
-    .await?)
+         RETURNING t.id, t.attempt, t.sweep_id, t.config, t.params"
+    );
+    let q = sqlx::query_as(&sql).bind(worker).bind(n as i64).bind(lease_ms as f64);
+    let q = match sweeps {
+        Some(s) => q.bind(s),
+        None => q,
+    };
+    Ok(q.fetch_all(db).await?)
 }
 
 /// The fence every worker write shares ($1 trial, $2 attempt, $3 worker).
@@ -186,8 +195,8 @@ pub async fn progress(
 }
 
 /// Records the result of an attempt that holds the lease (`pruned`: it stopped early at
-/// the coordinator's word); true when this call recorded it. Completing the same attempt
-/// again is a success that changes nothing (false).
+/// the coordinator's word); `Some` when this call recorded it. Completing the same
+/// attempt again is a success that changes nothing (`None`).
 pub async fn complete(
     conn: &mut PgConnection,
     f: &Fence,
@@ -195,7 +204,7 @@ pub async fn complete(
     result: &serde_json::Value,
     pruned: bool,
     model_blob: Option<&str>,
-) -> Result<bool> {
+) -> Result<Option<Recorded>> {
     let metrics_json = serde_json::to_value(metrics).expect("json");
     let sql = format!(
         "UPDATE trials t SET state = CASE WHEN $6 THEN 'pruned' ELSE 'succeeded' END, metrics = $4, result = $5,
@@ -204,21 +213,30 @@ pub async fn complete(
                 lease_owner = NULL, lease_expires_at = NULL, finished_by = $3,
                 finished_at = now(), updated_at = now()
          FROM sweeps s
-         WHERE s.id = t.sweep_id AND t.{}",
+         WHERE s.id = t.sweep_id AND t.{}
+         RETURNING s.id AS sweep_id, s.method",
         HOLDS_LEASE.replace(" AND ", " AND t.")
     );
-    let q = sqlx::query(&sql);
-    let q = f.bind(q).bind(&metrics_json).bind(result).bind(pruned).bind(model_blob);
-    if q.execute(&mut *conn).await?.rows_affected() == 1 {
-        return Ok(true);
+    let q = sqlx::query_as(&sql);
+    let q = q.bind(f.trial).bind(f.attempt).bind(f.worker);
+    let q = q.bind(&metrics_json).bind(result).bind(pruned).bind(model_blob);
+    if let Some(recorded) = q.fetch_optional(&mut *conn).await? {
+        return Ok(Some(recorded));
     }
     let same = sqlx::query(
         "SELECT 1 FROM trials WHERE id = $1 AND attempt = $2 AND finished_by = $3 AND state IN ('succeeded', 'pruned')",
     );
     if f.bind(same).fetch_optional(&mut *conn).await?.is_some() {
-        return Ok(false); // duplicate report of the same attempt
+        return Ok(None); // duplicate report of the same attempt
     }
     Err(refusal(conn, f).await)
+}
+
+/// A result recorded by [`complete`]: its sweep, and how the sweep searches.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Recorded {
+    pub sweep_id: Uuid,
+    pub method: String,
 }
 
 /// Keeps the models of the `keep` best succeeded trials of `trial`'s sweep and unlinks

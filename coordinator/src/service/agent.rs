@@ -41,7 +41,8 @@ impl AgentApi {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let started = std::time::Instant::now();
-            let rows = trials::claim(&self.state.db, worker, n, self.lease_ms()).await?;
+            let sweeps = self.state.worker_sweeps(worker).await?;
+            let rows = trials::claim(&self.state.db, worker, n, self.lease_ms(), sweeps.as_deref()).await?;
             metrics::histogram!(crate::metrics::CLAIM_SECONDS).record(started.elapsed().as_secs_f64());
             if !rows.is_empty() {
                 metrics::counter!(crate::metrics::LEASES_GRANTED).increment(rows.len() as u64);
@@ -219,7 +220,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
         };
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
         let recorded = trials::complete(&mut conn, &fence, &metrics, &result, r.pruned, model).await?;
-        let orphans = if recorded && model.is_some() {
+        let orphans = if recorded.is_some() && model.is_some() {
             trials::keep_top_models(&mut conn, fence.trial, self.state.settings.keep_models).await?
         } else {
             vec![]
@@ -231,15 +232,20 @@ impl pb::agent_service_server::AgentService for AgentApi {
             }
         }
         let mut next = Vec::new();
-        if recorded {
-            crate::propose::after_trial_ended(&self.state, fence.trial).await;
+        if let Some(rec) = recorded {
+            if rec.method == "tpe" {
+                if let Err(e) = crate::propose::top_up(&self.state, rec.sweep_id).await {
+                    tracing::warn!(sweep = %rec.sweep_id, error = %e, "TPE proposal failed; the next finished trial tries again");
+                }
+            }
             workers::infra_success(&self.state.db, worker).await?;
             let state = if r.pruned { TrialState::Pruned } else { TrialState::Succeeded };
             tracing::info!(%worker, %state, "trial finished");
             crate::metrics::finished(state);
             let n = r.lease_next.min(MAX_LEASE_BATCH);
             if n > 0 {
-                next = trials::claim(&self.state.db, worker, n, self.lease_ms()).await?;
+                let sweeps = self.state.worker_sweeps(worker).await?;
+                next = trials::claim(&self.state.db, worker, n, self.lease_ms(), sweeps.as_deref()).await?;
                 metrics::counter!(crate::metrics::LEASES_GRANTED).increment(next.len() as u64);
                 for t in &next {
                     self.state.changed(t.sweep_id);

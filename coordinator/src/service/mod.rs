@@ -30,6 +30,9 @@ pub struct AppState {
     pub fleets: crate::fleet::Fleets,
     /// Datasets and model artifacts, by SHA-256.
     pub blobs: crate::blobs::Blobs,
+    /// The sweeps each worker may serve (fixed at enrolment: a fleet instance's worker
+    /// serves its fleet's sweeps), looked up once per worker.
+    worker_sweeps: std::sync::Mutex<std::collections::HashMap<Uuid, Option<Arc<[Uuid]>>>>,
 }
 
 impl AppState {
@@ -42,7 +45,30 @@ impl AppState {
             settings.blob_staging.as_deref(),
             settings.max_blob_bytes,
         )?;
-        Ok(Arc::new(AppState { db, settings, work: Notify::new(), changes, worker_auth, fleets, blobs }))
+        Ok(Arc::new(AppState {
+            db,
+            settings,
+            work: Notify::new(),
+            changes,
+            worker_auth,
+            fleets,
+            blobs,
+            worker_sweeps: Default::default(),
+        }))
+    }
+
+    /// The sweeps `worker` may lease from (None: all).
+    pub async fn worker_sweeps(&self, worker: Uuid) -> Result<Option<Arc<[Uuid]>>> {
+        if let Some(s) = self.worker_sweeps.lock().expect("worker sweeps").get(&worker) {
+            return Ok(s.clone());
+        }
+        let found: Option<Arc<[Uuid]>> = crate::db::fleets::worker_sweeps(&self.db, worker).await?.map(Into::into);
+        let mut map = self.worker_sweeps.lock().expect("worker sweeps");
+        if map.len() > 100_000 {
+            map.clear();
+        }
+        map.insert(worker, found.clone());
+        Ok(found)
     }
 
     pub fn changed(&self, sweep: Uuid) {
