@@ -95,6 +95,15 @@ fn fails(out: std::process::Output) -> String {
     String::from_utf8(out.stderr).unwrap()
 }
 
+/// A cluster, the EC2 emulator, the test's own client of it, and an image it knows.
+async fn emulated() -> Option<(Cluster, Moto, aws_sdk_ec2::Client, String)> {
+    let c = Cluster::new().await?;
+    let moto = Moto::start()?;
+    let aws = ec2(&moto).await;
+    let ami = image(&aws).await;
+    Some((c, moto, aws, ami))
+}
+
 /// A coordinator that launches on the emulator (through `endpoint`: moto or a proxy).
 fn ec2_coordinator(c: &Cluster, endpoint: &str, extra: &[&str]) -> Proc {
     let mut args = vec!["--public-url", "https://coordinator.internal:50051", "--fleet-reconcile-ms", "300"];
@@ -124,10 +133,7 @@ fn join_token_in(script: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn fleet_up_launches_tagged_spot_instances_with_safe_user_data_and_down_terminates_them() {
     let _serial = SERIAL.lock().await;
-    let c = need!(Cluster::new().await);
-    let moto = need!(Moto::start());
-    let aws = ec2(&moto).await;
-    let ami = image(&aws).await;
+    let (c, moto, aws, ami) = need!(emulated().await);
     let _coord = ec2_coordinator(&c, &moto.url(), &[]);
 
     let out = ok(c.cli(&[
@@ -214,10 +220,7 @@ async fn fleet_up_launches_tagged_spot_instances_with_safe_user_data_and_down_te
 #[tokio::test(flavor = "multi_thread")]
 async fn a_vanished_instance_is_replaced_and_a_drained_fleet_scales_in() {
     let _serial = SERIAL.lock().await;
-    let c = need!(Cluster::new().await);
-    let moto = need!(Moto::start());
-    let aws = ec2(&moto).await;
-    let ami = image(&aws).await;
+    let (c, moto, aws, ami) = need!(emulated().await);
     let _coord = ec2_coordinator(&c, &moto.url(), &[]);
     let sweep = c.submit(2, 1, sweep_testkit::procs::TINY);
     let fleet = ok(c.cli(&[
@@ -275,10 +278,7 @@ async fn a_vanished_instance_is_replaced_and_a_drained_fleet_scales_in() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_coordinator_killed_mid_launch_adopts_its_instances_and_never_exceeds_the_count() {
     let _serial = SERIAL.lock().await;
-    let c = need!(Cluster::new().await);
-    let moto = need!(Moto::start());
-    let aws = ec2(&moto).await;
-    let ami = image(&aws).await;
+    let (c, moto, aws, ami) = need!(emulated().await);
     // EC2's answers come back 2 s late: a launch reaches EC2, its answer is still on the
     // way when the coordinator dies.
     let slow = Proxy::start_delayed(moto.port, Duration::from_secs(2)).await;
@@ -347,10 +347,7 @@ async fn a_coordinator_killed_mid_launch_adopts_its_instances_and_never_exceeds_
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_join_token_is_refused_and_its_instance_replaced() {
     let _serial = SERIAL.lock().await;
-    let c = need!(Cluster::new().await);
-    let moto = need!(Moto::start());
-    let aws = ec2(&moto).await;
-    let ami = image(&aws).await;
+    let (c, moto, aws, ami) = need!(emulated().await);
     let _coord = ec2_coordinator(&c, &moto.url(), &["--fleet-join-ttl-secs", "2"]);
     let fleet =
         ok(c.cli(&["fleet", "up", "--instance-type", "g5.xlarge", "--count", "1", "--image", &ami])).trim().to_string();
@@ -377,10 +374,7 @@ async fn an_expired_join_token_is_refused_and_its_instance_replaced() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_fleets_are_refused_in_one_line_before_anything_launches() {
     let _serial = SERIAL.lock().await;
-    let c = need!(Cluster::new().await);
-    let moto = need!(Moto::start());
-    let aws = ec2(&moto).await;
-    let ami = image(&aws).await;
+    let (c, moto, aws, ami) = need!(emulated().await);
     let _coord = ec2_coordinator(&c, &moto.url(), &["--fleet-max-instances", "4"]);
     let up = |extra: &[&str]| {
         let mut args = vec!["fleet", "up", "--image", &ami];

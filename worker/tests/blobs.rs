@@ -100,26 +100,10 @@ async fn an_oversized_data_file_is_refused_in_one_line_and_nothing_is_stored() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("--max-blob-bytes 10000"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    let stored: Vec<_> = walk(&store);
+    let stored: Vec<_> = sweep_testkit::procs::files_under(&store);
     assert!(stored.is_empty(), "nothing stored: {stored:?}");
     let sweeps: i64 = sqlx::query_scalar("SELECT count(*) FROM sweeps").fetch_one(&c.db).await.unwrap();
     assert_eq!(sweeps, 0);
-}
-
-/// Every file under `dir`, recursively.
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// One plain HTTP/1.1 request to the emulator (moto needs no signature to make a bucket

@@ -47,7 +47,8 @@ async fn the_best_model_comes_out_and_predicts_what_its_trial_reported() {
     assert_eq!(kept.len(), 2, "--keep-models 2");
     let worst: f64 = sqlx::query_scalar("SELECT min(objective) FROM trials").fetch_one(&c.db).await.unwrap();
     assert!(kept.iter().all(|(_, o)| *o >= worst));
-    let models_in_store = walk(&store).iter().filter(|p| !p.to_string_lossy().contains(".staging")).count();
+    let models_in_store =
+        sweep_testkit::procs::files_under(&store).iter().filter(|p| !p.to_string_lossy().contains(".staging")).count();
     assert_eq!(models_in_store, 3 + 2, "three data files and two models stored");
 
     let dir = c.dir.path().join("best-model");
@@ -88,17 +89,4 @@ async fn the_best_model_comes_out_and_predicts_what_its_trial_reported() {
         let trial = reported[metric].as_f64().unwrap();
         assert!((sklearn - trial).abs() < 1e-6, "{metric}: scikit-learn {sklearn} vs reported {trial}");
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
