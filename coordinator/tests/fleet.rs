@@ -586,3 +586,60 @@ async fn off_the_loopback_tls_is_required_and_tls_init_makes_what_a_local_fleet_
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_that_fails_leaves_nothing_and_a_fleet_ends_at_its_max_hours() {
+    let _serial = SERIAL.lock().await;
+    let (c, moto, aws, ami) = need!(emulated().await);
+    let _coord = ec2_coordinator(&c, &moto.url(), &[]);
+    // EC2 refuses the launch itself (no such security group): one line, the fleet is
+    // recorded as failed, nothing runs.
+    let err = fails(c.cli(&[
+        "fleet",
+        "up",
+        "--instance-type",
+        "g5.xlarge",
+        "--count",
+        "2",
+        "--image",
+        &ami,
+        "--security-group",
+        "sg-00000000000000000",
+    ]));
+    assert!(err.contains("fleet up failed") && err.contains("sg-00000000000000000"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let failed: (String, Option<String>) =
+        sqlx::query_as("SELECT state, error FROM fleets").fetch_one(&c.db).await.unwrap();
+    assert_eq!(failed.0, "failed");
+    let running = aws.describe_instances().send().await.unwrap();
+    let live = running.reservations().iter().flat_map(|r| r.instances()).filter(|i| is_live(i)).count();
+    assert_eq!(live, 0, "nothing left running after a failed fleet up");
+
+    // --max-hours 0.001 (3.6 s): everything ends, and the fleet says why.
+    let fleet = ok(c.cli(&[
+        "fleet",
+        "up",
+        "--instance-type",
+        "g5.xlarge",
+        "--count",
+        "2",
+        "--image",
+        &ami,
+        "--max-hours",
+        "0.001",
+    ]))
+    .trim()
+    .to_string();
+    assert_eq!(live_count(&aws, &fleet).await, 2);
+    until("max hours", Duration::from_secs(30), || async { live_count(&aws, &fleet).await == 0 }).await;
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(c.cli(&["fleet", "status", &fleet, "-o", "json"]))).unwrap();
+    assert_eq!(status["state"], "expired");
+    for i in status["instances"].as_array().unwrap() {
+        assert!(i["end_reason"].as_str().unwrap().contains("max hours"), "{i}");
+    }
+}
+
+async fn live_count(aws: &aws_sdk_ec2::Client, fleet: &str) -> usize {
+    live(aws, fleet).await.len()
+}
