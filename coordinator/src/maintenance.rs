@@ -134,9 +134,7 @@ impl Maintenance for LeaseReaper {
                 state => {
                     crate::metrics::finished(state);
                     out.dead += 1;
-                    if let Err(e) = crate::propose::top_up(&self.0, r.sweep_id).await {
-                        tracing::warn!(sweep = %r.sweep_id, error = %e, "TPE proposal failed");
-                    }
+                    crate::propose::top_up_or_warn(&self.0, r.sweep_id).await;
                 }
             }
             self.0.changed(r.sweep_id);

@@ -72,10 +72,15 @@ pub async fn after_trial_ended(state: &AppState, trial: Uuid) {
             .await;
     if let Ok(Some((sweep, method))) = found {
         if method == "tpe" {
-            if let Err(e) = top_up(state, sweep).await {
-                tracing::warn!(%sweep, error = %e, "TPE proposal failed; the next finished trial tries again");
-            }
+            top_up_or_warn(state, sweep).await;
         }
+    }
+}
+
+/// [`top_up`], a failure logged (the next trial to end tries again).
+pub async fn top_up_or_warn(state: &AppState, sweep: Uuid) {
+    if let Err(e) = top_up(state, sweep).await {
+        tracing::warn!(%sweep, error = %e, "TPE proposal failed; the next finished trial tries again");
     }
 }
 

@@ -91,15 +91,7 @@ impl Parzen {
     }
 
     fn sample(&self, rng: &mut impl Rng) -> f64 {
-        let mut u: f64 = rng.gen();
-        let mut k = self.weights.len() - 1;
-        for (i, w) in self.weights.iter().enumerate() {
-            if u < *w {
-                k = i;
-                break;
-            }
-            u -= w;
-        }
+        let k = pick(&self.weights, rng);
         for _ in 0..100 {
             // Box-Muller: one standard normal from two uniforms.
             let (a, b): (f64, f64) = (rng.gen_range(f64::MIN_POSITIVE..1.0), rng.gen());
@@ -111,6 +103,18 @@ impl Parzen {
         }
         self.mus[k].clamp(self.lo, self.hi)
     }
+}
+
+/// An index drawn with probability proportional to `weights` (which sum to 1).
+fn pick(weights: &[f64], rng: &mut impl Rng) -> usize {
+    let mut u: f64 = rng.gen();
+    for (i, w) in weights.iter().enumerate() {
+        if u < *w {
+            return i;
+        }
+        u -= w;
+    }
+    weights.len() - 1
 }
 
 /// Categorical weights: observed counts plus the prior, normalised.
@@ -189,18 +193,7 @@ impl Tpe {
                         let Dim::Choice(n) = *dim else { unreachable!() };
                         let (wl, wg) = (categorical(&g, n, self.prior_weight), categorical(&b, n, self.prior_weight));
                         let best = (0..self.candidates.max(1))
-                            .map(|_| {
-                                let mut u: f64 = rng.gen();
-                                let mut k = n - 1;
-                                for (i, w) in wl.iter().enumerate() {
-                                    if u < *w {
-                                        k = i;
-                                        break;
-                                    }
-                                    u -= w;
-                                }
-                                k
-                            })
+                            .map(|_| pick(&wl, rng))
                             .max_by(|&a, &b| (wl[a].ln() - wg[a].ln()).total_cmp(&(wl[b].ln() - wg[b].ln())))
                             .unwrap_or(0);
                         best as f64

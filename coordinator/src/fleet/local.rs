@@ -30,6 +30,11 @@ fn provider_id(instance: Uuid) -> String {
     format!("local-{}", instance.simple())
 }
 
+/// The process group an instance's bootstrap runs as, once launched.
+fn pgid(dir: &Path) -> Option<u32> {
+    std::fs::read_to_string(dir.join("pgid")).ok().and_then(|p| p.trim().parse().ok())
+}
+
 /// Whether a process is alive (a zombie is not).
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -45,7 +50,7 @@ impl Local {
     }
 
     fn state_of(dir: &Path) -> Observed {
-        let pgid = std::fs::read_to_string(dir.join("pgid")).ok().and_then(|p| p.trim().parse::<u32>().ok());
+        let pgid = pgid(dir);
         let terminating = dir.join("terminated").exists();
         match pgid.map(alive) {
             Some(true) if terminating => Observed::Ending,
@@ -121,9 +126,7 @@ impl Provider for Local {
             let Some(dir) = id.strip_prefix("local-").map(|s| self.root.join(s)) else {
                 return Err(fail(format!("`{id}` is not a local instance id")));
             };
-            if let Some(pgid) =
-                std::fs::read_to_string(dir.join("pgid")).ok().and_then(|p| p.trim().parse::<u32>().ok())
-            {
+            if let Some(pgid) = pgid(&dir) {
                 if alive(pgid) {
                     // The whole group: the bootstrap and the worker it started (which drains on TERM).
                     let _ = std::process::Command::new("kill").args(["-TERM", "--", &format!("-{pgid}")]).status();

@@ -234,9 +234,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
         let mut next = Vec::new();
         if let Some(rec) = recorded {
             if rec.method == "tpe" {
-                if let Err(e) = crate::propose::top_up(&self.state, rec.sweep_id).await {
-                    tracing::warn!(sweep = %rec.sweep_id, error = %e, "TPE proposal failed; the next finished trial tries again");
-                }
+                crate::propose::top_up_or_warn(&self.state, rec.sweep_id).await;
             }
             workers::infra_success(&self.state.db, worker).await?;
             let state = if r.pruned { TrialState::Pruned } else { TrialState::Succeeded };
