@@ -118,10 +118,44 @@ def load(cfg):
     return Xtr, Ytr, Xva, Yva, Xte, Yte
 
 
-def mlp(d, hidden, l, dropout):
+LOW32 = 0xFFFFFFFF
+
+
+def hash32(x):
+    """The worker's 32-bit integer hash (trainer/src/model.rs), on ints or int64 tensors."""
+    x = x ^ (x >> 15)
+    x = (x * 0x2C1B3C6D) & LOW32
+    x = x ^ (x >> 12)
+    x = (x * 0x297A2D39) & LOW32
+    return x ^ (x >> 15)
+
+
+class HashDropout(nn.Module):
+    """The worker's dropout: the mask of (trial seed, step, layer) from a counter-based
+    hash instead of the global generator, kept elements scaled by 1/(1-p) as nn.Dropout."""
+
+    def __init__(self, p, seed, layer, counter):
+        super().__init__()
+        self.p, self.layer, self.counter = p, layer, counter
+        self.seed_key = SplitMix64(seed ^ 0xD8090F5ED0B711E5).next() & LOW32
+
+    def forward(self, h):
+        if not self.training:
+            return h
+        step_key = SplitMix64((self.counter[0] * 64 + self.layer) & MASK).next() & LOW32
+        key = hash32(self.seed_key ^ step_key)
+        idx = torch.arange(h.numel(), device=h.device, dtype=torch.int64).view(h.shape)
+        bits = hash32((idx + key) & LOW32)
+        u = (bits >> 8).to(torch.float32) * (1.0 / 16777216.0)
+        p = torch.tensor(self.p, dtype=torch.float32, device=h.device)
+        keep = torch.tensor(1.0 - self.p, dtype=torch.float32, device=h.device)
+        return h * ((u >= p).to(torch.float32) / keep)
+
+
+def mlp(d, hidden, l, dropout, seed, counter):
     layers, prev = [], d
-    for h in hidden:
-        layers += [nn.Linear(prev, h), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout > 0 else [])
+    for i, h in enumerate(hidden):
+        layers += [nn.Linear(prev, h), nn.ReLU()] + ([HashDropout(dropout, seed, i, counter)] if dropout > 0 else [])
         prev = h
     layers.append(nn.Linear(prev, l))  # nn.Linear's default init: U(+-1/sqrt(fan_in))
     return nn.Sequential(*layers)
@@ -145,7 +179,8 @@ def main():
     xva, yva = torch.tensor(Xva, device=dev), torch.tensor(Yva, device=dev).float()
     xte, yte = torch.tensor(Xte, device=dev), torch.tensor(Yte, device=dev).float()
     loss_fn = losses.build(cfg["loss"], Ytr.sum(0), n, dev)
-    model = mlp(d, cfg["model"]["hidden"], l, cfg["model"]["dropout"]).to(dev)
+    counter = [0]  # optimiser steps so far: the dropout masks' step
+    model = mlp(d, cfg["model"]["hidden"], l, cfg["model"]["dropout"], seed, counter).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=tr["lr"], weight_decay=tr["weight_decay"])
     metric = cfg["metric"]["name"].split(".", 1)[1]
     maximize = cfg["metric"]["goal"] == "maximize"
@@ -177,6 +212,7 @@ def main():
             if tr.get("grad_clip", 0) > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tr["grad_clip"])
             opt.step()
+            counter[0] += 1
         if dev.type == "cuda":
             torch.cuda.synchronize()
         train_s += time.perf_counter() - t0

@@ -43,7 +43,7 @@ async fn agent(ch: Channel, token: String, latencies: Arc<Mutex<Vec<Duration>>>)
     let mut c = pb::agent_service_client::AgentServiceClient::new(ch);
     let mut done = Vec::new();
     let s = Instant::now();
-    let req = with_token(&token, pb::LeaseRequest { max_trials: 1, wait_ms: 0 });
+    let req = with_token(&token, pb::LeaseRequest { max_trials: 1, wait_ms: 0, fuse: false });
     let mut next = c.lease(req).await.expect("lease").into_inner().trials;
     latencies.lock().expect("lock").push(s.elapsed());
     while let Some(t) = next.pop() {

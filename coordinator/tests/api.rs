@@ -51,8 +51,11 @@ async fn concurrent_claims_lease_each_trial_once() {
             let mut got = Vec::new();
             loop {
                 let mut a = agent.clone();
-                let r =
-                    a.lease(with_token(&w, pb::LeaseRequest { max_trials: 3, wait_ms: 0 })).await.unwrap().into_inner();
+                let r = a
+                    .lease(with_token(&w, pb::LeaseRequest { max_trials: 3, wait_ms: 0, fuse: false }))
+                    .await
+                    .unwrap()
+                    .into_inner();
                 if r.trials.is_empty() {
                     return got;
                 }
@@ -296,8 +299,11 @@ async fn nothing_is_served_without_a_credential() {
     // A join token only registers; a client token cannot lease.
     let join_as_client = app.client().list_sweeps(with_token(&app.join, pb::ListSweepsRequest {})).await.unwrap_err();
     assert_eq!(join_as_client.code(), Code::PermissionDenied);
-    let lease =
-        app.agent().lease(with_token(&app.admin, pb::LeaseRequest { max_trials: 1, wait_ms: 0 })).await.unwrap_err();
+    let lease = app
+        .agent()
+        .lease(with_token(&app.admin, pb::LeaseRequest { max_trials: 1, wait_ms: 0, fuse: false }))
+        .await
+        .unwrap_err();
     assert_eq!(lease.code(), Code::Unauthenticated);
     let register = app
         .agent()
@@ -420,7 +426,7 @@ async fn two_hundred_agents_claiming_at_once_lease_every_trial_once() {
         tasks.spawn(async move {
             start.wait().await;
             let mut a = agent.clone();
-            let r = a.lease(with_token(&w, pb::LeaseRequest { max_trials: 2, wait_ms: 0 })).await.unwrap();
+            let r = a.lease(with_token(&w, pb::LeaseRequest { max_trials: 2, wait_ms: 0, fuse: false })).await.unwrap();
             r.into_inner().trials.into_iter().map(|t| t.trial_id).collect::<Vec<_>>()
         });
     }

@@ -132,7 +132,7 @@ impl TestApp {
 
     pub async fn lease(&self, worker: &str, n: u32) -> Vec<pb::LeasedTrial> {
         self.agent()
-            .lease(with_token(worker, pb::LeaseRequest { max_trials: n, wait_ms: 0 }))
+            .lease(with_token(worker, pb::LeaseRequest { max_trials: n, wait_ms: 0, fuse: false }))
             .await
             .expect("lease")
             .into_inner()

@@ -14,6 +14,11 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub const LEASE_MS: u32 = 3_000;
 
+/// `SWEEP_TEST_LOGS=1`: workers log at info to the test's stderr (for debugging a test).
+fn show_logs() -> bool {
+    std::env::var_os("SWEEP_TEST_LOGS").is_some()
+}
+
 /// A binary of this workspace, beside the test executable's directory
 /// (`target/<profile>/deps/..`); `cargo test --workspace` builds them all.
 pub fn bin(name: &str) -> PathBuf {
@@ -224,9 +229,9 @@ impl Cluster {
             cmd.args(["run", "--device", "cpu", "--name", name, "--coordinator", coordinator])
                 .args(extra)
                 .env("SWEEP_JOIN_TOKEN_FILE", &self.join)
-                .env("RUST_LOG", "warn")
+                .env("RUST_LOG", if show_logs() { "info" } else { "warn" })
                 .env("OMP_NUM_THREADS", "1")
-                .stderr(Stdio::null())
+                .stderr(if show_logs() { Stdio::inherit() } else { Stdio::null() })
                 .spawn()
                 .unwrap(),
         )

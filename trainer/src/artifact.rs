@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sweep_spec::{DatasetKind, TrialConfig};
-use tch::{nn, Device, Tensor};
+use tch::{Device, Tensor};
 
 use crate::data::{self, Split};
 use crate::metrics;
@@ -45,9 +45,9 @@ pub struct ModelFiles {
 }
 
 impl ModelFiles {
-    /// The weights of `vs` as safetensors bytes.
-    pub fn weights_of(vs: &nn::VarStore) -> anyhow::Result<Vec<u8>> {
-        let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    /// The weights of `model` as safetensors bytes.
+    pub fn weights_of(model: &Mlp) -> anyhow::Result<Vec<u8>> {
+        let mut named = model.named();
         named.sort_by(|a, b| a.0.cmp(&b.0));
         let tmp = std::env::temp_dir().join(format!(
             "sweep-weights-{}-{:?}.safetensors",
@@ -73,7 +73,6 @@ impl ModelFiles {
 pub struct Loaded {
     pub manifest: Manifest,
     pub mlp: Mlp,
-    _vs: nn::VarStore,
 }
 
 pub fn load(dir: &Path, device: Device) -> anyhow::Result<Loaded> {
@@ -82,28 +81,12 @@ pub fn load(dir: &Path, device: Device) -> anyhow::Result<Loaded> {
         .with_context(|| format!("read {}", dir.join(MANIFEST).display()))?;
     let manifest: Manifest =
         serde_json::from_str(&text).with_context(|| format!("{}: not a model manifest", dir.display()))?;
-    let m = &manifest.config.model;
-    let mut vs = nn::VarStore::new(device);
-    let mlp = Mlp::new(&vs.root(), manifest.features as i64, &m.hidden, manifest.label_names.len() as i64, m.dropout);
     let saved =
         Tensor::read_safetensors(dir.join(WEIGHTS)).with_context(|| format!("read {}", dir.join(WEIGHTS).display()))?;
-    let mut vars = vs.variables();
-    anyhow::ensure!(saved.len() == vars.len(), "{}: {} tensors, the model has {}", WEIGHTS, saved.len(), vars.len());
-    tch::no_grad(|| -> anyhow::Result<()> {
-        for (name, t) in &saved {
-            let v = vars.get_mut(name).with_context(|| format!("{WEIGHTS}: unexpected tensor `{name}`"))?;
-            anyhow::ensure!(
-                v.size() == t.size(),
-                "{WEIGHTS}: `{name}` is {:?}, the model wants {:?}",
-                t.size(),
-                v.size()
-            );
-            v.copy_(t);
-        }
-        Ok(())
-    })?;
-    vs.freeze();
-    Ok(Loaded { manifest, mlp, _vs: vs })
+    let (features, labels) = (manifest.features as i64, manifest.label_names.len() as i64);
+    let mlp = Mlp::from_named(&saved, features, &manifest.config.model.hidden, labels, device)
+        .with_context(|| format!("{}: not this model's weights", dir.join(WEIGHTS).display()))?;
+    Ok(Loaded { manifest, mlp })
 }
 
 /// Reads rows to score from a file in the format the model's dataset came in (MULAN

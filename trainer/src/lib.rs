@@ -8,4 +8,5 @@ pub mod data;
 pub mod loss;
 pub mod metrics;
 pub mod model;
+pub mod optim;
 pub mod train;

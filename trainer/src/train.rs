@@ -1,5 +1,10 @@
-//! The trainer: one trial, or several trials that share a dataset (trained one after
-//! another today; the API leaves room to fuse them into one batched model on a GPU).
+//! The trainer: one trial, or K trials that share a dataset trained as one stacked model
+//! ([`train_fused`]: one batched forward and backward per step, each model with its own
+//! data order, dropout masks, loss settings, optimiser settings, clipping and early
+//! stopping). A trial alone is a stack of one, so fused and unfused runs compute the same
+//! numbers. Nothing here draws from libtorch's process-global generator after
+//! initialisation (which takes turns under a lock): results do not depend on what else
+//! runs in the process.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,12 +12,13 @@ use std::time::Instant;
 
 use serde::Serialize;
 use sweep_spec::TrialConfig;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::data::{Dataset, SplitMix64};
 use crate::loss::Loss;
 use crate::metrics::{self, Thresholds};
-use crate::model::Mlp;
+use crate::model::{DropoutRng, Mlp, Stack};
+use crate::optim::{self, AdamW};
 
 /// Why a trial did not finish.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +64,8 @@ pub struct TrialResult {
     pub best_epoch: u32,
     pub seconds: f64,
     pub samples_per_s: f64,
+    /// Rows in the training split (rows x epochs run = samples trained on).
+    pub train_rows: usize,
     pub threshold_global: f32,
     pub device: String,
     /// Whether it stopped before its last epoch because it was told to finish (ASHA).
@@ -80,22 +88,6 @@ pub fn device(name: &str) -> anyhow::Result<Device> {
     }
 }
 
-/// Trains several trials that share `dataset`. Results come back in config order;
-/// `progress` gets (index, epoch report).
-pub fn train_trials(
-    dataset: &Dataset,
-    configs: &[TrialConfig],
-    device: Device,
-    progress: &mut dyn FnMut(usize, &EpochReport),
-    control: &Control,
-) -> Vec<Result<TrialResult, TrainError>> {
-    configs
-        .iter()
-        .enumerate()
-        .map(|(i, cfg)| train_one(dataset, cfg, device, &mut |r| progress(i, r), control))
-        .collect()
-}
-
 fn to_tensor(x: &[f32], rows: usize, cols: usize, device: Device) -> Tensor {
     Tensor::from_slice(x).view([rows as i64, cols as i64]).to_device(device)
 }
@@ -104,29 +96,20 @@ fn labels_tensor(y: &[u8], rows: usize, cols: usize, device: Device) -> Tensor {
     Tensor::from_slice(y).view([rows as i64, cols as i64]).to_device(device).to_kind(Kind::Float)
 }
 
-/// Probabilities (row-major) of the model on rows `x`, computed as [`evaluate`] does
-/// (the same chunks, the same kernels), so a saved model scores a file exactly as the
-/// trainer scored its test split.
+/// Probabilities (row-major) of the model on rows `x`, computed as the trainer scores a
+/// split (the same chunks, the same kernels), so a saved model scores a file exactly as
+/// the trainer scored its test split.
 pub fn probabilities(model: &Mlp, x: &Tensor) -> Vec<f32> {
-    tch::no_grad(|| {
-        let n = x.size()[0];
-        let mut probs = Vec::new();
-        let mut start = 0;
-        while start < n {
-            let len = EVAL_CHUNK.min(n - start);
-            probs.push(model.forward(&x.narrow(0, start, len), false).sigmoid());
-            start += len;
-        }
-        let probs = Tensor::cat(&probs, 0).to_device(Device::Cpu).contiguous().view([-1]);
-        Vec::<f32>::try_from(&probs).expect("probabilities to host")
-    })
+    let (probs, _) = score(model, x, None);
+    probs
 }
 
 /// Rows scored at once.
 const EVAL_CHUNK: i64 = 8192;
 
-/// Probabilities (row-major) and mean loss of the model on a split.
-fn evaluate(model: &Mlp, x: &Tensor, y: &Tensor, loss: &Loss) -> (Vec<f32>, f64) {
+/// Probabilities (row-major) of the model on rows `x` and, given labels and the loss, the
+/// mean loss.
+fn score(model: &Mlp, x: &Tensor, loss: Option<(&Tensor, &Loss)>) -> (Vec<f32>, f64) {
     tch::no_grad(|| {
         let n = x.size()[0];
         let mut probs = Vec::new();
@@ -134,16 +117,17 @@ fn evaluate(model: &Mlp, x: &Tensor, y: &Tensor, loss: &Loss) -> (Vec<f32>, f64)
         let mut start = 0;
         while start < n {
             let len = EVAL_CHUNK.min(n - start);
-            let xb = x.narrow(0, start, len);
-            let yb = y.narrow(0, start, len);
-            let logits = model.forward(&xb, false);
-            loss_sum += loss.elementwise(&logits, &yb).sum(Kind::Float);
+            let logits = model.forward(&x.narrow(0, start, len));
+            if let Some((y, loss)) = loss {
+                loss_sum += loss.elementwise(&logits, &y.narrow(0, start, len)).sum(Kind::Float);
+            }
             probs.push(logits.sigmoid());
             start += len;
         }
         let probs = Tensor::cat(&probs, 0).to_device(Device::Cpu).contiguous().view([-1]);
         let v: Vec<f32> = Vec::<f32>::try_from(&probs).expect("probabilities to host");
-        let mean_loss = f64::try_from(loss_sum).unwrap_or(f64::NAN) / (n * y.size()[1]).max(1) as f64;
+        let labels = loss.map_or(1, |(y, _)| y.size()[1]);
+        let mean_loss = f64::try_from(loss_sum).unwrap_or(f64::NAN) / (n * labels).max(1) as f64;
         (v, mean_loss)
     })
 }
@@ -155,120 +139,8 @@ fn objective_of(metrics: &BTreeMap<String, f64>, name: &str) -> Result<f64, Trai
         .ok_or_else(|| TrainError::User(format!("metric `{name}` is not reported for this dataset")))
 }
 
-/// One trial while it trains: its data on the device, model, optimiser and loss weights.
-struct Run<'a> {
-    ds: &'a Dataset,
-    cfg: &'a TrialConfig,
-    device: Device,
-    xtr: Tensor,
-    ytr: Tensor,
-    xva: Tensor,
-    yva: Tensor,
-    loss: Loss,
-    vs: nn::VarStore,
-    model: Mlp,
-    opt: nn::Optimizer,
-}
-
-impl<'a> Run<'a> {
-    /// Seeds libtorch and builds everything in the order a PyTorch script does, so the
-    /// same seed draws the same initial weights.
-    fn new(ds: &'a Dataset, cfg: &'a TrialConfig, device: Device) -> Result<Run<'a>, TrainError> {
-        let (d, l) = (ds.features, ds.labels);
-        tch::manual_seed(cfg.train.seed as i64);
-        let xtr = to_tensor(&ds.train.x, ds.train.n, d, device);
-        let ytr = labels_tensor(&ds.train.y, ds.train.n, l, device);
-        let xva = to_tensor(&ds.val.x, ds.val.n, d, device);
-        let yva = labels_tensor(&ds.val.y, ds.val.n, l, device);
-        let loss = Loss::new(&cfg.loss, &ds.train_positives, ds.train.n, device);
-        let vs = nn::VarStore::new(device);
-        let model = Mlp::new(&vs.root(), d as i64, &cfg.model.hidden, l as i64, cfg.model.dropout);
-        let adamw = nn::AdamW { wd: cfg.train.weight_decay, ..Default::default() };
-        let opt = nn::OptimizerConfig::build(adamw, &vs, cfg.train.lr)
-            .map_err(|e| TrainError::Transient(format!("optimizer: {e}")))?;
-        Ok(Run { ds, cfg, device, xtr, ytr, xva, yva, loss, vs, model, opt })
-    }
-
-    /// One pass over the training split in this epoch's seeded order; the mean batch loss.
-    fn train_epoch(&mut self, epoch: u32, cancel: &AtomicBool) -> Result<f64, TrainError> {
-        let n = self.ds.train.n;
-        let bs = (self.cfg.train.batch_size as usize).min(n);
-        let seed = self.cfg.train.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64);
-        let perm: Vec<i64> = SplitMix64(seed).permutation(n).iter().map(|&i| i as i64).collect();
-        let perm = Tensor::from_slice(&perm).to_device(self.device);
-        let mut loss_sum = Tensor::zeros([], (Kind::Float, self.device));
-        let (mut batches, mut start) = (0i64, 0usize);
-        while start < n {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(TrainError::Cancelled);
-            }
-            let len = bs.min(n - start);
-            let idx = perm.narrow(0, start as i64, len as i64);
-            let logits = self.model.forward(&self.xtr.index_select(0, &idx), true);
-            let yb = self.ytr.index_select(0, &idx);
-            let loss = self.loss.mean(&logits, &yb);
-            self.opt.zero_grad();
-            loss.backward();
-            if self.cfg.train.grad_clip > 0.0 {
-                self.opt.clip_grad_norm(self.cfg.train.grad_clip);
-            }
-            self.opt.step();
-            loss_sum += loss.detach();
-            batches += 1;
-            start += len;
-        }
-        let train_loss = f64::try_from(&loss_sum).unwrap_or(f64::NAN) / batches as f64;
-        if !train_loss.is_finite() {
-            return Err(TrainError::User(format!(
-                "loss became {train_loss} in epoch {epoch}; lower train.lr or loss.class_weight.cap"
-            )));
-        }
-        Ok(train_loss)
-    }
-
-    /// Validation metrics now (thresholds tuned on validation itself).
-    fn validate(&self) -> BTreeMap<String, f64> {
-        let l = self.ds.labels;
-        let (val_probs, val_loss) = evaluate(&self.model, &self.xva, &self.yva, &self.loss);
-        let thresholds = metrics::tune_checked(&val_probs, &self.ds.val.y, l);
-        let mut m = metrics::report("val", &val_probs, &self.ds.val.y, l, &thresholds, &self.ds.train_positives);
-        m.insert("val.loss".into(), val_loss);
-        m
-    }
-
-    fn snapshot(&self) -> Vec<Tensor> {
-        tch::no_grad(|| self.vs.trainable_variables().iter().map(|t| t.copy()).collect())
-    }
-
-    fn restore(&self, weights: &[Tensor]) {
-        tch::no_grad(|| {
-            for (var, w) in self.vs.trainable_variables().iter_mut().zip(weights) {
-                var.copy_(w);
-            }
-        });
-    }
-
-    /// Validation and test metrics of the current weights, with thresholds tuned on
-    /// validation and applied to test.
-    fn final_metrics(&self) -> (BTreeMap<String, f64>, Thresholds) {
-        let (ds, l) = (self.ds, self.ds.labels);
-        let (val_probs, val_loss) = evaluate(&self.model, &self.xva, &self.yva, &self.loss);
-        let thresholds: Thresholds = metrics::tune_checked(&val_probs, &ds.val.y, l);
-        let xte = to_tensor(&ds.test.x, ds.test.n, ds.features, self.device);
-        let yte = labels_tensor(&ds.test.y, ds.test.n, l, self.device);
-        let (test_probs, test_loss) = evaluate(&self.model, &xte, &yte, &self.loss);
-        let mut m = metrics::report("val", &val_probs, &ds.val.y, l, &thresholds, &ds.train_positives);
-        m.extend(metrics::report("test", &test_probs, &ds.test.y, l, &thresholds, &ds.train_positives));
-        m.insert("val.loss".into(), val_loss);
-        m.insert("test.loss".into(), test_loss);
-        m.insert("threshold_global".into(), thresholds.global as f64);
-        (m, thresholds)
-    }
-}
-
 /// Trains one trial: epochs until `train.epochs` or early stopping on the objective,
-/// then the best epoch's weights are restored and evaluated. Deterministic for a given
-/// seed on CPU.
+/// then the best epoch's weights are evaluated. Deterministic for a given seed on CPU.
 pub fn train_one(
     ds: &Dataset,
     cfg: &TrialConfig,
@@ -276,48 +148,244 @@ pub fn train_one(
     progress: &mut dyn FnMut(&EpochReport),
     control: &Control,
 ) -> Result<TrialResult, TrainError> {
-    let started = Instant::now();
-    let mut run = Run::new(ds, cfg, device)?;
-    let mut best: Option<(f64, u32, Vec<Tensor>)> = None;
-    let (mut history, mut since_best, mut train_seconds) = (Vec::new(), 0u32, 0.0);
-    let mut stopped_early = false;
-    for epoch in 1..=cfg.train.epochs {
-        let t0 = Instant::now();
-        let train_loss = run.train_epoch(epoch, &control.cancel)?;
-        let epoch_train_s = t0.elapsed().as_secs_f64();
-        train_seconds += epoch_train_s;
-        let mut m = run.validate();
-        m.insert("train.loss".into(), train_loss);
-        m.insert("epoch_seconds".into(), t0.elapsed().as_secs_f64());
-        m.insert("samples_per_s".into(), ds.train.n as f64 / epoch_train_s.max(1e-9));
-        let objective = objective_of(&m, &cfg.metric.name)?;
-        let report = EpochReport { epoch, metrics: m };
-        progress(&report);
-        history.push(report);
-        if best.as_ref().is_none_or(|(b, _, _)| cfg.metric.goal.better(objective, *b)) {
-            best = Some((objective, epoch, run.snapshot()));
-            since_best = 0;
+    let mut results = train_fused(ds, std::slice::from_ref(cfg), device, &mut |_, r| progress(r), &[control]);
+    results.pop().expect("one config, one result")
+}
+
+/// Why configs cannot train as one stack, if they cannot: they must share the hidden
+/// widths and the batch size (and the dataset, which the caller passes once).
+pub fn fuse_mismatch(cfgs: &[TrialConfig]) -> Option<String> {
+    let first = cfgs.first()?;
+    cfgs.iter().enumerate().find_map(|(i, c)| {
+        if c.model.hidden != first.model.hidden {
+            Some(format!("config {i} has hidden {:?}, config 0 {:?}", c.model.hidden, first.model.hidden))
+        } else if c.train.batch_size != first.train.batch_size {
+            Some(format!("config {i} has batch_size {}, config 0 {}", c.train.batch_size, first.train.batch_size))
         } else {
-            since_best += 1;
-            if cfg.train.patience > 0 && since_best >= cfg.train.patience {
-                break;
-            }
+            None
         }
-        if control.finish.load(Ordering::Relaxed) {
-            stopped_early = epoch < cfg.train.epochs;
+    })
+}
+
+/// One model of a stack while it trains.
+struct Member<'a> {
+    cfg: &'a TrialConfig,
+    control: &'a Control,
+    /// Its loss alone, for scoring.
+    loss: Loss,
+    history: Vec<EpochReport>,
+    best: Option<(f64, u32, Mlp)>,
+    since_best: u32,
+    stopped_early: bool,
+    train_seconds: f64,
+    /// Set when it stops training: `Ok` to be finalised from its best epoch, or the error.
+    ended: Option<Result<(), TrainError>>,
+}
+
+/// Trains K trials that share `ds` as one stacked model. Results come back in config
+/// order; `progress` gets (index, epoch report); `controls[k]` steers trial k alone
+/// (cancelling one leaves the others' numbers unchanged).
+pub fn train_fused(
+    ds: &Dataset,
+    cfgs: &[TrialConfig],
+    device: Device,
+    progress: &mut dyn FnMut(usize, &EpochReport),
+    controls: &[&Control],
+) -> Vec<Result<TrialResult, TrainError>> {
+    assert_eq!(cfgs.len(), controls.len(), "one control per config");
+    if let Some(why) = fuse_mismatch(cfgs) {
+        return cfgs.iter().map(|_| Err(TrainError::User(format!("cannot train as one stack: {why}")))).collect();
+    }
+    let started = Instant::now();
+    let (d, l, n) = (ds.features, ds.labels, ds.train.n);
+    let k = cfgs.len();
+    let mut members: Vec<Member> = cfgs
+        .iter()
+        .zip(controls)
+        .map(|(cfg, control)| Member {
+            cfg,
+            control,
+            loss: Loss::new(&cfg.loss, &ds.train_positives, n, device),
+            history: Vec::new(),
+            best: None,
+            since_best: 0,
+            stopped_early: false,
+            train_seconds: 0.0,
+            ended: None,
+        })
+        .collect();
+    let models: Vec<Mlp> =
+        cfgs.iter().map(|c| Mlp::init(d as i64, &c.model.hidden, l as i64, c.train.seed, device)).collect();
+    let stack = Stack::new(&models);
+    drop(models);
+    let params = stack.params();
+    let lrs: Vec<f64> = cfgs.iter().map(|c| c.train.lr).collect();
+    let wds: Vec<f64> = cfgs.iter().map(|c| c.train.weight_decay).collect();
+    let mut opt = AdamW::new(&params, &lrs, &wds);
+    let clips: Vec<f64> = cfgs.iter().map(|c| c.train.grad_clip).collect();
+    let seeds: Vec<u64> = cfgs.iter().map(|c| c.train.seed).collect();
+    let dropout = DropoutRng::new(&seeds, &cfgs.iter().map(|c| c.model.dropout).collect::<Vec<_>>(), device);
+    let loss_cfgs: Vec<&sweep_spec::LossConfig> = cfgs.iter().map(|c| &c.loss).collect();
+    let loss = Loss::stacked(&loss_cfgs, &ds.train_positives, n, device);
+    let xtr = to_tensor(&ds.train.x, n, d, device);
+    let ytr = labels_tensor(&ds.train.y, n, l, device);
+    let xva = to_tensor(&ds.val.x, ds.val.n, d, device);
+    let yva = labels_tensor(&ds.val.y, ds.val.n, l, device);
+    let bs = (cfgs[0].train.batch_size as usize).min(n);
+    let max_epochs = cfgs.iter().map(|c| c.train.epochs).max().unwrap_or(0);
+    let mut step = 0u64;
+    for epoch in 1..=max_epochs {
+        let mut active: Vec<bool> = members.iter().map(|m| m.ended.is_none()).collect();
+        if !active.contains(&true) {
             break;
         }
+        let t0 = Instant::now();
+        // Each model's own order for this epoch, from its seed (as the trial alone).
+        let mut perms: Vec<i64> = Vec::with_capacity(k * n);
+        for s in &seeds {
+            let seed = s.wrapping_mul(1_000_003).wrapping_add(epoch as u64);
+            perms.extend(SplitMix64(seed).permutation(n).iter().map(|&i| i as i64));
+        }
+        let perms = Tensor::from_slice(&perms).view([k as i64, n as i64]).to_device(device);
+        let mut loss_sum = Tensor::zeros([k as i64], (Kind::Float, device));
+        let (mut batches, mut start) = (0i64, 0usize);
+        while start < n {
+            for (m, a) in members.iter_mut().zip(active.iter_mut()) {
+                if *a && m.control.cancel.load(Ordering::Relaxed) {
+                    m.ended = Some(Err(TrainError::Cancelled));
+                    *a = false;
+                }
+            }
+            if !active.contains(&true) {
+                break;
+            }
+            let len = bs.min(n - start);
+            let idx = perms.narrow(1, start as i64, len as i64).reshape([-1]);
+            let xb = xtr.index_select(0, &idx).view([k as i64, len as i64, d as i64]);
+            let yb = ytr.index_select(0, &idx).view([k as i64, len as i64, l as i64]);
+            let logits = stack.forward_train(&xb, dropout.as_ref(), step);
+            let per_model = loss.per_model_mean(&logits, &yb);
+            optim::zero_grad(&params);
+            per_model.sum(Kind::Float).backward();
+            optim::clip_grad_norm(&params, &clips);
+            opt.set_active(&active);
+            opt.step(&params);
+            loss_sum += per_model.detach();
+            step += 1;
+            batches += 1;
+            start += len;
+        }
+        let epoch_train_s = t0.elapsed().as_secs_f64();
+        let train_losses: Vec<f64> = Vec::<f32>::try_from(&(loss_sum / batches.max(1) as f64).to_device(Device::Cpu))
+            .expect("losses to host")
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        for (i, m) in members.iter_mut().enumerate() {
+            if !active[i] {
+                continue;
+            }
+            m.train_seconds += epoch_train_s;
+            if let Err(e) =
+                end_of_epoch(m, i, epoch, train_losses[i], epoch_train_s, t0, &stack, &xva, &yva, ds, progress)
+            {
+                m.ended = Some(Err(e));
+            }
+        }
     }
-    let (_, best_epoch, weights) = best.ok_or_else(|| TrainError::User("no epoch ran".into()))?;
-    run.restore(&weights);
-    let (mut metrics, thresholds) = run.final_metrics();
-    let weights = crate::artifact::ModelFiles::weights_of(&run.vs)
+    members
+        .into_iter()
+        .map(|m| match m.ended {
+            Some(Err(e)) => Err(e),
+            _ => finish(m, ds, device, started, k),
+        })
+        .collect()
+}
+
+/// A model's epoch ends: its validation metrics, its report, early-stopping bookkeeping.
+#[allow(clippy::too_many_arguments)]
+fn end_of_epoch(
+    m: &mut Member,
+    i: usize,
+    epoch: u32,
+    train_loss: f64,
+    epoch_train_s: f64,
+    t0: Instant,
+    stack: &Stack,
+    xva: &Tensor,
+    yva: &Tensor,
+    ds: &Dataset,
+    progress: &mut dyn FnMut(usize, &EpochReport),
+) -> Result<(), TrainError> {
+    if !train_loss.is_finite() {
+        return Err(TrainError::User(format!(
+            "loss became {train_loss} in epoch {epoch}; lower train.lr or loss.class_weight.cap"
+        )));
+    }
+    let cfg = m.cfg;
+    let model = stack.view(i as i64);
+    let (val_probs, val_loss) = score(&model, xva, Some((yva, &m.loss)));
+    let thresholds = metrics::tune_checked(&val_probs, &ds.val.y, ds.labels);
+    let mut metrics = metrics::report("val", &val_probs, &ds.val.y, ds.labels, &thresholds, &ds.train_positives);
+    metrics.insert("val.loss".into(), val_loss);
+    metrics.insert("train.loss".into(), train_loss);
+    metrics.insert("epoch_seconds".into(), t0.elapsed().as_secs_f64());
+    metrics.insert("samples_per_s".into(), ds.train.n as f64 / epoch_train_s.max(1e-9));
+    let objective = objective_of(&metrics, &cfg.metric.name)?;
+    let report = EpochReport { epoch, metrics };
+    progress(i, &report);
+    m.history.push(report);
+    if m.best.as_ref().is_none_or(|(b, _, _)| cfg.metric.goal.better(objective, *b)) {
+        m.best = Some((objective, epoch, stack.model(i as i64)));
+        m.since_best = 0;
+    } else {
+        m.since_best += 1;
+        if cfg.train.patience > 0 && m.since_best >= cfg.train.patience {
+            m.ended = Some(Ok(()));
+        }
+    }
+    if m.control.finish.load(Ordering::Relaxed) && m.ended.is_none() {
+        m.stopped_early = epoch < cfg.train.epochs;
+        m.ended = Some(Ok(()));
+    }
+    if epoch >= cfg.train.epochs {
+        m.ended = Some(Ok(()));
+    }
+    Ok(())
+}
+
+/// A model's result from its best epoch: validation and test metrics with thresholds
+/// tuned on validation and applied to test, and the model artifact.
+fn finish(
+    m: Member,
+    ds: &Dataset,
+    device: Device,
+    started: Instant,
+    stack_size: usize,
+) -> Result<TrialResult, TrainError> {
+    let (cfg, l) = (m.cfg, ds.labels);
+    let (_, best_epoch, model) = m.best.ok_or_else(|| TrainError::User("no epoch ran".into()))?;
+    let xva = to_tensor(&ds.val.x, ds.val.n, ds.features, device);
+    let yva = labels_tensor(&ds.val.y, ds.val.n, l, device);
+    let (val_probs, val_loss) = score(&model, &xva, Some((&yva, &m.loss)));
+    let thresholds: Thresholds = metrics::tune_checked(&val_probs, &ds.val.y, l);
+    let xte = to_tensor(&ds.test.x, ds.test.n, ds.features, device);
+    let yte = labels_tensor(&ds.test.y, ds.test.n, l, device);
+    let (test_probs, test_loss) = score(&model, &xte, Some((&yte, &m.loss)));
+    let mut metrics = metrics::report("val", &val_probs, &ds.val.y, l, &thresholds, &ds.train_positives);
+    metrics.extend(metrics::report("test", &test_probs, &ds.test.y, l, &thresholds, &ds.train_positives));
+    metrics.insert("val.loss".into(), val_loss);
+    metrics.insert("test.loss".into(), test_loss);
+    metrics.insert("threshold_global".into(), thresholds.global as f64);
+    let weights = crate::artifact::ModelFiles::weights_of(&model)
         .map_err(|e| TrainError::Transient(format!("model weights: {e}")))?;
-    if let Some(h) = history.iter().find(|h| h.epoch == best_epoch) {
+    if let Some(h) = m.history.iter().find(|h| h.epoch == best_epoch) {
         metrics.insert("train.loss".into(), h.metrics["train.loss"]);
     }
     metrics.insert("best_epoch".into(), best_epoch as f64);
-    let samples_per_s = (ds.train.n * history.len()) as f64 / train_seconds.max(1e-9);
+    // How many trials trained as one stack with this one (1: alone).
+    metrics.insert("stack_size".into(), stack_size as f64);
+    let samples_per_s = (ds.train.n * m.history.len()) as f64 / m.train_seconds.max(1e-9);
     metrics.insert("samples_per_s".into(), samples_per_s);
     let seconds = started.elapsed().as_secs_f64();
     metrics.insert("seconds".into(), seconds);
@@ -332,13 +400,14 @@ pub fn train_one(
     };
     Ok(TrialResult {
         metrics,
-        history,
+        history: m.history,
         best_epoch,
         seconds,
         samples_per_s,
+        train_rows: ds.train.n,
         threshold_global: thresholds.global,
         device: format!("{device:?}"),
-        stopped_early,
+        stopped_early: m.stopped_early,
         model: Some(crate::artifact::ModelFiles { weights, manifest }),
     })
 }

@@ -1,6 +1,6 @@
-//! Determinism on CPU and the flat metric names. Alone in its test binary because
-//! libtorch's random generator is process-global: concurrent trainings in one process
-//! interleave their draws.
+//! Determinism on CPU and the flat metric names, also while other trainings run in the
+//! same process (the worker's `--slots`): a trial draws nothing from libtorch's global
+//! generator after its initialisation, which takes turns.
 
 use sweep_spec::TrialConfig;
 use sweep_trainer::{data, train};
@@ -20,7 +20,19 @@ fn cpu_training_is_deterministic_and_reports_every_metric() {
     let control = train::Control::default();
     let mut epochs = Vec::new();
     let a = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |r| epochs.push(r.epoch), &control).unwrap();
-    let b = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |_| {}, &control).unwrap();
+    // Two more of the same trial, concurrently, beside a trial with another seed.
+    let mut other = cfg.clone();
+    other.train.seed += 1;
+    let (b, c, d) = std::thread::scope(|s| {
+        let run = |cfg: &TrialConfig| {
+            let ds = &ds;
+            let cfg = cfg.clone();
+            s.spawn(move || train::train_one(ds, &cfg, tch::Device::Cpu, &mut |_| {}, &train::Control::default()))
+        };
+        let (b, c, d) = (run(&cfg), run(&other), run(&cfg));
+        (b.join().unwrap().unwrap(), c.join().unwrap().unwrap(), d.join().unwrap().unwrap())
+    });
+    assert_ne!(c.metrics["val.loss"], a.metrics["val.loss"], "another seed, another run");
     assert_eq!(epochs, (1..=10).collect::<Vec<u32>>());
     for k in [
         "val.f1_micro",
@@ -34,6 +46,7 @@ fn cpu_training_is_deterministic_and_reports_every_metric() {
     ] {
         assert!(a.metrics.contains_key(k), "{k} missing");
         assert_eq!(a.metrics[k], b.metrics[k], "{k} differs between identical runs");
+        assert_eq!(a.metrics[k], d.metrics[k], "{k} differs between identical runs");
     }
     assert!(a.metrics["test.f1_micro"] > 0.2, "it learned something: {:?}", a.metrics);
     // Tuned micro-F1 is never worse than untuned on validation.

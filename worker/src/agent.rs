@@ -34,9 +34,16 @@ pub struct AgentSettings {
     pub join_token_file: Option<PathBuf>,
     #[command(flatten)]
     pub tls: TlsArgs,
-    /// Trials run at once.
+    /// Trials run at once (with --fuse, stacked groups run at once).
     #[arg(long, default_value_t = 1)]
     pub slots: u32,
+    /// Lease up to K trials that share a fuse key (dataset, hidden widths, batch size,
+    /// epochs) at once and train them as one stacked model: one batched forward and
+    /// backward per step for all K, each trial still with its own seed, data order,
+    /// settings, early stopping, metrics and result. `auto`: as many as fit in free GPU
+    /// memory (at most 32; 1 on CPU). Trials whose keys differ still run, in other groups.
+    #[arg(long, default_value = "1")]
+    pub fuse: String,
     /// auto, cpu or cuda.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -146,12 +153,60 @@ struct Agent {
     reporting: CancellationToken,
     /// Cancelled on SIGTERM: from then on no new work is taken.
     shutdown: CancellationToken,
+    /// Trials per stacked group (1: no fusing), and the groups running now.
+    fuse: Fuse,
+    groups: std::sync::atomic::AtomicUsize,
     settings: AgentSettings,
+}
+
+/// How many trials a group may hold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fuse {
+    Fixed(usize),
+    /// As many as free GPU memory holds, up to [`FUSE_AUTO_MAX`].
+    Auto,
+}
+
+/// The most trials `--fuse auto` leases into one group.
+pub const FUSE_AUTO_MAX: usize = 32;
+
+impl Fuse {
+    pub fn parse(s: &str, device: tch::Device) -> anyhow::Result<Fuse> {
+        match s {
+            "auto" if device.is_cuda() => Ok(Fuse::Auto),
+            "auto" => Ok(Fuse::Fixed(1)),
+            n => match n.parse::<usize>() {
+                Ok(k) if (1..=64).contains(&k) => Ok(Fuse::Fixed(k)),
+                _ => anyhow::bail!("--fuse: `{n}` is not auto or a number of trials from 1 to 64"),
+            },
+        }
+    }
+
+    fn lease_at_most(self) -> usize {
+        match self {
+            Fuse::Fixed(k) => k,
+            Fuse::Auto => FUSE_AUTO_MAX,
+        }
+    }
+}
+
+/// Bytes one model of a stack needs on the device, roughly: weights, gradients, AdamW's
+/// two moments and a best-epoch copy (5 x 4 bytes a parameter), and a batch's activations
+/// with their gradients and the dropout and loss temporaries (about 40 bytes per hidden
+/// unit and per label, per row).
+pub fn model_bytes(features: usize, hidden: &[u32], labels: usize, batch: usize) -> u64 {
+    let mut widths = vec![features as u64];
+    widths.extend(hidden.iter().map(|&h| h as u64));
+    widths.push(labels as u64);
+    let params: u64 = widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
+    let units: u64 = hidden.iter().map(|&h| h as u64).sum::<u64>() + labels as u64;
+    params * 4 * 5 + batch as u64 * units * 40
 }
 
 /// Runs the agent until `shutdown` fires (then drains) or it has been idle long enough.
 pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let device = train::device(&settings.device)?;
+    let fuse = Fuse::parse(&settings.fuse, device)?;
     if let Some(n) = settings.threads {
         anyhow::ensure!(n > 0, "--threads must be at least 1");
         tch::set_num_threads(n);
@@ -178,6 +233,8 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow
         cache: DatasetCache::default(),
         reporting: CancellationToken::new(),
         shutdown: shutdown.clone(),
+        fuse,
+        groups: Default::default(),
         settings,
     });
     let heartbeat = tokio::spawn(agent.clone().heartbeat_loop(heartbeat_every));
@@ -322,17 +379,38 @@ impl Agent {
                     tracing::error!(error = %e, "trial task panicked");
                 }
             }
-            let free = self.settings.slots as usize - self.running.lock().expect("lock").len();
+            let fusing = self.fuse != Fuse::Fixed(1);
+            let free = if fusing {
+                // A slot holds one stacked group.
+                self.settings.slots as usize - self.groups.load(Ordering::Relaxed)
+            } else {
+                self.settings.slots as usize - self.running.lock().expect("lock").len()
+            };
             if free == 0 {
                 tokio::select! { _ = tasks.join_next() => {}, _ = shutdown.cancelled() => {} }
                 continue;
             }
-            let req = pb::LeaseRequest { max_trials: free as u32, wait_ms: 2_000 };
+            let max_trials = if fusing { self.fuse.lease_at_most() } else { free };
+            let req = pb::LeaseRequest { max_trials: max_trials as u32, wait_ms: 2_000, fuse: fusing };
             let lease = with_retry("lease", shutdown, || {
                 let mut c = self.api.clone();
                 async move { c.lease(req).await }
             });
+            // Idle with nothing running, the time spent failing to reach the coordinator
+            // counts too: a worker whose coordinator is gone still exits.
+            let idle_budget = (!idle_limit.is_zero() && self.running.lock().expect("lock").is_empty())
+                .then(|| idle_limit.saturating_sub(idle_since.elapsed()) + Duration::from_secs(2));
+            let lease = async {
+                match idle_budget {
+                    Some(budget) => tokio::time::timeout(budget, lease).await.ok(),
+                    None => Some(lease.await),
+                }
+            };
             let lease = tokio::select! { r = lease => r, _ = shutdown.cancelled() => break };
+            let Some(lease) = lease else {
+                tracing::warn!("no answer from the coordinator and nothing running for --exit-when-idle-secs: exiting");
+                break;
+            };
             let leased = match lease {
                 Ok(r) => r.into_inner().trials,
                 Err(e) if e.code() == Code::Unauthenticated => {
@@ -353,8 +431,12 @@ impl Agent {
                 tracing::info!("queue empty, exiting (--exit-when-idle-secs)");
                 break;
             }
-            for t in leased {
-                self.start(tasks, t);
+            if fusing && !leased.is_empty() {
+                self.start_group(tasks, leased);
+            } else {
+                for t in leased {
+                    self.start(tasks, t);
+                }
             }
         }
         Ok(())
@@ -451,9 +533,111 @@ impl Agent {
         tracing::info!(params = %t.params_json, "trial started");
         let trial = pb::TrialRef { trial_id: t.trial_id.clone(), attempt: t.attempt };
         let outcome = self.train(&trial, t.config_json, handle).await;
+        self.report(trial, outcome, handle, !self.shutdown.is_cancelled()).await
+    }
+
+    /// Starts a leased group (trials of one fuse key) as one stacked training in its own task.
+    fn start_group(self: &Arc<Self>, tasks: &mut JoinSet<()>, group: Vec<pb::LeasedTrial>) {
+        let slots: Vec<(Key, Arc<Running>)> = group.iter().map(|t| self.register(t)).collect();
+        self.groups.fetch_add(1, Ordering::Relaxed);
+        let agent = self.clone();
+        tasks.spawn(async move {
+            let span = tracing::info_span!("group", trials = group.len());
+            agent.run_group(group, &slots).instrument(span).await;
+            {
+                let mut running = agent.running.lock().expect("lock");
+                for (key, _) in &slots {
+                    running.remove(key);
+                }
+            }
+            agent.groups.fetch_sub(1, Ordering::Relaxed);
+            agent.report_running();
+        });
+    }
+
+    /// Trains a group as one stack (in chunks that fit the device with `--fuse auto`) and
+    /// reports each trial's end on its own.
+    async fn run_group(&self, group: Vec<pb::LeasedTrial>, slots: &[(Key, Arc<Running>)]) {
+        let refs: Vec<pb::TrialRef> =
+            group.iter().map(|t| pb::TrialRef { trial_id: t.trial_id.clone(), attempt: t.attempt }).collect();
+        // Configs first: one that cannot be read fails alone.
+        let mut members = Vec::new();
+        for (i, t) in group.into_iter().enumerate() {
+            let cfg = match self.blobs.materialize(t.config_json).await {
+                Ok(json) => parse_config(&json),
+                Err(e) => Err(e),
+            };
+            match cfg {
+                Ok(cfg) => members.push((i, cfg)),
+                Err(e) => drop(self.report(refs[i].clone(), Err(e), &slots[i].1, false).await),
+            }
+        }
+        let Some((_, first)) = members.first() else { return };
+        let ds = match self.cache.get(&first.dataset) {
+            Ok(ds) => ds,
+            Err(e) => {
+                for (i, _) in &members {
+                    let err = Err(TrainError::User(e.to_string()));
+                    drop(self.report(refs[*i].clone(), err, &slots[*i].1, false).await);
+                }
+                return;
+            }
+        };
+        let per_chunk = self.chunk_size(&ds, first, members.len());
+        tracing::info!(trials = members.len(), per_chunk, "training a fused group");
+        for chunk in members.chunks(per_chunk) {
+            let idx: Vec<usize> = chunk.iter().map(|(i, _)| *i).collect();
+            let cfgs: Vec<sweep_spec::TrialConfig> = chunk.iter().map(|(_, c)| c.clone()).collect();
+            let controls: Vec<Arc<train::Control>> = idx.iter().map(|&i| slots[i].1.control.clone()).collect();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let (ds, device, span) = (ds.clone(), self.device, tracing::Span::current());
+            let work = tokio::task::spawn_blocking(move || {
+                let _entered = span.enter();
+                let refs: Vec<&train::Control> = controls.iter().map(|c| c.as_ref()).collect();
+                train::train_fused(&ds, &cfgs, device, &mut |k, r| drop(tx.send((k, r.clone()))), &refs)
+            });
+            let forward = async {
+                while let Some((k, r)) = rx.recv().await {
+                    let i = idx[k];
+                    self.forward_progress(&refs[i], r, &slots[i].1).await;
+                }
+            };
+            let (outcome, ()) = tokio::join!(work, forward);
+            let outcomes = outcome.unwrap_or_else(|e| {
+                let why = format!("training thread panicked: {e}");
+                idx.iter().map(|_| Err(TrainError::Transient(why.clone()))).collect()
+            });
+            for (&i, outcome) in idx.iter().zip(outcomes) {
+                drop(self.report(refs[i].clone(), outcome, &slots[i].1, false).await);
+            }
+        }
+    }
+
+    /// Trials per stack: the group's size, or with `--fuse auto` as many as fit in 80%
+    /// of the GPU's free memory (NVML), at least one.
+    fn chunk_size(&self, ds: &sweep_trainer::data::Dataset, cfg: &sweep_spec::TrialConfig, n: usize) -> usize {
+        if self.fuse != Fuse::Auto {
+            return n.max(1);
+        }
+        let per_model = model_bytes(ds.features, &cfg.model.hidden, ds.labels, cfg.train.batch_size as usize);
+        match gpu_free_bytes(self.device) {
+            Some(free) => ((free as f64 * 0.8 / per_model as f64) as usize).clamp(1, n.max(1)),
+            None => n.max(1),
+        }
+    }
+
+    /// Reports how a trial ended (completed, pruned, handed back, failed); a completion
+    /// with `lease_next` also leases the next trial.
+    async fn report(
+        &self,
+        trial: pb::TrialRef,
+        outcome: Result<TrialResult, TrainError>,
+        handle: &Running,
+        lease_next: bool,
+    ) -> Option<pb::LeasedTrial> {
         let reported = match outcome {
             Ok(res) => {
-                tracing::info!(best_epoch = res.best_epoch, seconds = res.seconds, "trial finished");
+                tracing::info!(trial_id = %trial.trial_id, best_epoch = res.best_epoch, seconds = res.seconds, "trial finished");
                 // Stopped at the coordinator's word (ASHA) before its last epoch; a trial the
                 // word reached only after its last epoch simply succeeded.
                 let pruned = res.stopped_early;
@@ -472,7 +656,7 @@ impl Agent {
                     trial: Some(trial),
                     metrics: res.metrics.clone().into_iter().collect(),
                     result_json: serde_json::to_string(&res).unwrap_or_default(),
-                    lease_next: u32::from(!self.shutdown.is_cancelled()),
+                    lease_next: u32::from(lease_next),
                     // Finished early because the coordinator said stop (ASHA).
                     pruned,
                     model_sha256,
@@ -483,21 +667,21 @@ impl Agent {
                 }
             }
             Err(TrainError::Cancelled) if handle.stopped_by() == Some(Stop::Preempted) => {
-                tracing::info!("handing trial back as preempted");
+                tracing::info!(trial_id = %trial.trial_id, "handing trial back as preempted");
                 self.call("preempt", trial, |mut c, r| async move { c.preempt(r).await }).await.map(drop)
             }
             Err(TrainError::Cancelled) if handle.stopped_by() == Some(Stop::Draining) => {
-                tracing::info!("handing trial back");
+                tracing::info!(trial_id = %trial.trial_id, "handing trial back");
                 self.call("release", trial, |mut c, r| async move { c.release(r).await }).await.map(drop)
             }
             Err(TrainError::Cancelled) => {
-                tracing::info!(reason = ?handle.stopped_by(), "trial stopped");
+                tracing::info!(trial_id = %trial.trial_id, reason = ?handle.stopped_by(), "trial stopped");
                 return None;
             }
             Err(e) => {
                 let kind =
                     if matches!(e, TrainError::User(_)) { pb::FailureKind::User } else { pb::FailureKind::Transient };
-                tracing::warn!(error = %e, ?kind, "trial failed");
+                tracing::warn!(trial_id = %trial.trial_id, error = %e, ?kind, "trial failed");
                 let req = pb::FailRequest { trial: Some(trial), error: e.to_string(), kind: kind as i32 };
                 self.call("fail", req, |mut c, r| async move { c.fail(r).await }).await.map(drop)
             }
@@ -528,28 +712,33 @@ impl Agent {
         });
         let forward = async {
             while let Some(r) = rx.recv().await {
-                record_epoch(&r);
-                let req = pb::ProgressRequest {
-                    trial: Some(trial.clone()),
-                    epoch: r.epoch,
-                    metrics: r.metrics.into_iter().collect(),
-                };
-                match self.call("progress", req, |mut c, r| async move { c.report_progress(r).await }).await {
-                    Ok(answer) if answer.stop => {
-                        tracing::info!("the coordinator stops this trial at a rung (ASHA): finishing pruned");
-                        handle.control.finish.store(true, Ordering::Relaxed);
-                    }
-                    Ok(_) => {}
-                    Err(e) if matches!(e.code(), Code::FailedPrecondition | Code::PermissionDenied) => {
-                        tracing::warn!(message = e.message(), "lease lost, stopping");
-                        handle.stop(Stop::LeaseLost);
-                    }
-                    Err(e) => tracing::warn!(code = ?e.code(), message = e.message(), "progress not recorded"),
-                }
+                self.forward_progress(trial, r, handle).await;
             }
         };
         let (outcome, ()) = tokio::join!(work, forward);
         outcome.unwrap_or_else(|e| Err(TrainError::Transient(format!("training thread panicked: {e}"))))
+    }
+
+    /// Sends one epoch's report; the answer may stop the trial (ASHA) or say its lease is lost.
+    async fn forward_progress(&self, trial: &pb::TrialRef, r: train::EpochReport, handle: &Running) {
+        record_epoch(&r);
+        let req = pb::ProgressRequest {
+            trial: Some(trial.clone()),
+            epoch: r.epoch,
+            metrics: r.metrics.into_iter().collect(),
+        };
+        match self.call("progress", req, |mut c, r| async move { c.report_progress(r).await }).await {
+            Ok(answer) if answer.stop => {
+                tracing::info!(trial_id = %trial.trial_id, "the coordinator stops this trial at a rung (ASHA): finishing pruned");
+                handle.control.finish.store(true, Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            Err(e) if matches!(e.code(), Code::FailedPrecondition | Code::PermissionDenied) => {
+                tracing::warn!(trial_id = %trial.trial_id, message = e.message(), "lease lost, stopping");
+                handle.stop(Stop::LeaseLost);
+            }
+            Err(e) => tracing::warn!(code = ?e.code(), message = e.message(), "progress not recorded"),
+        }
     }
 }
 
@@ -563,6 +752,14 @@ const SAMPLES_PER_SECOND: &str = "sweep_worker_samples_per_second";
 /// GPU memory in use, by GPU index, from NVML (the driver's own count, so it includes
 /// libtorch's cached blocks and other processes' memory).
 const GPU_MEMORY_USED: &str = "sweep_worker_gpu_memory_used_bytes";
+
+/// Free memory on the CUDA device, from NVML; None on CPU or without a driver.
+fn gpu_free_bytes(device: tch::Device) -> Option<u64> {
+    let tch::Device::Cuda(index) = device else { return None };
+    let nvml = nvml_wrapper::Nvml::init().ok()?;
+    let dev = nvml.device_by_index(index as u32).ok()?;
+    dev.memory_info().ok().map(|m| m.free)
+}
 
 /// Samples GPU memory every 5 s while the worker runs; does nothing where NVML cannot be
 /// loaded (no NVIDIA driver).

@@ -362,3 +362,16 @@ async fn a_worker_never_holds_more_leases_than_slots() {
     assert_eq!(most, 2, "both slots were used, so the check above is not vacuous");
     c.check_invariants().await;
 }
+
+/// A worker told to exit when idle still exits when its coordinator is gone: the time
+/// spent failing to reach it counts as idle while nothing runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_worker_exits_when_its_coordinator_is_gone() {
+    let _serial = SERIAL.lock().await;
+    let c = cluster!();
+    let coord = c.coordinator();
+    let mut w = c.worker("idle", &c.addr(), &["--exit-when-idle-secs", "5"]);
+    c.wait_for("registered", Duration::from_secs(30), "SELECT count(*) > 0 FROM workers").await;
+    drop(coord);
+    assert!(w.wait_exit(Duration::from_secs(30)), "the worker is still running 30 s after its coordinator died");
+}

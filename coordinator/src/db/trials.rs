@@ -27,29 +27,46 @@ pub struct Leased {
 /// revoked or quarantined worker claims nothing. (Cancelled sweeps have no queued trials: cancel
 /// moves them to `cancelled`.)
 /// `sweeps`: the only sweeps the worker may serve (a fleet instance's), or None for all.
+/// `fuse`: the trials share the first one's fuse key (one group to train as one stack).
 pub async fn claim(
     db: impl PgExecutor<'_>,
     worker: Uuid,
     n: u32,
     lease_ms: u32,
     sweeps: Option<&[Uuid]>,
+    fuse: bool,
 ) -> Result<Vec<Leased>> {
-    // Two statements rather than one with `$4 IS NULL OR ...`: the common case (a worker
-    // that serves every sweep) keeps the plain queue scan.
+    // Separate statements rather than `$4 IS NULL OR ...`: the common case (a worker that
+    // serves every sweep) keeps the plain queue scan.
     let only = if sweeps.is_some() { "AND q.sweep_id = ANY ($4)" } else { "" };
+    let claimable = format!(
+        "q.state = 'queued' AND q.not_before <= now()
+         AND EXISTS (SELECT 1 FROM workers w WHERE w.id = $1 AND w.state NOT IN ('revoked', 'quarantined'))
+         {only}"
+    );
+    let chosen = if fuse {
+        // The oldest claimable trial, then the oldest others of its fuse key.
+        format!(
+            "WITH head AS (
+                 SELECT q.id, q.fuse_key FROM trials q WHERE {claimable}
+                 ORDER BY q.created_at, q.seq LIMIT 1 FOR UPDATE SKIP LOCKED),
+             rest AS (
+                 SELECT q.id FROM trials q JOIN head h ON q.fuse_key = h.fuse_key AND q.id <> h.id
+                 WHERE {claimable}
+                 ORDER BY q.created_at, q.seq LIMIT $2 - 1 FOR UPDATE OF q SKIP LOCKED)
+             SELECT id FROM head UNION ALL SELECT id FROM rest"
+        )
+    } else {
+        format!(
+            "SELECT q.id FROM trials q WHERE {claimable} ORDER BY q.created_at, q.seq LIMIT $2 FOR UPDATE SKIP LOCKED"
+        )
+    };
     let sql = format!(
         "UPDATE trials t
          SET state = 'leased', attempt = t.attempt + 1, lease_owner = $1,
              lease_expires_at = now() + make_interval(secs => $3::double precision / 1000),
              updated_at = now(), error = NULL
-         WHERE t.id IN (
-             SELECT q.id FROM trials q
-             WHERE q.state = 'queued' AND q.not_before <= now()
-               AND EXISTS (SELECT 1 FROM workers w WHERE w.id = $1 AND w.state NOT IN ('revoked', 'quarantined'))
-               {only}
-             ORDER BY q.created_at, q.seq
-             LIMIT $2
-             FOR UPDATE SKIP LOCKED)
+         WHERE t.id IN ({chosen})
          RETURNING t.id, t.attempt, t.sweep_id, t.config, t.params"
     );
     let q = sqlx::query_as(&sql).bind(worker).bind(n as i64).bind(lease_ms as f64);

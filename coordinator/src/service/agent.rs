@@ -42,7 +42,7 @@ impl AgentApi {
             notified.as_mut().enable();
             let started = std::time::Instant::now();
             let sweeps = self.state.worker_sweeps(worker).await?;
-            let rows = trials::claim(&self.state.db, worker, n, self.lease_ms(), sweeps.as_deref()).await?;
+            let rows = trials::claim(&self.state.db, worker, n, self.lease_ms(), sweeps.as_deref(), req.fuse).await?;
             metrics::histogram!(crate::metrics::CLAIM_SECONDS).record(started.elapsed().as_secs_f64());
             if !rows.is_empty() {
                 metrics::counter!(crate::metrics::LEASES_GRANTED).increment(rows.len() as u64);
@@ -243,7 +243,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
             let n = r.lease_next.min(MAX_LEASE_BATCH);
             if n > 0 {
                 let sweeps = self.state.worker_sweeps(worker).await?;
-                next = trials::claim(&self.state.db, worker, n, self.lease_ms(), sweeps.as_deref()).await?;
+                next = trials::claim(&self.state.db, worker, n, self.lease_ms(), sweeps.as_deref(), false).await?;
                 metrics::counter!(crate::metrics::LEASES_GRANTED).increment(next.len() as u64);
                 for t in &next {
                     self.state.changed(t.sweep_id);
