@@ -147,11 +147,24 @@ pub struct TrainConfig {
     /// Early stopping on the sweep's objective (validation); 0 turns it off.
     pub patience: u32,
     pub seed: u64,
+    /// Save the trial's state (weights, optimiser, epoch, early stopping) to the blob
+    /// store every this many epochs, so a re-leased attempt resumes from it; 0: only when
+    /// the worker is told to stop (spot notice, shutdown).
+    pub checkpoint_every: u32,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { epochs: 20, batch_size: 256, lr: 1e-3, weight_decay: 0.01, grad_clip: 0.0, patience: 5, seed: 0 }
+        TrainConfig {
+            epochs: 20,
+            batch_size: 256,
+            lr: 1e-3,
+            weight_decay: 0.01,
+            grad_clip: 0.0,
+            patience: 5,
+            seed: 0,
+            checkpoint_every: 0,
+        }
     }
 }
 

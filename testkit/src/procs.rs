@@ -265,6 +265,11 @@ impl Cluster {
              train: {{epochs: {epochs}, patience: 0, batch_size: 256}}\n\
              parameters:\n  train.seed: {{values: {seeds:?}}}\n"
         );
+        self.submit_yaml(&yaml)
+    }
+
+    /// Submits a sweep file; returns the sweep's id.
+    pub fn submit_yaml(&self, yaml: &str) -> String {
         let path = self.dir.path().join("sweep.yaml");
         std::fs::write(&path, yaml).unwrap();
         // Workers read data from their own disk here (as in a cluster with shared storage).

@@ -47,18 +47,7 @@ pub struct ModelFiles {
 impl ModelFiles {
     /// The weights of `model` as safetensors bytes.
     pub fn weights_of(model: &Mlp) -> anyhow::Result<Vec<u8>> {
-        let mut named = model.named();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
-        let tmp = std::env::temp_dir().join(format!(
-            "sweep-weights-{}-{:?}.safetensors",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let cpu: Vec<(String, Tensor)> = named.into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
-        Tensor::write_safetensors(&cpu, &tmp)?;
-        let bytes = std::fs::read(&tmp)?;
-        let _ = std::fs::remove_file(&tmp);
-        Ok(bytes)
+        safetensors_bytes(model.named())
     }
 
     pub fn write_dir(&self, dir: &Path) -> anyhow::Result<()> {
@@ -70,6 +59,35 @@ impl ModelFiles {
 }
 
 /// A model read back from its directory.
+/// Named tensors as safetensors bytes (sorted by name; host copies).
+pub fn safetensors_bytes(mut named: Vec<(String, Tensor)>) -> anyhow::Result<Vec<u8>> {
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let cpu: Vec<(String, Tensor)> = named.into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
+    let tmp = scratch_path("out");
+    Tensor::write_safetensors(&cpu, &tmp)?;
+    let bytes = std::fs::read(&tmp);
+    let _ = std::fs::remove_file(&tmp);
+    Ok(bytes?)
+}
+
+/// Named tensors from safetensors bytes.
+pub fn safetensors_from_bytes(bytes: &[u8]) -> anyhow::Result<Vec<(String, Tensor)>> {
+    let tmp = scratch_path("in");
+    std::fs::write(&tmp, bytes)?;
+    let named = Tensor::read_safetensors(&tmp);
+    let _ = std::fs::remove_file(&tmp);
+    Ok(named?)
+}
+
+/// A temporary file of this thread's (libtorch reads and writes safetensors by path).
+fn scratch_path(what: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "sweep-{what}-{}-{:?}.safetensors",
+        std::process::id(),
+        std::thread::current().id()
+    ))
+}
+
 pub struct Loaded {
     pub manifest: Manifest,
     pub mlp: Mlp,

@@ -4,6 +4,7 @@
 //! the worker's agent feeds it trial configs and forwards what it reports.
 
 pub mod artifact;
+pub mod checkpoint;
 pub mod data;
 pub mod loss;
 pub mod metrics;

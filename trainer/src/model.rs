@@ -46,6 +46,11 @@ impl Mlp {
         Mlp { layers }
     }
 
+    /// A copy of the weights.
+    pub fn copy(&self) -> Mlp {
+        tch::no_grad(|| Mlp { layers: self.layers.iter().map(|(w, b)| (w.copy(), b.copy())).collect() })
+    }
+
     /// From named tensors `fc{i}.weight` / `fc{i}.bias` (a saved model), checking shapes.
     pub fn from_named(
         named: &[(String, Tensor)],
@@ -128,6 +133,16 @@ impl Stack {
         tch::no_grad(|| Mlp {
             layers: self.layers.iter().map(|(w, b)| (w.get(k).copy(), b.get(k).squeeze_dim(0).copy())).collect(),
         })
+    }
+
+    /// Overwrites model k's weights (a checkpoint's).
+    pub fn load(&self, k: i64, model: &Mlp) {
+        tch::no_grad(|| {
+            for ((w, b), (mw, mb)) in self.layers.iter().zip(&model.layers) {
+                w.get(k).copy_(mw);
+                b.get(k).squeeze_dim(0).copy_(mb);
+            }
+        });
     }
 
     /// Model k's current weights as views (no copy): score with them, do not keep them.

@@ -67,6 +67,27 @@ impl AdamW {
         }
     }
 
+    /// Model k's moments (copies), per parameter tensor: what a checkpoint keeps.
+    pub fn moments(&self, k: i64) -> Vec<(Tensor, Tensor)> {
+        self.m.iter().zip(&self.v).map(|(m, v)| (m.get(k).copy(), v.get(k).copy())).collect()
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// Restores model k's moments and the step count from a checkpoint.
+    pub fn restore(&mut self, k: i64, steps: u64, moments: &[(Tensor, Tensor)]) {
+        self.step = steps;
+        tch::no_grad(|| {
+            for ((m, v), (sm, sv)) in self.m.iter().zip(&self.v).zip(moments) {
+                m.get(k).copy_(sm);
+                v.get(k).copy_(sv);
+            }
+        });
+    }
+
     /// One step on `params`, whose gradients are set.
     pub fn step(&mut self, params: &[&Tensor]) {
         self.step += 1;

@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sweep_spec::TrialConfig;
 use tch::{Device, Kind, Tensor};
 
+use crate::checkpoint::{Checkpoint, Position, State};
 use crate::data::{Dataset, SplitMix64};
 use crate::loss::Loss;
 use crate::metrics::{self, Thresholds};
@@ -36,21 +37,23 @@ pub enum TrainError {
 /// How the caller steers a running trial from another thread: `cancel` stops it at the
 /// next batch with no result; `finish` ends it after the current epoch with the result it
 /// reached (the best epoch so far), as early stopping would.
+/// `suspend` saves a checkpoint at the next batch and then stops it as `cancel` does.
 #[derive(Debug, Default)]
 pub struct Control {
     pub cancel: AtomicBool,
     pub finish: AtomicBool,
+    pub suspend: AtomicBool,
 }
 
 impl Control {
     /// A control whose trial is cancelled from the start (tests).
     pub fn cancelled() -> Control {
-        Control { cancel: AtomicBool::new(true), finish: AtomicBool::new(false) }
+        Control { cancel: AtomicBool::new(true), ..Control::default() }
     }
 }
 
 /// One epoch's numbers, streamed to the agent.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EpochReport {
     pub epoch: u32,
     pub metrics: BTreeMap<String, f64>,
@@ -192,9 +195,30 @@ pub fn train_fused(
     progress: &mut dyn FnMut(usize, &EpochReport),
     controls: &[&Control],
 ) -> Vec<Result<TrialResult, TrainError>> {
+    let resume: Vec<Option<Checkpoint>> = cfgs.iter().map(|_| None).collect();
+    train_fused_with(ds, cfgs, device, progress, controls, resume, &mut |_, _| {})
+}
+
+/// [`train_fused`], resuming each trial from its checkpoint (all from the same point, or
+/// none) and handing `checkpoint` (index, checkpoint) every `train.checkpoint_every`
+/// epochs and when a trial is suspended.
+pub fn train_fused_with(
+    ds: &Dataset,
+    cfgs: &[TrialConfig],
+    device: Device,
+    progress: &mut dyn FnMut(usize, &EpochReport),
+    controls: &[&Control],
+    resume: Vec<Option<Checkpoint>>,
+    checkpoint: &mut dyn FnMut(usize, Checkpoint),
+) -> Vec<Result<TrialResult, TrainError>> {
     assert_eq!(cfgs.len(), controls.len(), "one control per config");
+    assert_eq!(cfgs.len(), resume.len(), "one resume point (or none) per config");
+    let refuse = |why: String| cfgs.iter().map(|_| Err(TrainError::User(why.clone()))).collect();
     if let Some(why) = fuse_mismatch(cfgs) {
-        return cfgs.iter().map(|_| Err(TrainError::User(format!("cannot train as one stack: {why}")))).collect();
+        return refuse(format!("cannot train as one stack: {why}"));
+    }
+    if let Some(why) = resume_mismatch(cfgs, &resume) {
+        return refuse(format!("cannot resume: {why}"));
     }
     let started = Instant::now();
     let (d, l, n) = (ds.features, ds.labels, ds.train.n);
@@ -233,8 +257,23 @@ pub fn train_fused(
     let yva = labels_tensor(&ds.val.y, ds.val.n, l, device);
     let bs = (cfgs[0].train.batch_size as usize).min(n);
     let max_epochs = cfgs.iter().map(|c| c.train.epochs).max().unwrap_or(0);
-    let mut step = 0u64;
-    for epoch in 1..=max_epochs {
+    // Where training starts: epoch 1, or where the checkpoints left off.
+    let (mut step, mut first_epoch, mut position) = (0u64, 1u32, None::<Vec<Position>>);
+    for (i, ck) in resume.into_iter().enumerate() {
+        let Some(ck) = ck else { continue };
+        stack.load(i as i64, &ck.weights);
+        opt.restore(i as i64, ck.state.steps, &ck.moments);
+        (step, first_epoch) = (ck.state.steps, ck.next_epoch());
+        if let Some(p) = &ck.state.position {
+            position.get_or_insert_with(Vec::new).push(p.clone());
+        }
+        let m = &mut members[i];
+        m.history = ck.state.history;
+        m.since_best = ck.state.since_best;
+        m.train_seconds = ck.state.train_seconds;
+        m.best = ck.state.best.zip(ck.best).map(|((objective, epoch), w)| (objective, epoch, w));
+    }
+    for epoch in first_epoch..=max_epochs {
         let mut active: Vec<bool> = members.iter().map(|m| m.ended.is_none()).collect();
         if !active.contains(&true) {
             break;
@@ -247,9 +286,25 @@ pub fn train_fused(
             perms.extend(SplitMix64(seed).permutation(n).iter().map(|&i| i as i64));
         }
         let perms = Tensor::from_slice(&perms).view([k as i64, n as i64]).to_device(device);
-        let mut loss_sum = Tensor::zeros([k as i64], (Kind::Float, device));
-        let (mut batches, mut start) = (0i64, 0usize);
+        let (mut loss_sum, mut batches, mut start) = match position.take() {
+            Some(p) => {
+                let sums: Vec<f32> = p.iter().map(|p| p.loss_sum).collect();
+                (Tensor::from_slice(&sums).to_device(device), p[0].batches, p[0].start)
+            }
+            None => (Tensor::zeros([k as i64], (Kind::Float, device)), 0i64, 0usize),
+        };
         while start < n {
+            let suspended: Vec<usize> =
+                (0..k).filter(|&i| active[i] && members[i].control.suspend.load(Ordering::Relaxed)).collect();
+            if !suspended.is_empty() {
+                let sums = Vec::<f32>::try_from(&loss_sum.to_device(Device::Cpu)).expect("losses to host");
+                for i in suspended {
+                    let at = Position { start, batches, loss_sum: sums[i] };
+                    checkpoint(i, snapshot(i, &stack, &opt, &members[i], epoch - 1, Some(at), step));
+                    members[i].ended = Some(Err(TrainError::Cancelled));
+                    active[i] = false;
+                }
+            }
             for (m, a) in members.iter_mut().zip(active.iter_mut()) {
                 if *a && m.control.cancel.load(Ordering::Relaxed) {
                     m.ended = Some(Err(TrainError::Cancelled));
@@ -291,6 +346,10 @@ pub fn train_fused(
             {
                 m.ended = Some(Err(e));
             }
+            let every = m.cfg.train.checkpoint_every;
+            if m.ended.is_none() && every > 0 && epoch % every == 0 {
+                checkpoint(i, snapshot(i, &stack, &opt, m, epoch, None, step));
+            }
         }
     }
     members
@@ -300,6 +359,50 @@ pub fn train_fused(
             _ => finish(m, ds, device, started, k),
         })
         .collect()
+}
+
+/// Why these checkpoints cannot resume these configs as one stack, if they cannot: a
+/// stack resumes all its models from one point (epoch, position, steps), or none.
+fn resume_mismatch(cfgs: &[TrialConfig], resume: &[Option<Checkpoint>]) -> Option<String> {
+    let points: Vec<(u32, Option<Position>, u64)> =
+        resume.iter().flatten().map(|c| (c.state.epochs_done, c.state.position.clone(), c.state.steps)).collect();
+    if !points.is_empty() && (points.len() != resume.len() || points.windows(2).any(|w| w[0] != w[1])) {
+        return Some("the trials of a stack resume from one point, or none".into());
+    }
+    cfgs.iter().zip(resume).find_map(|(cfg, ck)| {
+        let ck = ck.as_ref()?;
+        (ck.state.seed != cfg.train.seed).then(|| {
+            format!("the checkpoint is of seed {}, the trial's train.seed is {}", ck.state.seed, cfg.train.seed)
+        })
+    })
+}
+
+/// Model i's checkpoint now: `epochs_done` finished, `position` into the next.
+fn snapshot(
+    i: usize,
+    stack: &Stack,
+    opt: &AdamW,
+    m: &Member,
+    epochs_done: u32,
+    position: Option<Position>,
+    steps: u64,
+) -> Checkpoint {
+    debug_assert_eq!(steps, opt.steps());
+    Checkpoint {
+        state: State {
+            seed: m.cfg.train.seed,
+            epochs_done,
+            position,
+            steps,
+            since_best: m.since_best,
+            best: m.best.as_ref().map(|(objective, epoch, _)| (*objective, *epoch)),
+            history: m.history.clone(),
+            train_seconds: m.train_seconds,
+        },
+        weights: stack.model(i as i64),
+        best: m.best.as_ref().map(|(_, _, w)| w.copy()),
+        moments: opt.moments(i as i64),
+    }
 }
 
 /// A model's epoch ends: its validation metrics, its report, early-stopping bookkeeping.

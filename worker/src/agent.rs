@@ -17,6 +17,7 @@ use sweep_proto as pb;
 use sweep_trainer::data::DatasetCache;
 
 use crate::blobcache::{default_cache_dir, BlobCache};
+use sweep_trainer::checkpoint::Checkpoint;
 use sweep_trainer::train::{self, TrainError, TrialResult};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -128,7 +129,11 @@ impl Running {
     /// Stops the trial; the first reason given is the one reported.
     fn stop(&self, why: Stop) {
         self.stopped_by.lock().expect("lock").get_or_insert(why);
-        self.control.cancel.store(true, Ordering::Relaxed);
+        match why {
+            // Handed back: checkpoint first, so the next attempt goes on from here.
+            Stop::Draining | Stop::Preempted => self.control.suspend.store(true, Ordering::Relaxed),
+            Stop::Cancelled | Stop::LeaseLost => self.control.cancel.store(true, Ordering::Relaxed),
+        }
     }
 
     fn stopped_by(&self) -> Option<Stop> {
@@ -532,7 +537,7 @@ impl Agent {
     async fn run_trial(&self, t: pb::LeasedTrial, handle: &Running) -> Option<pb::LeasedTrial> {
         tracing::info!(params = %t.params_json, "trial started");
         let trial = pb::TrialRef { trial_id: t.trial_id.clone(), attempt: t.attempt };
-        let outcome = self.train(&trial, t.config_json, handle).await;
+        let outcome = self.train(&trial, t.config_json, &t.checkpoint_sha256, handle).await;
         self.report(trial, outcome, handle, !self.shutdown.is_cancelled()).await
     }
 
@@ -555,8 +560,8 @@ impl Agent {
         });
     }
 
-    /// Trains a group as one stack (in chunks that fit the device with `--fuse auto`) and
-    /// reports each trial's end on its own.
+    /// Trains a group as one stack (in chunks that fit the device with `--fuse auto`;
+    /// trials resuming from a checkpoint alone) and reports each trial's end on its own.
     async fn run_group(&self, group: Vec<pb::LeasedTrial>, slots: &[(Key, Arc<Running>)]) {
         let refs: Vec<pb::TrialRef> =
             group.iter().map(|t| pb::TrialRef { trial_id: t.trial_id.clone(), attempt: t.attempt }).collect();
@@ -568,48 +573,150 @@ impl Agent {
                 Err(e) => Err(e),
             };
             match cfg {
-                Ok(cfg) => members.push((i, cfg)),
+                Ok(cfg) => members.push((i, cfg, t.checkpoint_sha256)),
                 Err(e) => drop(self.report(refs[i].clone(), Err(e), &slots[i].1, false).await),
             }
         }
-        let Some((_, first)) = members.first() else { return };
-        let ds = match self.cache.get(&first.dataset) {
+        let Some((_, first, _)) = members.first() else { return };
+        let ds = match self.dataset(first).await {
             Ok(ds) => ds,
             Err(e) => {
-                for (i, _) in &members {
-                    let err = Err(TrainError::User(e.to_string()));
-                    drop(self.report(refs[*i].clone(), err, &slots[*i].1, false).await);
+                for (i, _, _) in &members {
+                    drop(
+                        self.report(refs[*i].clone(), Err(TrainError::User(e.to_string())), &slots[*i].1, false).await,
+                    );
                 }
                 return;
             }
         };
         let per_chunk = self.chunk_size(&ds, first, members.len());
-        tracing::info!(trials = members.len(), per_chunk, "training a fused group");
-        for chunk in members.chunks(per_chunk) {
-            let idx: Vec<usize> = chunk.iter().map(|(i, _)| *i).collect();
-            let cfgs: Vec<sweep_spec::TrialConfig> = chunk.iter().map(|(_, c)| c.clone()).collect();
-            let controls: Vec<Arc<train::Control>> = idx.iter().map(|&i| slots[i].1.control.clone()).collect();
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let (ds, device, span) = (ds.clone(), self.device, tracing::Span::current());
-            let work = tokio::task::spawn_blocking(move || {
-                let _entered = span.enter();
-                let refs: Vec<&train::Control> = controls.iter().map(|c| c.as_ref()).collect();
-                train::train_fused(&ds, &cfgs, device, &mut |k, r| drop(tx.send((k, r.clone()))), &refs)
-            });
-            let forward = async {
-                while let Some((k, r)) = rx.recv().await {
-                    let i = idx[k];
-                    self.forward_progress(&refs[i], r, &slots[i].1).await;
-                }
-            };
-            let (outcome, ()) = tokio::join!(work, forward);
-            let outcomes = outcome.unwrap_or_else(|e| {
-                let why = format!("training thread panicked: {e}");
-                idx.iter().map(|_| Err(TrainError::Transient(why.clone()))).collect()
-            });
+        let (fresh, resuming): (Vec<_>, Vec<_>) = members.into_iter().partition(|(_, _, ck)| ck.is_empty());
+        tracing::info!(
+            trials = fresh.len() + resuming.len(),
+            per_chunk,
+            resuming = resuming.len(),
+            "training a fused group"
+        );
+        let mut chunks: Vec<Vec<(usize, sweep_spec::TrialConfig, String)>> =
+            fresh.chunks(per_chunk).map(|c| c.to_vec()).collect();
+        chunks.extend(resuming.into_iter().map(|m| vec![m]));
+        for chunk in chunks {
+            let idx: Vec<usize> = chunk.iter().map(|(i, _, _)| *i).collect();
+            let trials: Vec<&pb::TrialRef> = idx.iter().map(|&i| &refs[i]).collect();
+            let handles: Vec<&Running> = idx.iter().map(|&i| slots[i].1.as_ref()).collect();
+            let (cfgs, checkpoints): (Vec<_>, Vec<_>) = chunk.into_iter().map(|(_, c, ck)| (c, ck)).unzip();
+            let outcomes = self.train_stack(&trials, &handles, cfgs, ds.clone(), &checkpoints).await;
             for (&i, outcome) in idx.iter().zip(outcomes) {
                 drop(self.report(refs[i].clone(), outcome, &slots[i].1, false).await);
             }
+        }
+    }
+
+    /// The trial's dataset, loaded once per process (off the async threads).
+    async fn dataset(&self, cfg: &sweep_spec::TrialConfig) -> Result<Arc<sweep_trainer::data::Dataset>, TrainError> {
+        let (cache, dataset) = (self.cache.clone(), cfg.dataset.clone());
+        tokio::task::spawn_blocking(move || cache.get(&dataset).map_err(|e| TrainError::User(e.to_string())))
+            .await
+            .unwrap_or_else(|e| Err(TrainError::Transient(format!("dataset loader panicked: {e}"))))
+    }
+
+    /// Trains trials of one dataset as one stack on a blocking thread (the span carried
+    /// into it), resuming those with a checkpoint, while forwarding each epoch's metrics
+    /// and uploading each checkpoint the trainer hands over.
+    async fn train_stack(
+        &self,
+        trials: &[&pb::TrialRef],
+        handles: &[&Running],
+        cfgs: Vec<sweep_spec::TrialConfig>,
+        ds: Arc<sweep_trainer::data::Dataset>,
+        checkpoints: &[String],
+    ) -> Vec<Result<TrialResult, TrainError>> {
+        let mut resume = Vec::new();
+        for (k, sha) in checkpoints.iter().enumerate() {
+            resume.push(if sha.is_empty() { None } else { self.checkpoint_bytes(trials[k], sha).await });
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let controls: Vec<Arc<train::Control>> = handles.iter().map(|h| h.control.clone()).collect();
+        let (device, span, n) = (self.device, tracing::Span::current(), cfgs.len());
+        let work = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let (d, l) = (ds.features as i64, ds.labels as i64);
+            let resume: Vec<Option<Checkpoint>> = resume
+                .into_iter()
+                .zip(&cfgs)
+                .map(|(bytes, cfg)| {
+                    let bytes = bytes?;
+                    Checkpoint::from_bytes(&bytes, d, &cfg.model.hidden, l, device)
+                        .inspect_err(
+                            |e| tracing::warn!(error = %format!("{e:#}"), "checkpoint unreadable: starting over"),
+                        )
+                        .ok()
+                })
+                .collect();
+            let refs: Vec<&train::Control> = controls.iter().map(|c| c.as_ref()).collect();
+            let progress_tx = tx.clone();
+            train::train_fused_with(
+                &ds,
+                &cfgs,
+                device,
+                &mut |k, r| drop(progress_tx.send(Msg::Epoch(k, r.clone()))),
+                &refs,
+                resume,
+                &mut |k, ck| match ck.to_bytes() {
+                    Ok(bytes) => drop(tx.send(Msg::Checkpoint(k, ck.state.epochs_done, bytes))),
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "checkpoint not written"),
+                },
+            )
+        });
+        let forward = async {
+            while let Some(msg) = rx.recv().await {
+                match msg {
+                    Msg::Epoch(k, r) => self.forward_progress(trials[k], r, handles[k]).await,
+                    Msg::Checkpoint(k, epoch, bytes) => self.save_checkpoint(trials[k], epoch, bytes, handles[k]).await,
+                }
+            }
+        };
+        let (outcome, ()) = tokio::join!(work, forward);
+        outcome.unwrap_or_else(|e| {
+            let why = format!("training thread panicked: {e}");
+            (0..n).map(|_| Err(TrainError::Transient(why.clone()))).collect()
+        })
+    }
+
+    /// The bytes of checkpoint `sha` (through the blob cache), or None to start over.
+    async fn checkpoint_bytes(&self, trial: &pb::TrialRef, sha: &str) -> Option<Vec<u8>> {
+        let read = async {
+            let path = self.blobs.path(sha).await?;
+            tokio::fs::read(&path).await.map_err(|e| TrainError::Transient(format!("read {}: {e}", path.display())))
+        };
+        match read.await {
+            Ok(bytes) => {
+                tracing::info!(trial_id = %trial.trial_id, checkpoint = %sha, "resuming from the checkpoint");
+                Some(bytes)
+            }
+            Err(e) => {
+                tracing::warn!(trial_id = %trial.trial_id, error = %e, "checkpoint not fetched: starting over");
+                None
+            }
+        }
+    }
+
+    /// Puts a checkpoint in the blob store and records it as the trial's latest.
+    async fn save_checkpoint(&self, trial: &pb::TrialRef, epoch: u32, bytes: Vec<u8>, handle: &Running) {
+        let sha = match self.blobs.upload_bytes(&bytes).await {
+            Ok(sha) => sha,
+            Err(e) => {
+                return tracing::warn!(trial_id = %trial.trial_id, error = %format!("{e:#}"), "checkpoint not uploaded")
+            }
+        };
+        let req = pb::CheckpointRequest { trial: Some(trial.clone()), sha256: sha, epoch };
+        match self.call("checkpoint", req, |mut c, r| async move { c.save_checkpoint(r).await }).await {
+            Ok(_) => tracing::info!(trial_id = %trial.trial_id, epoch, bytes = bytes.len(), "checkpoint saved"),
+            Err(e) if matches!(e.code(), Code::FailedPrecondition | Code::PermissionDenied) => {
+                tracing::warn!(trial_id = %trial.trial_id, message = e.message(), "lease lost, stopping");
+                handle.stop(Stop::LeaseLost);
+            }
+            Err(e) => tracing::warn!(code = ?e.code(), message = e.message(), "checkpoint not recorded"),
         }
     }
 
@@ -692,31 +799,18 @@ impl Agent {
         None
     }
 
-    /// Trains on a blocking thread (the trial's span carried into it) while forwarding
-    /// each epoch's metrics; a refused progress report means the lease is lost.
+    /// Trains one trial (resuming from its checkpoint, if it has one).
     async fn train(
         &self,
         trial: &pb::TrialRef,
         config_json: String,
+        checkpoint: &str,
         handle: &Running,
     ) -> Result<TrialResult, TrainError> {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let config_json = self.blobs.materialize(config_json).await?;
-        let (control, cache, device, span) =
-            (handle.control.clone(), self.cache.clone(), self.device, tracing::Span::current());
-        let work = tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let cfg = parse_config(&config_json)?;
-            let ds = cache.get(&cfg.dataset).map_err(|e| TrainError::User(e.to_string()))?;
-            train::train_one(&ds, &cfg, device, &mut |r| drop(tx.send(r.clone())), &control)
-        });
-        let forward = async {
-            while let Some(r) = rx.recv().await {
-                self.forward_progress(trial, r, handle).await;
-            }
-        };
-        let (outcome, ()) = tokio::join!(work, forward);
-        outcome.unwrap_or_else(|e| Err(TrainError::Transient(format!("training thread panicked: {e}"))))
+        let cfg = parse_config(&self.blobs.materialize(config_json).await?)?;
+        let ds = self.dataset(&cfg).await?;
+        let mut out = self.train_stack(&[trial], &[handle], vec![cfg], ds, &[checkpoint.to_string()]).await;
+        out.pop().expect("one trial, one result")
     }
 
     /// Sends one epoch's report; the answer may stop the trial (ASHA) or say its lease is lost.
@@ -740,6 +834,13 @@ impl Agent {
             Err(e) => tracing::warn!(code = ?e.code(), message = e.message(), "progress not recorded"),
         }
     }
+}
+
+/// What the training thread hands the agent, by index in its stack.
+enum Msg {
+    Epoch(usize, train::EpochReport),
+    /// Epochs finished, and the checkpoint's bytes.
+    Checkpoint(usize, u32, Vec<u8>),
 }
 
 /// Trials this worker is training now.

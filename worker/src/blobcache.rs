@@ -4,6 +4,7 @@
 //! limit.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sweep_client::blobs::{download, hash_file, BlobClient};
 use sweep_trainer::train::TrainError;
@@ -78,10 +79,21 @@ impl BlobCache {
     /// Packs a model (a tar of `model.json` and `model.safetensors`) and uploads it;
     /// returns its SHA-256.
     pub async fn upload_model(&self, model: &sweep_trainer::artifact::ModelFiles) -> anyhow::Result<String> {
-        let tmp = self.dir.join(format!("model-{}.tar.tmp", std::process::id()));
+        let n = UPLOADS.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.dir.join(format!("model-{}-{n}.tar.tmp", std::process::id()));
         let packed = tmp.clone();
         let model = model.clone();
         tokio::task::spawn_blocking(move || pack_model(&model, &packed)).await??;
+        let out = sweep_client::blobs::upload(&mut self.client.clone(), &tmp).await;
+        let _ = tokio::fs::remove_file(&tmp).await;
+        Ok(out?.0)
+    }
+
+    /// Uploads bytes (a checkpoint); returns their SHA-256.
+    pub async fn upload_bytes(&self, bytes: &[u8]) -> anyhow::Result<String> {
+        let tmp =
+            self.dir.join(format!("upload-{}-{}.tmp", std::process::id(), UPLOADS.fetch_add(1, Ordering::Relaxed)));
+        tokio::fs::write(&tmp, bytes).await?;
         let out = sweep_client::blobs::upload(&mut self.client.clone(), &tmp).await;
         let _ = tokio::fs::remove_file(&tmp).await;
         Ok(out?.0)
@@ -110,6 +122,9 @@ impl BlobCache {
         }
     }
 }
+
+/// Uploads in flight get their own temporary names.
+static UPLOADS: AtomicU64 = AtomicU64::new(0);
 
 /// Marks a cached file as used now (its modification time orders the LRU).
 fn touch(path: &Path) {

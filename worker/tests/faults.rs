@@ -375,3 +375,38 @@ async fn idle_worker_exits_when_its_coordinator_is_gone() {
     drop(coord);
     assert!(w.wait_exit(Duration::from_secs(30)), "the worker is still running 30 s after its coordinator died");
 }
+
+/// SIGKILL after a checkpoint: the next attempt resumes from it (its first reported epoch
+/// is the checkpoint's epoch + 1) and the trial still ends with one result.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_trial_resumes_from_its_last_checkpoint() {
+    let _serial = SERIAL.lock().await;
+    let c = cluster!();
+    let _coord = c.coordinator();
+    c.submit_yaml(&format!(
+        "name: resume\ndataset: {TINY}\nmodel: {{hidden: [512], dropout: 0.2}}\n\
+         train: {{epochs: 12, patience: 0, batch_size: 256, checkpoint_every: 1}}\n"
+    ));
+    let a = c.worker("a", &c.addr(), &[]);
+    c.wait_for(
+        "a checkpoint at epoch 2",
+        Duration::from_secs(60),
+        "SELECT coalesce(max(checkpoint_epoch), 0) >= 2 FROM trials",
+    )
+    .await;
+    a.signal("-KILL");
+    let (saved,): (i32,) = sqlx::query_as("SELECT checkpoint_epoch FROM trials").fetch_one(&c.db).await.unwrap();
+    let _b = c.worker("b", &c.addr(), &[]);
+    c.settled(Duration::from_secs(120)).await;
+    let (state, attempt, lost, errors, _) = c.trial().await;
+    assert_eq!((state.as_str(), attempt, lost, errors), ("succeeded", 2, 1, 0));
+    let (first, last): (i32, i32) = sqlx::query_as("SELECT min(epoch), max(epoch) FROM trial_epochs WHERE attempt = 2")
+        .fetch_one(&c.db)
+        .await
+        .unwrap();
+    assert_eq!((first, last), (saved + 1, 12), "attempt 2 went on from the checkpoint of epoch {saved}");
+    let (blob,): (Option<String>,) =
+        sqlx::query_as("SELECT checkpoint_blob FROM trials").fetch_one(&c.db).await.unwrap();
+    assert_eq!(blob, None, "a succeeded trial's checkpoint is dropped");
+    c.check_invariants().await;
+}

@@ -1,7 +1,8 @@
 //! A spot interruption notice from a fake instance metadata service (IMDSv2: token,
 //! then `spot/instance-action`): the worker hands its trial back as preempted and exits;
-//! another worker finishes it; no attempt budget is spent, and the final metrics equal
-//! an uninterrupted run's (CPU, same seed).
+//! another worker finishes it from the checkpoint taken at the notice (its first epoch is
+//! the checkpoint's + 1); no attempt budget is spent, and the final metrics equal an
+//! uninterrupted run's (CPU, same seed).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -65,6 +66,10 @@ async fn a_spot_notice_hands_the_trial_back_preempted_and_another_worker_finishe
             .unwrap();
     assert_eq!((state.as_str(), preempted, errors, lost), ("queued", 1, 0, 0), "handed back at once, nothing spent");
     assert!(tokens.load(Ordering::SeqCst) >= 2, "IMDSv2: a token for every look");
+    let (saved,): (Option<i32>,) =
+        sqlx::query_as("SELECT checkpoint_epoch FROM trials").fetch_one(&c.db).await.unwrap();
+    let saved = saved.expect("the handed-back trial left a checkpoint");
+    assert!(saved >= 2, "checkpointed at the notice, after epoch {saved}");
 
     let _b = c.worker("b", &c.addr(), &["--spot-watch", "off"]);
     c.settled(Duration::from_secs(120)).await;
@@ -81,6 +86,9 @@ async fn a_spot_notice_hands_the_trial_back_preempted_and_another_worker_finishe
         .await
         .unwrap();
     assert_eq!((state.as_str(), attempt, preempted, errors, lost), ("succeeded", 2, 1, 0, 0));
+    let (first,): (i32,) =
+        sqlx::query_as("SELECT min(epoch) FROM trial_epochs WHERE attempt = 2").fetch_one(&c.db).await.unwrap();
+    assert_eq!(first, saved + 1, "the second attempt went on from the checkpoint");
 
     // The same config trained alone, uninterrupted: the same final metrics.
     let cfg = c.dir.path().join("trial.json");

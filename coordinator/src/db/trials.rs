@@ -20,6 +20,8 @@ pub struct Leased {
     pub sweep_id: Uuid,
     pub config: serde_json::Value,
     pub params: serde_json::Value,
+    pub checkpoint_blob: Option<String>,
+    pub checkpoint_epoch: Option<i32>,
 }
 
 /// Claims up to `n` queued trials for `worker` in one statement. Concurrent claims
@@ -67,7 +69,7 @@ pub async fn claim(
              lease_expires_at = now() + make_interval(secs => $3::double precision / 1000),
              updated_at = now(), error = NULL
          WHERE t.id IN ({chosen})
-         RETURNING t.id, t.attempt, t.sweep_id, t.config, t.params"
+         RETURNING t.id, t.attempt, t.sweep_id, t.config, t.params, t.checkpoint_blob, t.checkpoint_epoch"
     );
     let q = sqlx::query_as(&sql).bind(worker).bind(n as i64).bind(lease_ms as f64);
     let q = match sweeps {
@@ -91,6 +93,14 @@ pub struct Fence {
 }
 
 impl Fence {
+    /// A fenced query returning rows, with the fence bound as $1, $2, $3.
+    fn bind_as<'q, O>(
+        &self,
+        q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        q.bind(self.trial).bind(self.attempt).bind(self.worker)
+    }
+
     /// A fenced statement with the fence bound as $1, $2, $3.
     fn bind<'q>(
         &self,
@@ -339,6 +349,34 @@ pub async fn release(conn: &mut PgConnection, f: &Fence, preempted: bool) -> Res
     } else {
         Err(refusal(conn, f).await)
     }
+}
+
+/// Records the attempt's latest checkpoint; returns the blob it replaces (to delete).
+pub async fn save_checkpoint(conn: &mut PgConnection, f: &Fence, sha: &str, epoch: u32) -> Result<Option<String>> {
+    // The fence is HOLDS_LEASE on alias `t`; `o` is the row before the update.
+    let sql = "UPDATE trials t SET checkpoint_blob = $4, checkpoint_epoch = $5, updated_at = now()
+         FROM (SELECT id, checkpoint_blob AS old FROM trials WHERE id = $1 FOR UPDATE) o
+         WHERE t.id = o.id AND t.attempt = $2 AND t.lease_owner = $3 AND t.state = 'leased'
+           AND t.lease_expires_at > now()
+         RETURNING o.old";
+    let row: Option<(Option<String>,)> =
+        f.bind_as(sqlx::query_as(sql)).bind(sha).bind(epoch as i32).fetch_optional(&mut *conn).await?;
+    match row {
+        Some((old,)) => Ok(old.filter(|o| o != sha)),
+        None => Err(refusal(conn, f).await),
+    }
+}
+
+/// Drops a finished trial's checkpoint; returns its blob (to delete).
+pub async fn drop_checkpoint(db: impl PgExecutor<'_>, trial: Uuid) -> Result<Option<String>> {
+    let row: Option<(Option<String>,)> = sqlx::query_as(
+        "UPDATE trials t SET checkpoint_blob = NULL FROM (SELECT id, checkpoint_blob AS old FROM trials WHERE id = $1 FOR UPDATE) o
+         WHERE t.id = o.id AND o.old IS NOT NULL RETURNING o.old",
+    )
+    .bind(trial)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.and_then(|r| r.0))
 }
 
 /// A trial whose lease expired, and where the reaper put it.

@@ -84,6 +84,8 @@ fn leased(r: trials::Leased) -> pb::LeasedTrial {
         metric_goal: field("goal"),
         config_json: r.config.to_string(),
         params_json: r.params.to_string(),
+        checkpoint_sha256: r.checkpoint_blob.unwrap_or_default(),
+        checkpoint_epoch: r.checkpoint_epoch.unwrap_or(0).max(0) as u32,
     }
 }
 
@@ -220,12 +222,18 @@ impl pb::agent_service_server::AgentService for AgentApi {
         };
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
         let recorded = trials::complete(&mut conn, &fence, &metrics, &result, r.pruned, model).await?;
-        let orphans = if recorded.is_some() && model.is_some() {
+        let mut orphans = if recorded.is_some() && model.is_some() {
             trials::keep_top_models(&mut conn, fence.trial, self.state.settings.keep_models).await?
         } else {
             vec![]
         };
         drop(conn);
+        // A finished trial needs its checkpoint no more.
+        if recorded.is_some() {
+            if let Some(blob) = trials::drop_checkpoint(&self.state.db, fence.trial).await? {
+                orphans.push(blob);
+            }
+        }
         for blob in orphans {
             if let Err(e) = self.state.blobs.delete(&blob).await {
                 tracing::warn!(%blob, error = %e, "model blob not deleted");
@@ -290,6 +298,33 @@ impl pb::agent_service_server::AgentService for AgentApi {
     #[instrument(skip_all, fields(trial_id, attempt))]
     async fn preempt(&self, req: Request<pb::TrialRef>) -> Result<Response<pb::AckResponse>, Status> {
         self.hand_back(req, true).await
+    }
+
+    #[instrument(skip_all, fields(trial_id, attempt))]
+    async fn save_checkpoint(&self, req: Request<pb::CheckpointRequest>) -> Result<Response<pb::AckResponse>, Status> {
+        let worker = auth::worker(&self.state.db, &self.state.worker_auth, &req).await?;
+        let r = req.into_inner();
+        let fence = fence(worker, r.trial.as_ref())?;
+        let sha = r.sha256.as_str();
+        if !crate::blobs::is_sha256(sha) {
+            return Err(CoordinatorError::InvalidArgument(format!("sha256: `{sha}` is not a SHA-256")).into());
+        }
+        // Recorded only if its blob is in the store (the worker uploaded it first).
+        if self.state.blobs.stored(sha).await?.is_none() {
+            return Err(
+                CoordinatorError::FailedPrecondition(format!("checkpoint blob {sha} is not in the store")).into()
+            );
+        }
+        let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
+        let replaced = trials::save_checkpoint(&mut conn, &fence, sha, r.epoch).await?;
+        drop(conn);
+        tracing::info!(%worker, epoch = r.epoch, "checkpoint recorded");
+        if let Some(old) = replaced {
+            if let Err(e) = self.state.blobs.delete(&old).await {
+                tracing::warn!(blob = %old, error = %e, "replaced checkpoint not deleted");
+            }
+        }
+        Ok(Response::new(pb::AckResponse {}))
     }
 }
 
