@@ -125,7 +125,7 @@ fn configs_that_cannot_share_a_stack_are_refused_by_name() {
     let ds = data::load(&cfgs[0].dataset).unwrap();
     let c = Control::default();
     for r in fused(&ds, &cfgs, &[&c, &c]) {
-        let e = r.err().expect("refused").to_string();
+        let e = r.expect_err("refused").to_string();
         assert!(e.contains("hidden") && e.contains("config 1"), "{e}");
     }
 }
