@@ -432,8 +432,8 @@ async fn local_fleet_bootstraps_two_workers_that_finish_a_sweep_then_scales_to_z
     let _coord =
         c.coordinator_env(c.port, LEASE_MS, 500, &["--fleet-reconcile-ms", "300", "--fleet-local-dir", &root_s], &env);
     let yaml = "name: fleet-local\n\
-                dataset: {kind: synthetic, labels: 30, features: 16, train_samples: 800, test_samples: 200, max_positives: 200}\n\
-                model: {hidden: [32]}\ntrain: {epochs: 3}\n\
+                dataset: {kind: synthetic, labels: 30, features: 16, train_samples: 2000, test_samples: 200, max_positives: 200}\n\
+                model: {hidden: [32]}\ntrain: {epochs: 20, patience: 0}\n\
                 parameters:\n  loss.focal_gamma: {values: [0, 1, 2, 3, 4, 5]}\n";
     let file = c.dir.path().join("local.yaml");
     std::fs::write(&file, yaml).unwrap();
@@ -454,7 +454,14 @@ async fn local_fleet_bootstraps_two_workers_that_finish_a_sweep_then_scales_to_z
          WHERE s.name = 'fleet-local' AND t.state = 'succeeded'",
     )
     .await;
-    // Both instances enrolled with their own one-time tokens, as two workers.
+    // Both instances enrolled with their own one-time tokens, as two workers (the second
+    // may enrol a moment after the first has finished the sweep).
+    c.wait_for(
+        "both instances to enrol",
+        Duration::from_secs(60),
+        &format!("SELECT count(*) = 2 FROM instances WHERE fleet_id = '{fleet}'::uuid AND worker_id IS NOT NULL"),
+    )
+    .await;
     let enrolled: Vec<(uuid::Uuid, Option<chrono::DateTime<chrono::Utc>>)> = sqlx::query_as(
         "SELECT worker_id, join_used_at FROM instances WHERE fleet_id = $1::uuid AND worker_id IS NOT NULL",
     )

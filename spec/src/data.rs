@@ -17,6 +17,12 @@ pub fn sibling_xml(train: &str) -> String {
     format!("{dir}{base}.xml")
 }
 
+/// Whether a data path names an object store (`s3://bucket/key`) that workers read
+/// directly, rather than a file to upload.
+pub fn is_remote(path: &str) -> bool {
+    path.starts_with("s3://")
+}
+
 /// (role, path as written) of every file the dataset reads; none for synthetic data or
 /// a dataset already bound to blobs.
 pub fn data_files(d: &DatasetConfig) -> Vec<(&'static str, String)> {

@@ -57,9 +57,22 @@ impl BlobCache {
         Ok(path)
     }
 
-    /// The trial config with its blobs replaced by local paths.
+    /// The trial config with its blobs, and its `s3://` files, replaced by local paths.
     pub async fn materialize(&self, config_json: String) -> Result<String, TrainError> {
         let mut cfg = crate::agent::parse_config(&config_json)?;
+        let remote: Vec<(&'static str, String)> =
+            sweep_spec::data_files(&cfg.dataset).into_iter().filter(|(_, p)| sweep_spec::is_remote(p)).collect();
+        if !remote.is_empty() {
+            for (role, uri) in remote {
+                let p = Some(self.s3_path(&uri).await?.to_string_lossy().into_owned());
+                match role {
+                    "train" => cfg.dataset.train = p,
+                    "test" => cfg.dataset.test = p,
+                    _ => cfg.dataset.xml = p,
+                }
+            }
+            return Ok(serde_json::to_string(&cfg).expect("config serialises"));
+        }
         if cfg.dataset.blobs.is_empty() {
             return Ok(config_json);
         }
@@ -74,6 +87,54 @@ impl BlobCache {
             }
         }
         Ok(serde_json::to_string(&cfg).expect("config serialises"))
+    }
+
+    /// A local copy of the object `s3://bucket/key` (credentials, region and endpoint from
+    /// the usual `AWS_*` environment), fetched once per version of the object: the cached
+    /// file is named by the URI, the object's ETag and size, and its size is checked on
+    /// every use.
+    pub async fn s3_path(&self, uri: &str) -> Result<PathBuf, TrainError> {
+        use futures::StreamExt;
+        use object_store::ObjectStore;
+        use sha2::Digest;
+        use tokio::io::AsyncWriteExt;
+        let user = |why: String| TrainError::User(format!("{uri}: {why}"));
+        let transient = |e: object_store::Error| TrainError::Transient(format!("{uri}: {e}"));
+        let (bucket, key) = uri
+            .strip_prefix("s3://")
+            .and_then(|r| r.split_once('/'))
+            .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+            .ok_or_else(|| user("not s3://bucket/key".into()))?;
+        let store = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|e| user(e.to_string()))?;
+        let object = object_store::path::Path::from(key);
+        let meta = store.head(&object).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => user("no such object".into()),
+            e => transient(e),
+        })?;
+        let version = format!("{uri}\n{}\n{}", meta.e_tag.unwrap_or_default(), meta.size);
+        let name = format!("s3-{}", hex::encode(sha2::Sha256::digest(version.as_bytes())));
+        let path = self.dir.join(name);
+        let _one = self.fetching.lock().await;
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == meta.size) {
+            touch(&path);
+            return Ok(path);
+        }
+        let tmp = path.with_extension("part");
+        let io = |e: std::io::Error| TrainError::Transient(format!("{}: {e}", tmp.display()));
+        let mut out = tokio::fs::File::create(&tmp).await.map_err(io)?;
+        let mut body = store.get(&object).await.map_err(transient)?.into_stream();
+        while let Some(chunk) = body.next().await {
+            out.write_all(&chunk.map_err(transient)?).await.map_err(io)?;
+        }
+        out.flush().await.map_err(io)?;
+        drop(out);
+        tokio::fs::rename(&tmp, &path).await.map_err(io)?;
+        tracing::info!(%uri, bytes = meta.size, "object fetched into the cache");
+        self.trim(&path);
+        Ok(path)
     }
 
     /// Packs a model (a tar of `model.json` and `model.safetensors`) and uploads it;

@@ -150,3 +150,70 @@ async fn an_s3_blob_store_serves_a_sweep_end_to_end() {
         sqlx::query_scalar("SELECT count(*) FROM trials WHERE state = 'succeeded'").fetch_one(&c.db).await.unwrap();
     assert_eq!(ok, 2);
 }
+
+/// One HTTP/1.1 PUT of `body` to the emulator (an object, unsigned).
+fn http_put(port: u16, path: &str, body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// A sweep whose dataset paths are `s3://` URIs: `sweep submit` uploads nothing, the
+/// trials keep the URIs, and a worker with no data of its own reads the objects from the
+/// store (moto's S3) into its cache, once for both trials.
+#[tokio::test(flavor = "multi_thread")]
+async fn dataset_paths_given_as_s3_uris_are_read_by_the_worker_directly() {
+    let _serial = SERIAL.lock().await;
+    let Some(c) = Cluster::new().await else { return };
+    let Some(emotions) = sweep_testkit::mulan_dir("emotions") else { return };
+    let Some(moto) = sweep_testkit::procs::Moto::start() else { return };
+    assert!(http(moto.port, "PUT", "/sweep-data").starts_with("HTTP/1.1 200"), "bucket made");
+    for f in ["emotions-train.arff", "emotions-test.arff", "emotions.xml"] {
+        let body = std::fs::read(emotions.join(f)).unwrap();
+        assert!(
+            http_put(moto.port, &format!("/sweep-data/mulan/{f}"), &body).starts_with("HTTP/1.1 200"),
+            "{f} stored"
+        );
+    }
+    let _coord = c.coordinator();
+    let a = tempfile::tempdir().unwrap();
+    let yaml = "name: s3-data\ndataset: {kind: mulan, train: s3://sweep-data/mulan/emotions-train.arff, \
+                test: s3://sweep-data/mulan/emotions-test.arff}\nmodel: {hidden: [32]}\ntrain: {epochs: 2}\n\
+                parameters:\n  loss.focal_gamma: {values: [0, 2]}\n";
+    let out = submit_from(&c, a.path(), yaml, a.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("data s3://"), "nothing uploaded");
+    let config: serde_json::Value =
+        sqlx::query_scalar("SELECT config FROM trials LIMIT 1").fetch_one(&c.db).await.unwrap();
+    assert_eq!(config["dataset"]["train"], "s3://sweep-data/mulan/emotions-train.arff", "{config}");
+
+    let b = tempfile::tempdir().unwrap();
+    let cache = b.path().join("cache");
+    let mut cmd = Command::new(bin("sweep-worker"));
+    cmd.current_dir(b.path()).env("SWEEP_DATA_DIR", b.path().join("no-data-here"));
+    let mut env = sweep_testkit::procs::Moto::env(&moto.url());
+    env.push(("AWS_ALLOW_HTTP", "true".into()));
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let _w = c.worker_with(cmd, "s3-reader", &c.addr(), &["--cache-dir", cache.to_str().unwrap()]);
+    c.settled(Duration::from_secs(120)).await;
+    let ok: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM trials WHERE state = 'succeeded'").fetch_one(&c.db).await.unwrap();
+    assert_eq!(ok, 2);
+    let fetched = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("s3-"))
+        .count();
+    assert_eq!(fetched, 3, "train, test and the label file (beside train), once each");
+}

@@ -41,8 +41,13 @@ async fn upload_data(
     data_dir: &std::path::Path,
     conn: &Conn,
 ) -> anyhow::Result<BTreeMap<String, String>> {
-    let paths: BTreeSet<String> =
-        trials.iter().flat_map(|t| sweep_spec::data_files(&t.config.dataset)).map(|(_, p)| p).collect();
+    // `s3://` paths stay as they are: workers read them from the object store.
+    let paths: BTreeSet<String> = trials
+        .iter()
+        .flat_map(|t| sweep_spec::data_files(&t.config.dataset))
+        .map(|(_, p)| p)
+        .filter(|p| !sweep_spec::is_remote(p))
+        .collect();
     let mut out = BTreeMap::new();
     if paths.is_empty() {
         return Ok(out);
