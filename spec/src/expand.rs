@@ -219,5 +219,10 @@ pub fn config_hash(config: &TrialConfig) -> String {
     if config.loss.db == DbConfig::default() {
         loss.remove("db");
     }
+    // How often a trial checkpoints does not change what it computes (a resumed trial
+    // ends exactly as an uninterrupted one): not part of a cell's identity.
+    if let Some(train) = v.get_mut("train").and_then(|t| t.as_object_mut()) {
+        train.remove("checkpoint_every");
+    }
     hex::encode(Sha256::digest(serde_json::to_vec(&v).expect("json")))
 }

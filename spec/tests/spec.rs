@@ -135,6 +135,10 @@ fn seed_grid_identities_are_unchanged_by_later_fields() {
     let trials = parse(&yaml, "seed-grid.yaml", Limits::default()).unwrap().expand().unwrap();
     assert_eq!(trials[0].hash, "20b4807fd8054cbacc91bd3b37c45c35e9394daf02ac119966de45d8ec27e309");
     assert_eq!(trials[1].hash, "af5528d4b9bc752d9dc238a8d593ea4ec495b37919ca398427802e5e85b6f5ec");
+    // Checkpointing changes no result: the same cell.
+    let mut ck = trials[0].config.clone();
+    ck.train.checkpoint_every = 2;
+    assert_eq!(sweep_spec::config_hash(&ck), trials[0].hash);
     // A non-default loss is a different cell.
     let mut asl = trials[0].config.clone();
     asl.loss.kind = sweep_spec::LossKind::Asl;
