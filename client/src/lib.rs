@@ -6,6 +6,7 @@
 
 pub mod blobs;
 pub mod connect;
+pub mod files;
 pub mod retry;
 pub mod signal;
 pub mod telemetry;

@@ -190,18 +190,6 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("write {}", path.display()))?;
-    writeln!(f, "{secret}")?;
-    Ok(())
+    sweep_client::files::write_atomic(path, format!("{secret}\n").as_bytes(), 0o600)
+        .with_context(|| format!("write {}", path.display()))
 }

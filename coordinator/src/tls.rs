@@ -19,20 +19,8 @@ pub struct Written {
 }
 
 fn write(path: &Path, text: &str, secret: bool) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let mode = if secret { 0o600 } else { 0o644 };
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("write {}", tmp.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))
+    sweep_client::files::write_atomic(path, text.as_bytes(), mode).with_context(|| format!("write {}", path.display()))
 }
 
 /// Writes `ca.pem`/`ca.key` (kept when already there) and `server.pem`/`server.key` for

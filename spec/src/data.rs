@@ -17,6 +17,12 @@ pub fn sibling_xml(train: &str) -> String {
     format!("{dir}{base}.xml")
 }
 
+/// The directory relative data paths are found under: `$SWEEP_DATA_DIR`, else
+/// `../shared/datasets`. One rule for the trainer, the CLI's uploads and the tests.
+pub fn data_dir() -> std::path::PathBuf {
+    std::env::var_os("SWEEP_DATA_DIR").map(Into::into).unwrap_or_else(|| "../shared/datasets".into())
+}
+
 /// Whether a data path names an object store (`s3://bucket/key`) that workers read
 /// directly, rather than a file to upload.
 pub fn is_remote(path: &str) -> bool {

@@ -15,7 +15,7 @@ mod parse;
 mod spec;
 
 pub use config::*;
-pub use data::{bind_data, data_files, is_remote, sibling_xml};
+pub use data::{bind_data, data_dir, data_files, is_remote, sibling_xml};
 pub use error::{SpecError, SpecErrors};
 pub use expand::{config_hash, parse_and_expand};
 pub use parse::parse;

@@ -41,7 +41,7 @@ pub async fn fresh_database() -> Option<String> {
 
 /// `$SWEEP_DATA_DIR/mulan/<name>` (default `../shared/datasets`), or `None` (skip) when absent.
 pub fn mulan_dir(name: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("SWEEP_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| "../shared/datasets".into());
+    let root = sweep_spec::data_dir();
     let dir = root.join("mulan").join(name);
     if dir.exists() {
         Some(dir)

@@ -274,19 +274,10 @@ async fn enrol(
     let heartbeat = Duration::from_millis(reg.heartbeat_ms as u64);
     if let Some(path) = s.credential_file.as_deref() {
         let c = Credential { worker_id: reg.worker_id, worker_token: reg.worker_token, heartbeat_ms: reg.heartbeat_ms };
-        write_private(path, &serde_json::to_string(&c)?).with_context(|| format!("write {}", path.display()))?;
+        sweep_client::files::write_atomic(path, serde_json::to_string(&c)?.as_bytes(), 0o600)
+            .with_context(|| format!("write {}", path.display()))?;
     }
     Ok((bearer, heartbeat))
-}
-
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(tmp, path)
 }
 
 /// Enrols with the join token; returns the registration (this worker's own credential).

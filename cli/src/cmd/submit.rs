@@ -73,7 +73,7 @@ pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
     let data_blobs = if a.no_upload {
         Default::default()
     } else {
-        let dir = a.data.clone().unwrap_or_else(sweep_spec_data_dir);
+        let dir = a.data.clone().unwrap_or_else(sweep_spec::data_dir);
         upload_data(&trials, &dir, conn).await?
     };
     let mut c = conn.connect().await?;
@@ -98,9 +98,4 @@ pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
         super::watch::follow(&mut c, &r.sweep_id).await?;
     }
     Ok(())
-}
-
-/// `$SWEEP_DATA_DIR`, else `../shared/datasets` (the trainer's rule).
-fn sweep_spec_data_dir() -> PathBuf {
-    std::env::var_os("SWEEP_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("../shared/datasets"))
 }

@@ -72,10 +72,7 @@ pub fn err_at(path: &Path, line: usize, msg: impl std::fmt::Display) -> DataErro
     DataError(format!("{}:{line}: {msg}", path.display()))
 }
 
-/// The directory datasets are found under: `$SWEEP_DATA_DIR`, else `../shared/datasets`.
-pub fn data_dir() -> PathBuf {
-    std::env::var_os("SWEEP_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("../shared/datasets"))
-}
+pub use sweep_spec::data_dir;
 
 fn resolve(p: &str) -> PathBuf {
     let p = PathBuf::from(p);
