@@ -13,3 +13,7 @@ export LD_LIBRARY_PATH=$TORCH_DIR/lib SWEEP_DATA_DIR=$PWD/.gpu/datasets WORKER=$
 chmod +x "$WORKER"
 ldd "$WORKER" | grep -E "torch|c10" | tee -a "$OUT/gpu.txt"
 bench/compare.sh --device cuda --seeds "${SEEDS:-0 1 2}" --dataset bibtex --epochs 15 2>&1 | tee "$OUT/compare-cuda.txt"
+# The training array on the card: the delicious grid sequential / 9 processes / fused
+# (K = 9), then with three seeds (K = 27).
+bench/fused.sh --device cuda --seeds "0" 2>&1 | tee "$OUT/fused-k9-cuda.txt"
+bench/fused.sh --device cuda --seeds "0 1 2" 2>&1 | tee "$OUT/fused-k27-cuda.txt"
