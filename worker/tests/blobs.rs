@@ -106,13 +106,17 @@ async fn an_oversized_data_file_is_refused_in_one_line_and_nothing_is_stored() {
     assert_eq!(sweeps, 0);
 }
 
-/// One plain HTTP/1.1 request to the emulator (moto needs no signature to make a bucket
-/// or list one); the response body.
-fn http(port: u16, method: &str, path: &str) -> String {
+/// One plain HTTP/1.1 request to the emulator (moto needs no signature to make a bucket,
+/// list one or put an object); the response.
+fn http(port: u16, method: &str, path: &str, body: &[u8]) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -125,7 +129,7 @@ async fn an_s3_blob_store_serves_a_sweep_end_to_end() {
     let Some(emotions) = sweep_testkit::mulan_dir("emotions") else { return };
     let Some(moto) = sweep_testkit::procs::Moto::start() else { return };
     let data_root = emotions.parent().unwrap().parent().unwrap().to_path_buf();
-    assert!(http(moto.port, "PUT", "/sweep-blobs").starts_with("HTTP/1.1 200"), "bucket made");
+    assert!(http(moto.port, "PUT", "/sweep-blobs", b"").starts_with("HTTP/1.1 200"), "bucket made");
     let mut env = sweep_testkit::procs::Moto::env(&moto.url());
     env.push(("AWS_ALLOW_HTTP", "true".into()));
     let staging = c.dir.path().join("staging");
@@ -139,7 +143,7 @@ async fn an_s3_blob_store_serves_a_sweep_end_to_end() {
     let a = tempfile::tempdir().unwrap();
     let out = submit_from(&c, a.path(), &sweep_yaml(3), &data_root);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let listing = http(moto.port, "GET", "/sweep-blobs?list-type=2");
+    let listing = http(moto.port, "GET", "/sweep-blobs?list-type=2", b"");
     assert_eq!(listing.matches("<Key>team-a/sha256/").count(), 3, "three blobs under the prefix: {listing}");
     let b = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(bin("sweep-worker"));
@@ -151,22 +155,6 @@ async fn an_s3_blob_store_serves_a_sweep_end_to_end() {
     assert_eq!(ok, 2);
 }
 
-/// One HTTP/1.1 PUT of `body` to the emulator (an object, unsigned).
-fn http_put(port: u16, path: &str, body: &[u8]) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 /// A sweep whose dataset paths are `s3://` URIs: `sweep submit` uploads nothing, the
 /// trials keep the URIs, and a worker with no data of its own reads the objects from the
 /// store (moto's S3) into its cache, once for both trials.
@@ -176,11 +164,11 @@ async fn dataset_paths_given_as_s3_uris_are_read_by_the_worker_directly() {
     let Some(c) = Cluster::new().await else { return };
     let Some(emotions) = sweep_testkit::mulan_dir("emotions") else { return };
     let Some(moto) = sweep_testkit::procs::Moto::start() else { return };
-    assert!(http(moto.port, "PUT", "/sweep-data").starts_with("HTTP/1.1 200"), "bucket made");
+    assert!(http(moto.port, "PUT", "/sweep-data", b"").starts_with("HTTP/1.1 200"), "bucket made");
     for f in ["emotions-train.arff", "emotions-test.arff", "emotions.xml"] {
         let body = std::fs::read(emotions.join(f)).unwrap();
         assert!(
-            http_put(moto.port, &format!("/sweep-data/mulan/{f}"), &body).starts_with("HTTP/1.1 200"),
+            http(moto.port, "PUT", &format!("/sweep-data/mulan/{f}"), &body).starts_with("HTTP/1.1 200"),
             "{f} stored"
         );
     }
