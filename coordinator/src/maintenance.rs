@@ -146,6 +146,33 @@ impl Maintenance for LeaseReaper {
     }
 }
 
+/// Deletes the checkpoints of trials that ended without succeeding (failed, dead,
+/// cancelled): nothing will resume them.
+pub struct CheckpointSweeper(pub Arc<AppState>);
+
+impl Maintenance for CheckpointSweeper {
+    /// Checkpoint blobs deleted in this pass.
+    type Report = usize;
+    const NAME: &'static str = "checkpoint-sweeper";
+
+    fn period(&self) -> Duration {
+        reap_period(&self.0) * 5
+    }
+
+    async fn run_once(&self) -> Result<usize> {
+        let blobs = trials::drop_ended_checkpoints(&self.0.db).await?;
+        for blob in &blobs {
+            if let Err(e) = self.0.blobs.delete(blob).await {
+                tracing::warn!(%blob, error = %e, "checkpoint of an ended trial not deleted");
+            }
+        }
+        if !blobs.is_empty() {
+            tracing::info!(checkpoints = blobs.len(), "checkpoints of ended trials deleted");
+        }
+        Ok(blobs.len())
+    }
+}
+
 /// Marks workers silent for three lease lengths as gone. A worker's `last_seen_at`
 /// advances whenever the coordinator verifies its credential (at least once per
 /// credential-cache period while it calls), so a busy worker stays alive.

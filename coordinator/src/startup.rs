@@ -90,6 +90,11 @@ impl Coordinator {
         let mut maintenance = tokio::task::JoinSet::new();
         maintenance.spawn(crate::maintenance::run(LeaseReaper(self.state.clone()), leader.clone(), shutdown.clone()));
         maintenance.spawn(crate::maintenance::run(Liveness(self.state.clone()), leader.clone(), shutdown.clone()));
+        maintenance.spawn(crate::maintenance::run(
+            crate::maintenance::CheckpointSweeper(self.state.clone()),
+            leader.clone(),
+            shutdown.clone(),
+        ));
         let reconciler = crate::fleet::reconcile::Reconciler(self.state.clone());
         maintenance.spawn(crate::maintenance::run(reconciler, leader, shutdown.clone()));
         if let Some(addr) = settings.metrics_listen {

@@ -410,3 +410,35 @@ async fn a_killed_trial_resumes_from_its_last_checkpoint() {
     assert_eq!(blob, None, "a succeeded trial's checkpoint is dropped");
     c.check_invariants().await;
 }
+
+/// A cancelled trial's checkpoint leaves the blob store: nothing will resume it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_trials_checkpoint_is_deleted() {
+    let _serial = SERIAL.lock().await;
+    let c = cluster!();
+    let store = c.dir.path().join("blobs");
+    let _coord = c.coordinator_with(LEASE_MS, 500, &["--blob-store", store.to_str().unwrap()]);
+    let sweep = c.submit_yaml(&format!(
+        "name: cancel-ckpt\ndataset: {TINY}\nmodel: {{hidden: [512]}}\n\
+         train: {{epochs: 30, patience: 0, batch_size: 256, checkpoint_every: 1}}\n"
+    ));
+    let _w = c.worker("a", &c.addr(), &[]);
+    c.wait_for("a checkpoint", Duration::from_secs(60), "SELECT coalesce(max(checkpoint_epoch), 0) >= 1 FROM trials")
+        .await;
+    let (sha,): (String,) = sqlx::query_as("SELECT checkpoint_blob FROM trials").fetch_one(&c.db).await.unwrap();
+    let file = store.join("sha256").join(&sha[..2]).join(&sha);
+    assert!(file.exists(), "the checkpoint is in the store at {}", file.display());
+    let out = c.cli(&["cancel", &sweep]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.wait_for(
+        "the cancelled trial's checkpoint to go",
+        Duration::from_secs(30),
+        "SELECT bool_and(state = 'cancelled' AND checkpoint_blob IS NULL) FROM trials",
+    )
+    .await;
+    let gone = std::time::Instant::now();
+    while file.exists() && gone.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!file.exists(), "its blob is deleted");
+}

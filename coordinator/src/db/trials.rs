@@ -379,6 +379,23 @@ pub async fn drop_checkpoint(db: impl PgExecutor<'_>, trial: Uuid) -> Result<Opt
     Ok(row.and_then(|r| r.0))
 }
 
+/// Drops the checkpoints of trials that ended without succeeding (failed, dead,
+/// cancelled; a completion drops its own); returns their blobs (to delete).
+pub async fn drop_ended_checkpoints(db: impl PgExecutor<'_>) -> Result<Vec<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as(&format!(
+        "WITH ended AS (
+             SELECT id, checkpoint_blob FROM trials
+             WHERE checkpoint_blob IS NOT NULL AND state IN {}
+             LIMIT 100 FOR UPDATE SKIP LOCKED)
+         UPDATE trials t SET checkpoint_blob = NULL FROM ended WHERE t.id = ended.id
+         RETURNING ended.checkpoint_blob",
+        crate::states::TERMINAL_SQL
+    ))
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
 /// A trial whose lease expired, and where the reaper put it.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Reaped {
