@@ -393,9 +393,10 @@ impl Agent {
                 async move { c.lease(req).await }
             });
             // Idle with nothing running, the time spent failing to reach the coordinator
-            // counts too: a worker whose coordinator is gone still exits.
+            // counts too: a worker whose coordinator is gone still exits. (The margin is
+            // more than the long poll's wait, so an answering coordinator is never cut off.)
             let idle_budget = (!idle_limit.is_zero() && self.running.lock().expect("lock").is_empty())
-                .then(|| idle_limit.saturating_sub(idle_since.elapsed()) + Duration::from_secs(2));
+                .then(|| idle_limit.saturating_sub(idle_since.elapsed()) + Duration::from_secs(5));
             let lease = async {
                 match idle_budget {
                     Some(budget) => tokio::time::timeout(budget, lease).await.ok(),
