@@ -207,6 +207,13 @@ pub const TPE_STARTUP: u64 = 10;
 /// were first stored are left out while they hold the value that means "as before"
 /// (`loss.kind: bce`, default `loss.asl` and `loss.db`), so resubmitting a sweep stored
 /// by an earlier version adds no duplicate cells.
+/// What trials must share to train as one stacked model: a hash of the dataset, the
+/// hidden widths, the batch size and the epochs.
+pub fn fuse_key(config: &TrialConfig) -> String {
+    let key = serde_json::json!([config.dataset, config.model.hidden, config.train.batch_size, config.train.epochs]);
+    hex::encode(Sha256::digest(serde_json::to_vec(&key).expect("json")))
+}
+
 pub fn config_hash(config: &TrialConfig) -> String {
     let mut v = serde_json::to_value(config).expect("config serialises");
     let loss = v.get_mut("loss").and_then(|l| l.as_object_mut()).expect("loss section");

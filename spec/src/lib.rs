@@ -17,6 +17,6 @@ mod spec;
 pub use config::*;
 pub use data::{bind_data, data_dir, data_files, is_remote, sibling_xml};
 pub use error::{SpecError, SpecErrors};
-pub use expand::{config_hash, parse_and_expand};
+pub use expand::{config_hash, fuse_key, parse_and_expand};
 pub use parse::parse;
 pub use spec::{Distribution, Limits, Method, ParamSpec, SweepSpec, Trial, METRICS};

@@ -101,10 +101,12 @@ pub async fn add_trials(
         let hashes: Vec<&str> = chunk.iter().map(|t| t.hash.as_str()).collect();
         let params: Vec<String> = chunk.iter().map(|t| serde_json::to_string(&t.params).expect("json")).collect();
         let configs: Vec<String> = chunk.iter().map(|t| serde_json::to_string(&t.config).expect("json")).collect();
+        let fuse_keys: Vec<String> = chunk.iter().map(|t| sweep_spec::fuse_key(&t.config)).collect();
         let r = sqlx::query(
-            "INSERT INTO trials (id, sweep_id, seq, params_hash, params, config, max_attempts)
-             SELECT u.id, $1, u.seq, u.hash, u.params::jsonb, u.config::jsonb, $2
-             FROM UNNEST($3::uuid[], $4::int[], $5::text[], $6::text[], $7::text[]) AS u(id, seq, hash, params, config)
+            "INSERT INTO trials (id, sweep_id, seq, params_hash, params, config, max_attempts, fuse_key)
+             SELECT u.id, $1, u.seq, u.hash, u.params::jsonb, u.config::jsonb, $2, u.fuse_key
+             FROM UNNEST($3::uuid[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[])
+                  AS u(id, seq, hash, params, config, fuse_key)
              ON CONFLICT (sweep_id, params_hash) DO NOTHING",
         )
         .bind(sweep_id)
@@ -114,6 +116,7 @@ pub async fn add_trials(
         .bind(&hashes)
         .bind(&params)
         .bind(&configs)
+        .bind(&fuse_keys)
         .execute(&mut *conn)
         .await?;
         added += r.rows_affected();

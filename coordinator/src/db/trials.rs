@@ -238,10 +238,10 @@ pub async fn complete(
                 model_blob = $7,
                 objective = ($4 ->> s.metric_name)::double precision,
                 lease_owner = NULL, lease_expires_at = NULL, finished_by = $3,
-                finished_at = now(), updated_at = now()
-         FROM sweeps s
-         WHERE s.id = t.sweep_id AND t.{}
-         RETURNING s.id AS sweep_id, s.method",
+                finished_at = now(), updated_at = now(), checkpoint_blob = NULL
+         FROM sweeps s, trials before
+         WHERE s.id = t.sweep_id AND before.id = t.id AND t.{}
+         RETURNING s.id AS sweep_id, s.method, before.checkpoint_blob AS checkpoint",
         HOLDS_LEASE.replace(" AND ", " AND t.")
     );
     let q = sqlx::query_as(&sql);
@@ -259,11 +259,13 @@ pub async fn complete(
     Err(refusal(conn, f).await)
 }
 
-/// A result recorded by [`complete`]: its sweep, and how the sweep searches.
+/// A result recorded by [`complete`]: its sweep, how the sweep searches, and the
+/// checkpoint the trial no longer needs (its blob, to delete).
 #[derive(Debug, sqlx::FromRow)]
 pub struct Recorded {
     pub sweep_id: Uuid,
     pub method: String,
+    pub checkpoint: Option<String>,
 }
 
 /// Keeps the models of the `keep` best succeeded trials of `trial`'s sweep and unlinks
@@ -365,18 +367,6 @@ pub async fn save_checkpoint(conn: &mut PgConnection, f: &Fence, sha: &str, epoc
         Some((old,)) => Ok(old.filter(|o| o != sha)),
         None => Err(refusal(conn, f).await),
     }
-}
-
-/// Drops a finished trial's checkpoint; returns its blob (to delete).
-pub async fn drop_checkpoint(db: impl PgExecutor<'_>, trial: Uuid) -> Result<Option<String>> {
-    let row: Option<(Option<String>,)> = sqlx::query_as(
-        "UPDATE trials t SET checkpoint_blob = NULL FROM (SELECT id, checkpoint_blob AS old FROM trials WHERE id = $1 FOR UPDATE) o
-         WHERE t.id = o.id AND o.old IS NOT NULL RETURNING o.old",
-    )
-    .bind(trial)
-    .fetch_optional(db)
-    .await?;
-    Ok(row.and_then(|r| r.0))
 }
 
 /// Drops the checkpoints of trials that ended without succeeding (failed, dead,

@@ -228,11 +228,9 @@ impl pb::agent_service_server::AgentService for AgentApi {
             vec![]
         };
         drop(conn);
-        // A finished trial needs its checkpoint no more.
-        if recorded.is_some() {
-            if let Some(blob) = trials::drop_checkpoint(&self.state.db, fence.trial).await? {
-                orphans.push(blob);
-            }
+        // A finished trial needs its checkpoint no more (`complete` cleared it).
+        if let Some(blob) = recorded.as_ref().and_then(|r| r.checkpoint.clone()) {
+            orphans.push(blob);
         }
         for blob in orphans {
             if let Err(e) = self.state.blobs.delete(&blob).await {
