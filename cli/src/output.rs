@@ -232,17 +232,36 @@ pub fn print_configurations(
     println!("{t}");
 }
 
-/// The best trial, its metrics, and a sweep file that re-runs its config.
-pub fn print_best(sweep: &pb::Sweep, t: &pb::Trial) -> anyhow::Result<()> {
+/// The best trial (with replicas: the best configuration by mean and its interval, then
+/// its best replica), its metrics, and a sweep file that re-runs its config.
+pub fn print_best(
+    sweep: &pb::Sweep,
+    configuration: Option<&crate::replicas::Configuration>,
+    t: &pb::Trial,
+) -> anyhow::Result<()> {
     let config: Value = serde_json::from_str(&t.config_json).unwrap_or_default();
-    println!(
-        "best of {}: trial {}  {} = {}  [{}]",
-        sweep.name,
-        t.trial_id,
-        sweep.metric_name,
-        fmt_metric(t.metrics.get(&sweep.metric_name)),
-        params_inline(&params(t))
-    );
+    let objective = fmt_metric(t.metrics.get(&sweep.metric_name));
+    match configuration {
+        Some(c) => {
+            let ci = c.summary.ci95.map(|h| format!(" ± {h:.4} (95% CI)")).unwrap_or_default();
+            println!(
+                "best configuration of {}: mean {} = {:.4}{ci} over {} replicas  [{}]",
+                sweep.name,
+                sweep.metric_name,
+                c.summary.mean,
+                c.summary.n,
+                params_inline(&c.params)
+            );
+            println!("its best replica: trial {}  {} = {objective}", t.trial_id, sweep.metric_name);
+        }
+        None => println!(
+            "best of {}: trial {}  {} = {objective}  [{}]",
+            sweep.name,
+            t.trial_id,
+            sweep.metric_name,
+            params_inline(&params(t))
+        ),
+    }
     let mut tb = table(&["metric", "val", "test"]);
     for m in [
         "f1_micro",
@@ -265,8 +284,14 @@ pub fn print_best(sweep: &pb::Sweep, t: &pb::Trial) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A sweep file whose single trial is `config`.
+/// A sweep file whose single trial is `config`: each section as the trial resolved it,
+/// the dataset with only the fields its kind uses (a config stored by an earlier
+/// version, which carried every kind's fields, is read and written back the same way).
 pub fn rerun_yaml(name: &str, config: &Value) -> anyhow::Result<String> {
+    let config = match serde_json::from_value::<sweep_spec::TrialConfig>(config.clone()) {
+        Ok(c) => serde_json::to_value(c)?,
+        Err(_) => config.clone(),
+    };
     let mut doc = serde_json::Map::new();
     doc.insert("name".into(), json!(format!("{name}-best")));
     doc.insert("method".into(), json!("grid"));

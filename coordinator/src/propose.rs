@@ -8,12 +8,13 @@ use std::collections::HashSet;
 
 use rand::SeedableRng;
 use sweep_search::tpe::{Dim, Tpe};
-use sweep_spec::{Distribution, ParamSpec};
+use sweep_spec::{Distribution, Goal, Method, ParamSpec};
 use uuid::Uuid;
 
-use crate::db::sweeps;
+use crate::db::{sweeps, trials};
 use crate::error::Result;
 use crate::service::AppState;
+use crate::states::TrialState;
 
 /// Proposal attempts per configuration before the space counts as exhausted.
 const TRIES: u64 = 16;
@@ -65,15 +66,8 @@ fn decode(spec: &sweep_spec::SweepSpec, x: &[f64]) -> Vec<serde_json::Value> {
 /// After a trial ended: tops its sweep up when the sweep is a TPE one (one indexed
 /// lookup otherwise). A failure to propose is logged, never the trial's problem.
 pub async fn after_trial_ended(state: &AppState, trial: Uuid) {
-    let found: Result<Option<(Uuid, String)>, sqlx::Error> =
-        sqlx::query_as("SELECT s.id, s.method FROM trials t JOIN sweeps s ON s.id = t.sweep_id WHERE t.id = $1")
-            .bind(trial)
-            .fetch_optional(&state.db)
-            .await;
-    if let Ok(Some((sweep, method))) = found {
-        if method == "tpe" {
-            top_up_or_warn(state, sweep).await;
-        }
+    if let Ok(Some((sweep, Method::Tpe))) = sweeps::method_of_trial(&state.db, trial).await {
+        top_up_or_warn(state, sweep).await;
     }
 }
 
@@ -87,84 +81,45 @@ pub async fn top_up_or_warn(state: &AppState, sweep: Uuid) {
 /// Tops a TPE sweep up; returns how many trials it added.
 pub async fn top_up(state: &AppState, sweep: Uuid) -> Result<usize> {
     let mut tx = state.db.begin().await?;
-    let row: Option<(String, String, String, i32)> = sqlx::query_as(
-        "SELECT method, spec_yaml, metric_goal, max_attempts FROM sweeps
-         WHERE id = $1 AND state = 'running' FOR UPDATE",
-    )
-    .bind(sweep)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((method, yaml, goal, max_attempts)) = row else { return Ok(0) };
-    if method != "tpe" {
+    let Some(row) = sweeps::lock_for_proposals(&mut tx, sweep).await? else { return Ok(0) };
+    if row.method != Method::Tpe {
         return Ok(0);
     }
     let limits = sweep_spec::Limits { max_trials: state.settings.max_trials };
-    let spec = match sweep_spec::parse(&yaml, "stored sweep", limits) {
+    let spec = match sweep_spec::parse(&row.spec_yaml, "stored sweep", limits) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(%sweep, error = %e, "stored TPE sweep no longer parses: no proposals");
             return Ok(0);
         }
     };
-    let rows: Vec<(serde_json::Value, String, Option<f64>, String, serde_json::Value, i32)> =
-        sqlx::query_as("SELECT params, state, objective, params_hash, config, seq FROM trials WHERE sweep_id = $1")
-            .bind(sweep)
-            .fetch_all(&mut *tx)
-            .await?;
+    let rows = trials::proposal_inputs(&mut tx, sweep).await?;
     let cap = spec.planned_trials() as usize;
     let in_flight = (spec.tpe_startup() * u64::from(spec.replicas())) as usize;
-    let open = rows.iter().filter(|r| r.1 == "queued" || r.1 == "leased").count();
-    let mut total = rows.len();
-    let dims = dims(&spec);
-    let sign = if goal == "minimize" { -1.0 } else { 1.0 };
+    let open = rows.iter().filter(|r| !r.state.is_terminal()).count();
+    let sign = if row.goal == Goal::Minimize { -1.0 } else { 1.0 };
     let history: Vec<(Vec<f64>, f64)> = rows
         .iter()
-        .filter(|r| r.1 == "succeeded" || r.1 == "pruned")
-        .filter_map(|r| Some((encode(&spec, &r.0)?, sign * r.2?)))
+        .filter(|r| matches!(r.state, TrialState::Succeeded | TrialState::Pruned))
+        .filter_map(|r| Some((encode(&spec, &r.params)?, sign * r.objective?)))
         .collect();
-    let mut known: HashSet<String> = rows.iter().map(|r| r.3.clone()).collect();
-    // Data uploaded with the sweep: proposals read the same blobs.
-    let blobs = rows.iter().find_map(|r| {
-        let b = r.4.get("dataset")?.get("blobs")?.as_object()?.clone();
-        (!b.is_empty()).then_some(b)
-    });
-    let mut seq = rows.iter().map(|r| r.5).max().unwrap_or(-1) + 1;
+    let mut proposer = Proposer {
+        spec: &spec,
+        dims: dims(&spec),
+        history: &history,
+        known: rows.iter().map(|r| r.params_hash.clone()).collect(),
+        data_blobs: &row.data_blobs,
+        total: rows.len(),
+    };
+    let mut seq = rows.iter().map(|r| r.seq).max().unwrap_or(-1) + 1;
     let mut added = 0;
-    while total < cap && open + added < in_flight {
-        let mut chosen = None;
-        for k in 0..TRIES {
-            let stream = (total as u64).wrapping_mul(TRIES).wrapping_add(k);
-            let mut rng =
-                rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed() ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let x = Tpe::default().suggest(&dims, &history, &mut rng);
-            let mut trials = match spec.trials_for(decode(&spec, &x)) {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::warn!(%sweep, error = %e, "TPE proposal is not a valid trial");
-                    continue;
-                }
-            };
-            if let Some(b) = &blobs {
-                for t in &mut trials {
-                    let d = &mut t.config.dataset;
-                    d.blobs = b.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect();
-                    (d.train, d.test, d.xml) = (None, None, None);
-                    t.hash = sweep_spec::config_hash(&t.config);
-                }
-            }
-            if trials.iter().all(|t| !known.contains(&t.hash)) {
-                chosen = Some(trials);
-                break;
-            }
-        }
-        let Some(trials) = chosen else {
+    while proposer.total < cap && open + added < in_flight {
+        let Some(trials) = proposer.next(sweep) else {
             tracing::info!(%sweep, "TPE found no configuration the sweep has not tried: the space is exhausted");
             break;
         };
-        let n = sweeps::add_trials(&mut tx, sweep, max_attempts, seq, &trials).await?;
-        known.extend(trials.iter().map(|t| t.hash.clone()));
+        let n = sweeps::add_trials(&mut tx, sweep, row.max_attempts, seq, &trials).await?;
         seq += trials.len() as i32;
-        total += trials.len();
         added += n as usize;
     }
     tx.commit().await?;
@@ -174,4 +129,45 @@ pub async fn top_up(state: &AppState, sweep: Uuid) -> Result<usize> {
         state.changed(sweep);
     }
     Ok(added)
+}
+
+/// Draws configurations the sweep does not have yet, bound to the sweep's data.
+struct Proposer<'a> {
+    spec: &'a sweep_spec::SweepSpec,
+    dims: Vec<Dim>,
+    history: &'a [(Vec<f64>, f64)],
+    known: HashSet<String>,
+    data_blobs: &'a std::collections::BTreeMap<String, String>,
+    total: usize,
+}
+
+impl Proposer<'_> {
+    /// The replicas of the next new configuration (None once [`TRIES`] draws all repeat
+    /// what the sweep has). The generator is seeded by the sweep's seed and its size.
+    fn next(&mut self, sweep: Uuid) -> Option<Vec<sweep_spec::Trial>> {
+        for k in 0..TRIES {
+            let stream = (self.total as u64).wrapping_mul(TRIES).wrapping_add(k);
+            let mut rng =
+                rand_chacha::ChaCha8Rng::seed_from_u64(self.spec.seed() ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let x = Tpe::default().suggest(&self.dims, self.history, &mut rng);
+            // Data uploaded with the sweep: proposals read the same blobs.
+            let proposed = self.spec.trials_for(decode(self.spec, &x)).and_then(|mut trials| {
+                sweep_spec::bind_data(&mut trials, self.data_blobs)?;
+                Ok(trials)
+            });
+            let trials = match proposed {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(%sweep, error = %e, "TPE proposal is not a valid trial");
+                    continue;
+                }
+            };
+            if trials.iter().all(|t| !self.known.contains(&t.hash)) {
+                self.known.extend(trials.iter().map(|t| t.hash.clone()));
+                self.total += trials.len();
+                return Some(trials);
+            }
+        }
+        None
+    }
 }

@@ -3,7 +3,8 @@
 //! path that a sweep's `parameters:` may name exists.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+
+pub use crate::dataset::*;
 
 /// Which way the objective goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +42,13 @@ impl std::str::FromStr for Goal {
     }
 }
 
+impl TryFrom<String> for Goal {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 /// The sweep's objective, e.g. `val.f1_micro` to maximize.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,67 +65,6 @@ fn default_goal() -> Goal {
 impl Default for Metric {
     fn default() -> Self {
         Metric { name: "val.f1_micro".into(), goal: Goal::Maximize }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DatasetKind {
-    /// Deterministic long-tail generator with planted signal.
-    Synthetic,
-    /// MULAN ARFF files (sparse or dense) with the label names in an `.xml` beside them.
-    Mulan,
-    /// Extreme-classification sparse text: `l1,l2 f:v f:v` per line.
-    Xc,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DatasetConfig {
-    pub kind: DatasetKind,
-    /// MULAN: a dataset name under `$SWEEP_DATA_DIR/mulan/<name>/` (e.g. `bibtex`).
-    pub name: Option<String>,
-    /// Explicit file paths (MULAN or XC); relative paths resolve against `$SWEEP_DATA_DIR`.
-    pub train: Option<String>,
-    pub test: Option<String>,
-    /// MULAN label file; defaults to `<name>.xml` beside the train file.
-    pub xml: Option<String>,
-    /// Fraction of the training split carved off, by `split_seed`, for validation.
-    pub val_fraction: f64,
-    pub split_seed: u64,
-    /// Synthetic generator settings.
-    pub labels: u32,
-    pub features: u32,
-    pub train_samples: u32,
-    pub test_samples: u32,
-    pub min_positives: u32,
-    pub max_positives: u32,
-    pub seed: u64,
-    /// The data files as blobs, by role (`train`, `test`, `xml`) -> SHA-256: set when
-    /// `sweep submit` uploaded them; workers fetch them by hash and ignore the paths.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub blobs: BTreeMap<String, String>,
-}
-
-impl Default for DatasetConfig {
-    fn default() -> Self {
-        DatasetConfig {
-            kind: DatasetKind::Synthetic,
-            name: None,
-            train: None,
-            test: None,
-            xml: None,
-            val_fraction: 0.1,
-            split_seed: 0,
-            labels: 698,
-            features: 256,
-            train_samples: 12_000,
-            test_samples: 3_000,
-            min_positives: 5,
-            max_positives: 1_200,
-            seed: 0,
-            blobs: BTreeMap::new(),
-        }
     }
 }
 
@@ -343,7 +290,7 @@ impl LossConfig {
         if self.kind == LossKind::Db && self.class_weight.scheme != WeightScheme::None {
             bad.push((
                 "loss.class_weight.scheme".into(),
-                "loss.kind db re-balances every label with its own weighting; a class-weight scheme would weight                  positives twice (set loss.class_weight.scheme: none)"
+                "loss.kind db re-balances every label with its own weighting; a class-weight scheme would weight positives twice (set loss.class_weight.scheme: none)"
                     .into(),
             ));
         }
@@ -366,8 +313,6 @@ impl TrialConfig {
     pub fn check(&self) -> Vec<(String, String)> {
         let mut bad = Vec::new();
         let mut num = |field: &str, v: f64, ok: bool, want: &str| check_number(&mut bad, field, v, ok, want);
-        let d = &self.dataset;
-        num("dataset.val_fraction", d.val_fraction, d.val_fraction > 0.0 && d.val_fraction < 1.0, "must be in (0, 1)");
         let m = &self.model;
         num("model.dropout", m.dropout, (0.0..1.0).contains(&m.dropout), "must be in [0, 1)");
         let t = &self.train;
@@ -384,45 +329,20 @@ impl TrialConfig {
         if m.hidden.len() > 16 || m.hidden.iter().any(|&h| h == 0 || h > 65_536) {
             bad.push(("model.hidden".into(), "at most 16 layers, each of width 1 to 65536".into()));
         }
-        match d.kind {
-            DatasetKind::Synthetic => {
-                if d.labels == 0 || d.labels > 100_000 {
-                    bad.push((
-                        "dataset.labels".into(),
-                        format!("{} is out of range: must be in [1, 100000]", d.labels),
-                    ));
-                }
-                if d.features == 0 || d.features > 1_000_000 {
-                    bad.push((
-                        "dataset.features".into(),
-                        format!("{} is out of range: must be in [1, 1000000]", d.features),
-                    ));
-                }
-                if d.train_samples < 10 || d.test_samples == 0 {
-                    bad.push(("dataset.train_samples".into(), "need at least 10 training and 1 test sample".into()));
-                }
-                let rows = u64::from(d.train_samples) + u64::from(d.test_samples);
-                if rows * u64::from(d.labels) > 2_000_000_000 {
-                    bad.push(("dataset.labels".into(), "samples x labels is over 2e9 cells".into()));
-                }
-                if d.min_positives == 0 || d.min_positives > d.max_positives {
-                    bad.push((
-                        "dataset.min_positives".into(),
-                        format!("need 1 <= min_positives ({}) <= max_positives ({})", d.min_positives, d.max_positives),
-                    ));
-                }
-            }
-            DatasetKind::Mulan => {
-                if d.name.is_none() && d.train.is_none() {
-                    bad.push(("dataset.name".into(), "a mulan dataset needs `name` or `train`/`test` paths".into()));
-                }
-            }
-            DatasetKind::Xc => {
-                if d.train.is_none() || d.test.is_none() {
-                    bad.push(("dataset.train".into(), "an xc dataset needs `train` and `test` paths".into()));
-                }
-            }
+        self.dataset.check(&mut bad);
+        bad
+    }
+
+    /// Fills in the defaults that depend on other fields, before [`TrialConfig::check`]:
+    /// a `db` loss without an explicit class-weight scheme gets none (DB re-weights every
+    /// label itself; `neg_pos` is the default of the other kinds), and a text dataset's
+    /// format comes from its file's extension. Returns what cannot be resolved.
+    pub fn resolve(&mut self, scheme_given: bool) -> Vec<(String, String)> {
+        if self.loss.kind == LossKind::Db && !scheme_given {
+            self.loss.class_weight.scheme = WeightScheme::None;
         }
+        let mut bad = Vec::new();
+        self.dataset.resolve(&mut bad);
         bad
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{DatasetConfig, DatasetKind, Trial};
+use crate::{DataSource, DatasetConfig, Trial};
 
 /// The MULAN label file beside a train file: `x/name-train.arff` -> `x/name.xml`.
 pub fn sibling_xml(train: &str) -> String {
@@ -35,15 +35,15 @@ pub fn data_files(d: &DatasetConfig) -> Vec<(&'static str, String)> {
     if !d.blobs.is_empty() {
         return vec![];
     }
-    match d.kind {
-        DatasetKind::Synthetic => vec![],
-        DatasetKind::Mulan => match (&d.name, &d.train) {
+    let named = |files: &[(&'static str, &Option<String>)]| -> Vec<(&'static str, String)> {
+        files.iter().filter_map(|(role, p)| p.as_ref().map(|p| (*role, p.clone()))).collect()
+    };
+    match &d.source {
+        DataSource::Synthetic(_) => vec![],
+        DataSource::Mulan(m) => match (&m.name, &m.train) {
             (_, Some(train)) => {
-                let mut v = vec![("train", train.clone())];
-                if let Some(test) = &d.test {
-                    v.push(("test", test.clone()));
-                }
-                v.push(("xml", d.xml.clone().unwrap_or_else(|| sibling_xml(train))));
+                let mut v = named(&[("train", &m.train), ("test", &m.test)]);
+                v.push(("xml", m.xml.clone().unwrap_or_else(|| sibling_xml(train))));
                 v
             }
             (Some(name), None) => vec![
@@ -53,9 +53,39 @@ pub fn data_files(d: &DatasetConfig) -> Vec<(&'static str, String)> {
             ],
             (None, None) => vec![],
         },
-        DatasetKind::Xc => {
-            d.train.iter().map(|t| ("train", t.clone())).chain(d.test.iter().map(|t| ("test", t.clone()))).collect()
+        DataSource::Xc(x) => named(&[("train", &x.train), ("test", &x.test)]),
+        DataSource::Text(t) => {
+            named(&[("train", &t.train), ("val", &t.val), ("test", &t.test), ("label_names", &t.label_names)])
         }
+    }
+}
+
+/// The local path of each role, as a worker fills them in after fetching blobs.
+pub fn set_data_file(d: &mut DatasetConfig, role: &str, path: String) -> Result<(), String> {
+    let p = Some(path);
+    match (&mut d.source, role) {
+        (DataSource::Mulan(m), "train") => m.train = p,
+        (DataSource::Mulan(m), "test") => m.test = p,
+        (DataSource::Mulan(m), "xml") => m.xml = p,
+        (DataSource::Xc(x), "train") => x.train = p,
+        (DataSource::Xc(x), "test") => x.test = p,
+        (DataSource::Text(t), "train") => t.train = p,
+        (DataSource::Text(t), "val") => t.val = p,
+        (DataSource::Text(t), "test") => t.test = p,
+        (DataSource::Text(t), "label_names") => t.label_names = p,
+        (_, other) => return Err(format!("dataset.blobs: a {} dataset has no file `{other}`", d.kind().as_str())),
+    }
+    Ok(())
+}
+
+/// Forgets every path (they are bound to blobs now); a MULAN name stays (it names the
+/// dataset, and reads nothing once bound).
+fn clear_paths(d: &mut DatasetConfig) {
+    match &mut d.source {
+        DataSource::Synthetic(_) => {}
+        DataSource::Mulan(m) => (m.train, m.test, m.xml) = (None, None, None),
+        DataSource::Xc(x) => (x.train, x.test) = (None, None),
+        DataSource::Text(t) => (t.train, t.val, t.test, t.label_names) = (None, None, None, None),
     }
 }
 
@@ -63,6 +93,7 @@ pub fn data_files(d: &DatasetConfig) -> Vec<(&'static str, String)> {
 /// SHA-256`): the config then carries the hashes instead of the paths, and the trial's
 /// identity is recomputed. A dataset whose files were none of them uploaded stays as it
 /// is (workers read it from their own disk); one with only some uploaded is an error.
+/// The one binding: submit, TPE proposals and confirm sweeps all come through here.
 pub fn bind_data(trials: &mut [Trial], uploaded: &BTreeMap<String, String>) -> Result<(), String> {
     if uploaded.is_empty() {
         return Ok(());
@@ -78,9 +109,7 @@ pub fn bind_data(trials: &mut [Trial], uploaded: &BTreeMap<String, String>) -> R
         }
         let d = &mut t.config.dataset;
         d.blobs = found.into_iter().map(|(r, h)| (r.to_string(), h)).collect();
-        d.train = None;
-        d.test = None;
-        d.xml = None;
+        clear_paths(d);
         t.hash = crate::config_hash(&t.config);
     }
     Ok(())
@@ -92,7 +121,7 @@ mod tests {
 
     #[test]
     fn files_by_kind() {
-        let mut d = DatasetConfig { kind: DatasetKind::Mulan, name: Some("bibtex".into()), ..Default::default() };
+        let mut d = DatasetConfig::mulan("bibtex");
         assert_eq!(
             data_files(&d),
             vec![
@@ -101,8 +130,8 @@ mod tests {
                 ("xml", "mulan/bibtex/bibtex.xml".to_string())
             ]
         );
-        d.train = Some("/data/x/yeast-train.arff".into());
-        d.test = Some("/data/x/yeast-test.arff".into());
+        set_data_file(&mut d, "train", "/data/x/yeast-train.arff".into()).unwrap();
+        set_data_file(&mut d, "test", "/data/x/yeast-test.arff".into()).unwrap();
         assert_eq!(data_files(&d)[2], ("xml", "/data/x/yeast.xml".to_string()));
         d.blobs.insert("train".into(), "ab".into());
         assert!(data_files(&d).is_empty(), "bound: nothing to read from disk");
@@ -112,9 +141,7 @@ mod tests {
     #[test]
     fn binding_replaces_paths_with_hashes_and_changes_the_identity() {
         let d = DatasetConfig {
-            kind: DatasetKind::Xc,
-            train: Some("a.txt".into()),
-            test: Some("b.txt".into()),
+            source: DataSource::Xc(crate::XcData { train: Some("a.txt".into()), test: Some("b.txt".into()) }),
             ..Default::default()
         };
         let config = crate::TrialConfig { dataset: d, ..Default::default() };
@@ -126,7 +153,7 @@ mod tests {
         bind_data(&mut trials, &up).unwrap();
         let d = &trials[0].config.dataset;
         assert_eq!(d.blobs["train"], "h1");
-        assert_eq!((d.train.as_deref(), d.test.as_deref()), (None, None));
+        assert_eq!(d.source, DataSource::Xc(crate::XcData::default()), "paths forgotten");
         assert_ne!(trials[0].hash, hash);
     }
 }

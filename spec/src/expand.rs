@@ -73,8 +73,9 @@ impl SweepSpec {
             let segments: Vec<&str> = k.split('.').collect();
             set_path(&mut cfg, &segments, v.clone());
         }
-        let config: TrialConfig = serde_json::from_value(cfg).map_err(|e| combo_error(&params, e.to_string()))?;
-        if let Some((field, problem)) = config.check().into_iter().next() {
+        let mut config: TrialConfig = serde_json::from_value(cfg).map_err(|e| combo_error(&params, e.to_string()))?;
+        let unresolved = config.resolve(self.scheme_given);
+        if let Some((field, problem)) = unresolved.into_iter().chain(config.check()).next() {
             return Err(combo_error(&params, format!("{field}: {problem}")));
         }
         Ok(self
@@ -207,15 +208,9 @@ pub const TPE_STARTUP: u64 = 10;
 /// were first stored are left out while they hold the value that means "as before"
 /// (`loss.kind: bce`, default `loss.asl` and `loss.db`), so resubmitting a sweep stored
 /// by an earlier version adds no duplicate cells.
-/// What trials must share to train as one stacked model: a hash of the dataset, the
-/// hidden widths, the batch size and the epochs.
-pub fn fuse_key(config: &TrialConfig) -> String {
-    let key = serde_json::json!([config.dataset, config.model.hidden, config.train.batch_size, config.train.epochs]);
-    hex::encode(Sha256::digest(serde_json::to_vec(&key).expect("json")))
-}
-
 pub fn config_hash(config: &TrialConfig) -> String {
     let mut v = serde_json::to_value(config).expect("config serialises");
+    v["dataset"] = config.dataset.identity_json();
     let loss = v.get_mut("loss").and_then(|l| l.as_object_mut()).expect("loss section");
     if config.loss.kind == LossKind::Bce {
         loss.remove("kind");

@@ -8,15 +8,18 @@
 
 mod config;
 mod data;
+mod dataset;
 mod error;
 mod expand;
+mod fuse;
 mod locate;
 mod parse;
 mod spec;
 
 pub use config::*;
-pub use data::{bind_data, data_dir, data_files, is_remote, sibling_xml};
+pub use data::{bind_data, data_dir, data_files, is_remote, set_data_file, sibling_xml};
 pub use error::{SpecError, SpecErrors};
-pub use expand::{config_hash, fuse_key, parse_and_expand};
+pub use expand::{config_hash, parse_and_expand};
+pub use fuse::{fuse_mismatch, FuseKey};
 pub use parse::parse;
 pub use spec::{Distribution, Limits, Method, ParamSpec, SweepSpec, Trial, METRICS};

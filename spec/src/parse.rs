@@ -88,30 +88,40 @@ impl Ctx<'_> {
 /// are checked when the sweep is expanded ([`SweepSpec::expand`]).
 pub fn parse(source: &str, source_name: &str, limits: Limits) -> Result<SweepSpec, SpecErrors> {
     let raw: RawSpec = serde_norway::from_str(source).map_err(|e| {
-        SpecErrors(vec![SpecError {
-            source_name: source_name.to_string(),
-            line: e.location().map(|l| l.line()),
-            field: String::new(),
-            message: e.to_string(),
-        }])
+        let message = e.to_string();
+        // The dataset section is read as a whole (its kind decides its fields): point
+        // at the field it names.
+        let dataset_field = message
+            .strip_prefix("unknown field `")
+            .filter(|_| message.contains(" dataset (it takes "))
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(f, _)| f.to_string());
+        let (line, field) = match dataset_field {
+            Some(f) => (line_of(source, &["dataset", &f]), format!("dataset.{f}")),
+            None => (e.location().map(|l| l.line()), String::new()),
+        };
+        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+        SpecErrors(vec![SpecError { source_name: source_name.to_string(), line, field, message }])
     })?;
     let mut cx = Ctx { source, source_name, errors: Vec::new() };
     check_header(&mut cx, &raw);
-    let base = TrialConfig {
+    let scheme_given = scheme_given(source, &raw);
+    let mut base = TrialConfig {
         metric: raw.metric.clone(),
         dataset: raw.dataset,
         model: raw.model,
         train: raw.train,
         loss: raw.loss,
     };
-    for (field, problem) in base.check() {
+    let unresolved = base.resolve(scheme_given);
+    for (field, problem) in unresolved.into_iter().chain(base.check()) {
         let path: Vec<&str> = field.split('.').collect();
         cx.err(&path, field.clone(), problem);
     }
     let base_json = serde_json::to_value(&base).expect("config serialises");
     let mut parameters = BTreeMap::new();
     for (path, p) in raw.parameters {
-        if let Some(spec) = check_param(&mut cx, &base_json, &path, p, raw.method) {
+        if let Some(spec) = check_param(&mut cx, &base_json, &path, p, raw.method, scheme_given) {
             parameters.insert(path, spec);
         }
     }
@@ -134,8 +144,9 @@ pub fn parse(source: &str, source_name: &str, limits: Limits) -> Result<SweepSpe
                         continue;
                     }
                 };
+                let one = ParamSpec::Values(vec![value.clone()]);
                 let ok = check_path(&base_json, &path)
-                    .and_then(|()| check_candidates(&base_json, &path, &ParamSpec::Values(vec![value.clone()])));
+                    .and_then(|()| check_candidates(&base_json, &path, &one, scheme_given));
                 match ok {
                     Ok(()) => {
                         checked.insert(path, value);
@@ -158,6 +169,7 @@ pub fn parse(source: &str, source_name: &str, limits: Limits) -> Result<SweepSpe
         max_attempts: raw.max_attempts,
         base,
         parameters,
+        scheme_given,
     };
     if cx.errors.is_empty() {
         check_grid_size(&mut cx, &spec, limits);
@@ -167,6 +179,17 @@ pub fn parse(source: &str, source_name: &str, limits: Limits) -> Result<SweepSpe
     } else {
         Err(SpecErrors(cx.errors))
     }
+}
+
+/// Whether the file chooses `loss.class_weight.scheme` itself (in the loss section, as a
+/// parameter, or in a listed configuration); if not, the scheme defaults by loss kind.
+fn scheme_given(source: &str, raw: &RawSpec) -> bool {
+    const PATH: &str = "loss.class_weight.scheme";
+    let in_section = serde_norway::from_str::<serde_norway::Value>(source)
+        .ok()
+        .and_then(|v| v.get("loss")?.get("class_weight")?.get("scheme").cloned())
+        .is_some();
+    in_section || raw.parameters.contains_key(PATH) || raw.configurations.iter().any(|c| c.contains_key(PATH))
 }
 
 fn check_header(cx: &mut Ctx<'_>, raw: &RawSpec) {
@@ -286,10 +309,11 @@ fn check_param(
     path: &str,
     p: RawParam,
     method: Method,
+    scheme_given: bool,
 ) -> Option<ParamSpec> {
     let checked = check_path(base, path)
         .and_then(|()| param_spec(p, method))
-        .and_then(|spec| check_candidates(base, path, &spec).map(|()| spec));
+        .and_then(|spec| check_candidates(base, path, &spec, scheme_given).map(|()| spec));
     match checked {
         Ok(spec) => Some(spec),
         Err((key, msg)) => {
@@ -353,7 +377,7 @@ fn param_range(
 }
 
 /// Resolves each value (a range: both ends) alone onto the base config.
-fn check_candidates(base: &serde_json::Value, path: &str, spec: &ParamSpec) -> Result<(), Problem> {
+fn check_candidates(base: &serde_json::Value, path: &str, spec: &ParamSpec, scheme_given: bool) -> Result<(), Problem> {
     let candidates: Vec<serde_json::Value> = match spec {
         ParamSpec::Values(v) => v.clone(),
         ParamSpec::Range { min, max, distribution: Distribution::IntUniform } => {
@@ -367,8 +391,9 @@ fn check_candidates(base: &serde_json::Value, path: &str, spec: &ParamSpec) -> R
         set_path(&mut cfg, &segments, v.clone());
         match serde_json::from_value::<TrialConfig>(cfg) {
             Err(e) => return problem(None, format!("value {v}: {e}")),
-            Ok(c) => {
-                if let Some((_, p)) = c.check().into_iter().find(|(f, _)| f == path) {
+            Ok(mut c) => {
+                let unresolved = c.resolve(scheme_given);
+                if let Some((_, p)) = unresolved.into_iter().chain(c.check()).find(|(f, _)| f == path) {
                     return problem(None, format!("value {v}: {p}"));
                 }
             }

@@ -41,6 +41,25 @@ impl Method {
     }
 }
 
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "grid" => Ok(Method::Grid),
+            "random" => Ok(Method::Random),
+            "tpe" => Ok(Method::Tpe),
+            other => Err(format!("unknown method `{other}` (expected grid, random or tpe)")),
+        }
+    }
+}
+
+impl TryFrom<String> for Method {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Distribution {
@@ -75,6 +94,8 @@ pub struct SweepSpec {
     /// Dotted path -> how it varies, sorted by path.
     pub(crate) parameters: BTreeMap<String, ParamSpec>,
     pub(crate) configurations: Vec<BTreeMap<String, serde_json::Value>>,
+    /// Whether the file chose `loss.class_weight.scheme` (else it defaults by loss kind).
+    pub(crate) scheme_given: bool,
 }
 
 impl SweepSpec {

@@ -3,8 +3,15 @@
 
 use sweep_spec::{parse, Limits, Method};
 
+/// The refusal of a file, checked to be one readable message (no run of spaces left by a
+/// continued string literal).
 fn err(yaml: &str) -> String {
-    parse(yaml, "s.yaml", Limits::default()).expect_err("should be refused").to_string()
+    readable(parse(yaml, "s.yaml", Limits::default()).expect_err("should be refused").to_string())
+}
+
+fn readable(e: String) -> String {
+    assert!(!e.contains("  "), "a refusal with a run of spaces: {e:?}");
+    e
 }
 
 #[test]
@@ -17,7 +24,8 @@ fn seed_grid_expands_to_nine_resolved_trials() {
     assert_eq!(caps, [6.0, 6.0, 6.0, 7.0, 7.0, 7.0, 8.0, 8.0, 8.0]);
     let gammas: Vec<f64> = trials.iter().map(|t| t.config.loss.focal_gamma).collect();
     assert_eq!(gammas, [0.0, 2.0, 3.0, 0.0, 2.0, 3.0, 0.0, 2.0, 3.0]);
-    assert_eq!(trials[0].config.dataset.labels, 698);
+    let sweep_spec::DataSource::Synthetic(generator) = &trials[0].config.dataset.source else { panic!("synthetic") };
+    assert_eq!(generator.labels, 698);
     let hashes: std::collections::HashSet<_> = trials.iter().map(|t| &t.hash).collect();
     assert_eq!(hashes.len(), 9);
     // Same file, same identities.
@@ -118,12 +126,25 @@ fn hostile_files_fail_cleanly() {
 /// file and the trial named.
 #[test]
 fn parse_checks_fields_and_expansion_checks_combinations() {
-    let yaml = "name: x\nparameters:\n  dataset.kind: {values: [synthetic, mulan]}\n";
+    let yaml = "name: x\nparameters:\n  loss.kind: {values: [bce, asl]}\n  loss.focal_gamma: {values: [0, 2]}\n";
     let spec = parse(yaml, "c.yaml", Limits::default()).expect("each value alone is valid");
-    assert_eq!(spec.parameters().len(), 1);
+    assert_eq!(spec.parameters().len(), 2);
+    let e = sweep_spec::parse_and_expand(yaml, "c.yaml", Limits::default()).expect_err("asl with focal_gamma 2");
+    let e = readable(e.to_string());
+    assert!(
+        e.starts_with("c.yaml: trial {\"loss.focal_gamma\":2,\"loss.kind\":\"asl\"}: loss.focal_gamma: only"),
+        "{e}"
+    );
+    // Switching the dataset kind leaves the generator's fields at their defaults, which
+    // say nothing to a MULAN dataset; that cell has no dataset named, found at expansion.
+    let yaml = "name: x\nparameters:\n  dataset.kind: {values: [synthetic, mulan]}\n";
+    parse(yaml, "c.yaml", Limits::default()).expect("each value alone is valid");
     let e = sweep_spec::parse_and_expand(yaml, "c.yaml", Limits::default()).expect_err("one cell has no dataset");
-    let e = e.to_string();
+    let e = readable(e.to_string());
     assert!(e.starts_with("c.yaml: trial {\"dataset.kind\":\"mulan\"}: dataset.name: a mulan dataset needs"), "{e}");
+    // A generator setting that does say something is refused for another kind.
+    let e = err("name: x\ndataset: {kind: mulan, name: enron, labels: 698, features: 300}\n");
+    assert!(e.contains("s.yaml:2") && e.contains("unknown field `features` for a mulan dataset"), "{e}");
 }
 
 /// A sweep stored by an earlier version keeps its cells' identities: the loss fields
@@ -149,8 +170,8 @@ fn seed_grid_identities_are_unchanged_by_later_fields() {
 fn loss_kinds_refuse_what_they_do_not_use() {
     let cases: &[(&str, &str)] = &[
         (
-            "name: x\nloss: {kind: db}\n",
-            "s.yaml:2: loss.class_weight.scheme: loss.kind db re-balances every label with its own weighting",
+            "name: x\nloss: {kind: db, class_weight: {scheme: neg_pos}}\n",
+            "s.yaml:2: loss.class_weight.scheme: loss.kind db re-balances every label with its own weighting; a class-weight scheme would weight positives twice",
         ),
         ("name: x\nloss: {kind: asl, focal_gamma: 2}\n", "loss.focal_gamma: only for loss.kind bce; loss.kind asl"),
         (
@@ -168,7 +189,7 @@ fn loss_kinds_refuse_what_they_do_not_use() {
     for (yaml, want) in cases {
         let e = match sweep_spec::parse_and_expand(yaml, "s.yaml", Limits::default()) {
             Ok(_) => panic!("should be refused: {yaml}"),
-            Err(e) => e.to_string(),
+            Err(e) => readable(e.to_string()),
         };
         assert!(e.contains(want), "for {yaml:?}\n got: {e}\nwant: {want}");
     }
@@ -178,6 +199,31 @@ fn loss_kinds_refuse_what_they_do_not_use() {
     let ok =
         "name: x\nloss: {kind: db, class_weight: {scheme: none}}\nparameters:\n  loss.db.mu: {values: [0.2, 0.9]}\n";
     assert_eq!(sweep_spec::parse_and_expand(ok, "s.yaml", Limits::default()).unwrap().1.len(), 2);
+}
+
+/// A user who names only the loss gets that loss's defaults: `db` without class weights
+/// (it re-weights every label itself), the other kinds `neg_pos`, also when the kind is
+/// swept; an explicit scheme is the user's and is checked as given.
+#[test]
+fn the_class_weight_scheme_defaults_by_loss_kind() {
+    use sweep_spec::WeightScheme;
+    let scheme = |yaml: &str| -> Vec<(sweep_spec::LossKind, WeightScheme)> {
+        let (_, trials) = sweep_spec::parse_and_expand(yaml, "s.yaml", Limits::default()).unwrap();
+        trials.iter().map(|t| (t.config.loss.kind, t.config.loss.class_weight.scheme)).collect()
+    };
+    use sweep_spec::LossKind::{Asl, Bce, Db};
+    assert_eq!(scheme("name: x\nloss: {kind: db}\n"), [(Db, WeightScheme::None)]);
+    assert_eq!(
+        scheme("name: x\nparameters:\n  loss.kind: {values: [bce, asl, db]}\n"),
+        [(Bce, WeightScheme::NegPos), (Asl, WeightScheme::NegPos), (Db, WeightScheme::None)]
+    );
+    let e = sweep_spec::parse_and_expand(
+        "name: x\nloss: {class_weight: {scheme: neg_pos}}\nparameters:\n  loss.kind: {values: [bce, db]}\n",
+        "s.yaml",
+        Limits::default(),
+    )
+    .expect_err("an explicit scheme with db");
+    assert!(readable(e.to_string()).contains("loss.class_weight.scheme: loss.kind db re-balances"));
 }
 
 /// `replicas: N` runs each configuration N times, replica r adding r to both seeds, so

@@ -6,9 +6,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use sweep_spec::{DatasetKind, TrialConfig};
-use tch::{Device, Tensor};
+use sweep_spec::{DataSource, DatasetKind, TextFormat, TrialConfig};
+
+use crate::data::{text, Columns, Features};
+use tch::Device;
 
 use crate::data::{self, Split};
 use crate::metrics;
@@ -30,6 +33,9 @@ pub struct Manifest {
     pub label_names: Vec<String>,
     pub features: usize,
     pub standardize: Option<Standardize>,
+    /// How input files become the feature columns (nominal indicators).
+    #[serde(default)]
+    pub columns: Columns,
     /// Tuned on validation: `global` (what `*.f1_micro_tuned` uses) and one per label
     /// (what `*.f1_macro_tuned` uses).
     pub threshold_global: f32,
@@ -47,7 +53,7 @@ pub struct ModelFiles {
 impl ModelFiles {
     /// The weights of `model` as safetensors bytes.
     pub fn weights_of(model: &Mlp) -> anyhow::Result<Vec<u8>> {
-        safetensors_bytes(model.named())
+        crate::tensors::safetensors_bytes(model.named())
     }
 
     pub fn write_dir(&self, dir: &Path) -> anyhow::Result<()> {
@@ -58,72 +64,57 @@ impl ModelFiles {
     }
 }
 
-/// A model read back from its directory.
-/// Named tensors as safetensors bytes (sorted by name; host copies).
-pub fn safetensors_bytes(mut named: Vec<(String, Tensor)>) -> anyhow::Result<Vec<u8>> {
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    let cpu: Vec<(String, Tensor)> = named.into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
-    let tmp = scratch_path("out");
-    Tensor::write_safetensors(&cpu, &tmp)?;
-    let bytes = std::fs::read(&tmp);
-    let _ = std::fs::remove_file(&tmp);
-    Ok(bytes?)
-}
-
-/// Named tensors from safetensors bytes.
-pub fn safetensors_from_bytes(bytes: &[u8]) -> anyhow::Result<Vec<(String, Tensor)>> {
-    let tmp = scratch_path("in");
-    std::fs::write(&tmp, bytes)?;
-    let named = Tensor::read_safetensors(&tmp);
-    let _ = std::fs::remove_file(&tmp);
-    Ok(named?)
-}
-
-/// A temporary file of this thread's (libtorch reads and writes safetensors by path).
-fn scratch_path(what: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!(
-        "sweep-{what}-{}-{:?}.safetensors",
-        std::process::id(),
-        std::thread::current().id()
-    ))
-}
-
 pub struct Loaded {
     pub manifest: Manifest,
     pub mlp: Mlp,
 }
 
 pub fn load(dir: &Path, device: Device) -> anyhow::Result<Loaded> {
-    use anyhow::Context;
     let text = std::fs::read_to_string(dir.join(MANIFEST))
         .with_context(|| format!("read {}", dir.join(MANIFEST).display()))?;
     let manifest: Manifest =
         serde_json::from_str(&text).with_context(|| format!("{}: not a model manifest", dir.display()))?;
-    let saved =
-        Tensor::read_safetensors(dir.join(WEIGHTS)).with_context(|| format!("read {}", dir.join(WEIGHTS).display()))?;
+    let saved = tch::Tensor::read_safetensors(dir.join(WEIGHTS))
+        .with_context(|| format!("read {}", dir.join(WEIGHTS).display()))?;
     let (features, labels) = (manifest.features as i64, manifest.label_names.len() as i64);
-    let mlp = Mlp::from_named(&saved, features, &manifest.config.model.hidden, labels, device)
+    let sparse = matches!(manifest.config.dataset.kind(), DatasetKind::Xc | DatasetKind::Text);
+    let mlp = Mlp::from_named(&saved, features, &manifest.config.model.hidden, labels, device, sparse)
         .with_context(|| format!("{}: not this model's weights", dir.join(WEIGHTS).display()))?;
     Ok(Loaded { manifest, mlp })
 }
 
 /// Reads rows to score from a file in the format the model's dataset came in (MULAN
-/// ARFF with the model's labels, or XC text), standardised as in training.
+/// ARFF laid out as in training, XC, or raw text featurized by the model's own fitted
+/// featurizer), standardised as in training.
 fn read_rows(loaded: &Loaded, input: &Path) -> anyhow::Result<Split> {
     let m = &loaded.manifest;
-    let mut split = match m.config.dataset.kind {
-        DatasetKind::Mulan => data::read_arff_rows(input, &m.label_names)?,
-        DatasetKind::Xc => data::read_xc_rows(input, m.features, m.label_names.len())?,
-        DatasetKind::Synthetic => anyhow::bail!("a model trained on synthetic data has no input file format"),
+    let mut split = match &m.config.dataset.source {
+        DataSource::Mulan(_) => data::read_arff_rows(input, &m.label_names, &m.columns.nominal)?,
+        DataSource::Xc(_) => data::read_xc_rows(input, m.features, m.label_names.len())?,
+        DataSource::Text(t) => {
+            let fitted = m.columns.text.as_ref().context("the model has no fitted featurizer")?;
+            let format = t.format.or_else(|| TextFormat::from_path(&input.to_string_lossy())).with_context(|| {
+                format!("{}: cannot tell its format (the model's data had none recorded)", input.display())
+            })?;
+            let rows = text::read_rows(input, format, &text::Fields::of(t, false))?;
+            let labels = text::Labels::from_names(m.label_names.clone(), t.label_names.is_some());
+            let y = labels.matrix(input, &rows, &mut Default::default())?;
+            let docs: Vec<String> = rows.into_iter().map(|r| r.text).collect();
+            Split { n: docs.len(), x: Features::Sparse(fitted.transform(&docs)), y }
+        }
+        DataSource::Synthetic(_) => anyhow::bail!("a model trained on synthetic data has no input file format"),
     };
     if let Some(s) = &m.standardize {
         data::standardize(&mut split, &s.mean, &s.std);
     }
+    let columns = match &split.x {
+        Features::Dense(x) => x.len() / split.n.max(1),
+        Features::Sparse(c) => c.cols,
+    };
     anyhow::ensure!(
-        split.x.len() == split.n * m.features,
-        "{}: {} features per row, the model has {}",
+        columns == m.features,
+        "{}: {columns} features per row, the model has {}",
         input.display(),
-        split.x.len() / split.n.max(1),
         m.features
     );
     Ok(split)
@@ -152,8 +143,7 @@ pub fn predict_file(
     let loaded = load(dir, device)?;
     let split = read_rows(&loaded, input)?;
     let (l, names) = (loaded.manifest.label_names.len(), &loaded.manifest.label_names);
-    let x = Tensor::from_slice(&split.x).view([split.n as i64, loaded.manifest.features as i64]).to_device(device);
-    let probs = crate::train::probabilities(&loaded.mlp, &x);
+    let probs = crate::score::probabilities(&loaded.mlp, &split, loaded.manifest.features);
     let thresholds = match choice {
         ThresholdChoice::Global => vec![loaded.manifest.threshold_global; l],
         ThresholdChoice::PerLabel => loaded.manifest.thresholds.clone(),

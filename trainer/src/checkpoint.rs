@@ -10,8 +10,8 @@
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+use crate::epoch::EpochReport;
 use crate::model::Mlp;
-use crate::train::EpochReport;
 
 const MAGIC: &[u8; 8] = b"SWEEPCK1";
 
@@ -70,7 +70,7 @@ impl Checkpoint {
             named.push((format!("m/{i}"), m.shallow_clone()));
             named.push((format!("v/{i}"), v.shallow_clone()));
         }
-        let tensors = crate::artifact::safetensors_bytes(named)?;
+        let tensors = crate::tensors::safetensors_bytes(named)?;
         let mut out = Vec::with_capacity(16 + json.len() + tensors.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(json.len() as u64).to_le_bytes());
@@ -79,33 +79,37 @@ impl Checkpoint {
         Ok(out)
     }
 
-    /// Reads a checkpoint of a model with these widths onto `device`.
+    /// Reads a checkpoint of a model with these widths (and input layout) onto `device`.
     pub fn from_bytes(
         bytes: &[u8],
         inputs: i64,
         hidden: &[u32],
         outputs: i64,
         device: tch::Device,
+        sparse: bool,
     ) -> anyhow::Result<Checkpoint> {
         use anyhow::{ensure, Context};
         ensure!(bytes.len() >= 16 && &bytes[..8] == MAGIC, "not a Sweep checkpoint");
         let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
         ensure!(bytes.len() >= 16 + len, "checkpoint truncated");
         let state: State = serde_json::from_slice(&bytes[16..16 + len]).context("checkpoint state")?;
-        let named = crate::artifact::safetensors_from_bytes(&bytes[16 + len..]).context("checkpoint tensors")?;
+        let named = crate::tensors::safetensors_from_bytes(&bytes[16 + len..]).context("checkpoint tensors")?;
         let under = |prefix: &str| -> Vec<(String, Tensor)> {
             named
                 .iter()
                 .filter_map(|(n, t)| n.strip_prefix(prefix).map(|rest| (rest.to_string(), t.shallow_clone())))
                 .collect()
         };
-        let weights =
-            Mlp::from_named(&under("weights/"), inputs, hidden, outputs, device).context("checkpoint weights")?;
+        let weights = Mlp::from_named(&under("weights/"), inputs, hidden, outputs, device, sparse)
+            .context("checkpoint weights")?;
         let best_named = under("best/");
         let best = if best_named.is_empty() {
             None
         } else {
-            Some(Mlp::from_named(&best_named, inputs, hidden, outputs, device).context("checkpoint best weights")?)
+            Some(
+                Mlp::from_named(&best_named, inputs, hidden, outputs, device, sparse)
+                    .context("checkpoint best weights")?,
+            )
         };
         let tensors = 2 * (hidden.len() + 1);
         let mut moments = Vec::with_capacity(tensors);

@@ -1,7 +1,17 @@
 //! The MLP, one trial's ([`Mlp`]) or K trials' stacked into one batched model
 //! ([`Stack`]: weights `[K, out, in]`, `baddbmm` forward), initialised like PyTorch's
 //! `nn.Linear` (weight and bias uniform in ±1/sqrt(fan_in)) from each trial's own seed,
-//! so model k of a stack starts exactly where trial k alone would. Dropout draws its
+//! so model k of a stack starts exactly where trial k alone would.
+//!
+//! Sparse inputs (text, XC) never become dense: the first layer keeps its weight as
+//! `[in, out]` (one row per input column; `[K, in, out]` in a stack) and multiplies a
+//! batch of sparse rows by it with `embedding_bag` (sum of each row's weighted weight
+//! rows, per-sample weights = the row's values): one kernel on CPU and CUDA, alone and in
+//! a stack (model k's column ids shifted by k*in into the stacked `[K*in, out]` table).
+//! It computes exactly `x @ W.T` of `nn.Linear`; saved models store `fc0.weight` as
+//! `[out, in]` either way. Chosen over a sparse-dense matmul, which wants the weight
+//! transposed (a copy of the whole layer per batch) and a block-diagonal sparse matrix
+//! for a stack. Dropout draws its
 //! masks from [`DropoutRng`], a counter-based generator of the trial's own, not from
 //! libtorch's process-global one: a trial's masks do not depend on what else runs in
 //! the process, fused or in another slot.
@@ -12,9 +22,40 @@ use tch::{Device, Kind, Tensor};
 
 use crate::data::SplitMix64;
 
-/// One model: `(weight [out, in], bias [out])` per layer, hidden layers ReLU.
+/// A batch of rows as the first layer takes them.
+pub enum Batch {
+    /// `[rows, in]` for one model, `[K, rows, in]` for a stack (each model its own rows).
+    Dense(Tensor),
+    /// Sparse rows as bags: column ids (in a stack shifted by k*in for model k), each
+    /// entry's value, and where each of the `rows` rows starts (K*rows for a stack).
+    Sparse { indices: Tensor, values: Tensor, offsets: Tensor },
+}
+
+impl Batch {
+    /// Uploads host bags.
+    pub fn sparse(bag: crate::data::Bag, device: Device) -> Batch {
+        Batch::Sparse {
+            indices: Tensor::from_slice(&bag.indices).to_device(device),
+            values: Tensor::from_slice(&bag.values).to_device(device),
+            offsets: Tensor::from_slice(&bag.offsets).to_device(device),
+        }
+    }
+}
+
+/// The first layer on a sparse batch: for each bag, the sum of the weight rows its
+/// column ids name, each scaled by its value.
+fn bag_layer(table: &Tensor, indices: &Tensor, values: &Tensor, offsets: &Tensor) -> Tensor {
+    // mode 0: sum; per-sample weights take only this mode.
+    let (out, _, _, _) = Tensor::embedding_bag(table, indices, offsets, false, 0, false, Some(values), false);
+    out
+}
+
+/// One model: `(weight [out, in], bias [out])` per layer, hidden layers ReLU; with
+/// sparse input the first weight is `[in, out]`.
 pub struct Mlp {
     pub(crate) layers: Vec<(Tensor, Tensor)>,
+    /// Whether the first layer takes sparse rows (its weight stored `[in, out]`).
+    pub(crate) sparse: bool,
 }
 
 /// libtorch's generator is process-global: initialisations take turns, each from its seed.
@@ -31,24 +72,32 @@ fn widths(inputs: i64, hidden: &[u32], outputs: i64) -> Vec<i64> {
 impl Mlp {
     /// Seeds libtorch with `seed` and draws the layers in the order a PyTorch script does
     /// (`torch.manual_seed(seed)`, then `nn.Linear` by `nn.Linear`, weight before bias).
-    pub fn init(inputs: i64, hidden: &[u32], outputs: i64, seed: u64, device: Device) -> Mlp {
+    pub fn init(inputs: i64, hidden: &[u32], outputs: i64, seed: u64, device: Device, sparse: bool) -> Mlp {
         let _turn = INIT.lock().unwrap_or_else(|e| e.into_inner());
         tch::manual_seed(seed as i64);
         let layers = widths(inputs, hidden, outputs)
             .windows(2)
-            .map(|w| {
+            .enumerate()
+            .map(|(i, w)| {
                 let bound = 1.0 / (w[0] as f64).sqrt();
                 let draw = |dims: &[i64]| Tensor::zeros(dims, (Kind::Float, device)).uniform_(-bound, bound);
                 let weight = draw(&[w[1], w[0]]);
+                let weight = if i == 0 && sparse { weight.tr().contiguous() } else { weight };
                 (weight, draw(&[w[1]]))
             })
             .collect();
-        Mlp { layers }
+        Mlp { layers, sparse }
+    }
+
+    /// Where its weights are.
+    pub fn device(&self) -> Device {
+        self.layers[0].0.device()
     }
 
     /// A copy of the weights.
     pub fn copy(&self) -> Mlp {
-        tch::no_grad(|| Mlp { layers: self.layers.iter().map(|(w, b)| (w.copy(), b.copy())).collect() })
+        let layers = tch::no_grad(|| self.layers.iter().map(|(w, b)| (w.copy(), b.copy())).collect());
+        Mlp { layers, sparse: self.sparse }
     }
 
     /// From named tensors `fc{i}.weight` / `fc{i}.bias` (a saved model), checking shapes.
@@ -58,6 +107,7 @@ impl Mlp {
         hidden: &[u32],
         outputs: i64,
         device: Device,
+        sparse: bool,
     ) -> anyhow::Result<Mlp> {
         let sizes = widths(inputs, hidden, outputs);
         anyhow::ensure!(
@@ -75,39 +125,46 @@ impl Mlp {
         let layers = sizes
             .windows(2)
             .enumerate()
-            .map(|(i, w)| Ok((get(format!("fc{i}.weight"), &[w[1], w[0]])?, get(format!("fc{i}.bias"), &[w[1]])?)))
+            .map(|(i, w)| {
+                let weight = get(format!("fc{i}.weight"), &[w[1], w[0]])?;
+                let weight = if i == 0 && sparse { weight.tr().contiguous() } else { weight };
+                Ok((weight, get(format!("fc{i}.bias"), &[w[1]])?))
+            })
             .collect::<anyhow::Result<_>>()?;
-        Ok(Mlp { layers })
+        Ok(Mlp { layers, sparse })
     }
 
-    /// The layers as named host tensors, the names a PyTorch `state_dict` would use for
-    /// an `fc0`, `fc1`, ... module.
+    /// The layers as named host tensors, the names and shapes a PyTorch `state_dict` would
+    /// have for an `fc0`, `fc1`, ... module of `nn.Linear`s.
     pub fn named(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
         for (i, (w, b)) in self.layers.iter().enumerate() {
+            let w = if i == 0 && self.sparse { w.tr().contiguous() } else { w.shallow_clone() };
             out.push((format!("fc{i}.weight"), w.to_device(Device::Cpu)));
             out.push((format!("fc{i}.bias"), b.to_device(Device::Cpu)));
         }
         out
     }
 
-    /// Logits of rows `x` (`[rows, in]`), no dropout: scoring.
-    pub fn forward(&self, x: &Tensor) -> Tensor {
-        let last = self.layers.len() - 1;
-        let mut h = x.shallow_clone();
-        for (i, (w, b)) in self.layers.iter().enumerate() {
-            h = h.linear(w, Some(b));
-            if i < last {
-                h = h.relu();
-            }
+    /// Logits of a batch of rows (dense `[rows, in]`, or sparse), no dropout: scoring.
+    pub fn forward(&self, x: &Batch) -> Tensor {
+        let (w0, b0) = &self.layers[0];
+        let mut h = match x {
+            Batch::Dense(x) => x.linear(w0, Some(b0)),
+            Batch::Sparse { indices, values, offsets } => bag_layer(w0, indices, values, offsets) + b0,
+        };
+        for (w, b) in &self.layers[1..] {
+            h = h.relu().linear(w, Some(b));
         }
         h
     }
 }
 
-/// K models of one architecture as one: layer weights `[K, out, in]`, biases `[K, 1, out]`.
+/// K models of one architecture as one: layer weights `[K, out, in]` (the first
+/// `[K, in, out]` with sparse input), biases `[K, 1, out]`.
 pub struct Stack {
     layers: Vec<(Tensor, Tensor)>,
+    sparse: bool,
 }
 
 impl Stack {
@@ -120,7 +177,7 @@ impl Stack {
                 (Tensor::stack(&ws, 0).set_requires_grad(true), Tensor::stack(&bs, 0).set_requires_grad(true))
             })
             .collect();
-        Stack { layers }
+        Stack { layers, sparse: models[0].sparse }
     }
 
     /// Every trainable tensor, weight then bias per layer.
@@ -130,9 +187,10 @@ impl Stack {
 
     /// Model k's current weights, copied.
     pub fn model(&self, k: i64) -> Mlp {
-        tch::no_grad(|| Mlp {
-            layers: self.layers.iter().map(|(w, b)| (w.get(k).copy(), b.get(k).squeeze_dim(0).copy())).collect(),
-        })
+        let layers = tch::no_grad(|| {
+            self.layers.iter().map(|(w, b)| (w.get(k).copy(), b.get(k).squeeze_dim(0).copy())).collect()
+        });
+        Mlp { layers, sparse: self.sparse }
     }
 
     /// Overwrites model k's weights (a checkpoint's).
@@ -147,16 +205,26 @@ impl Stack {
 
     /// Model k's current weights as views (no copy): score with them, do not keep them.
     pub fn view(&self, k: i64) -> Mlp {
-        Mlp { layers: self.layers.iter().map(|(w, b)| (w.get(k).detach(), b.get(k).squeeze_dim(0).detach())).collect() }
+        let layers = self.layers.iter().map(|(w, b)| (w.get(k).detach(), b.get(k).squeeze_dim(0).detach())).collect();
+        Mlp { layers, sparse: self.sparse }
     }
 
-    /// Training forward of `x` (`[K, batch, in]`, each model its own rows) with each
-    /// model's dropout.
-    pub fn forward_train(&self, x: &Tensor, dropout: Option<&DropoutRng>, step: u64) -> Tensor {
+    /// Training forward of a batch (dense `[K, batch, in]`, or sparse bags of K*batch
+    /// rows with model k's column ids shifted by k*in), each model its own rows, with
+    /// each model's dropout.
+    pub fn forward_train(&self, x: &Batch, dropout: Option<&DropoutRng>, step: u64) -> Tensor {
         let last = self.layers.len() - 1;
-        let mut h = x.shallow_clone();
+        let mut h = Tensor::new();
         for (i, (w, b)) in self.layers.iter().enumerate() {
-            h = b.baddbmm(&h, &w.transpose(1, 2), 1.0, 1.0);
+            h = match (i, x) {
+                (0, Batch::Dense(x)) => b.baddbmm(x, &w.transpose(1, 2), 1.0, 1.0),
+                (0, Batch::Sparse { indices, values, offsets }) => {
+                    let size = w.size();
+                    let table = w.view([size[0] * size[1], size[2]]);
+                    bag_layer(&table, indices, values, offsets).view([size[0], -1, size[2]]) + b
+                }
+                _ => b.baddbmm(&h, &w.transpose(1, 2), 1.0, 1.0),
+            };
             if i < last {
                 h = h.relu();
                 if let Some(d) = dropout {

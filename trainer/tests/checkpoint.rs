@@ -11,7 +11,7 @@ use sweep_trainer::train::{self, Control, TrainError, TrialResult};
 use tch::Device;
 
 fn config() -> TrialConfig {
-    let mut c = sweep_testkit::small_config();
+    let mut c = sweep_testenv::small_config();
     c.train.epochs = 6;
     c.train.patience = 2;
     c.train.batch_size = 64;
@@ -37,21 +37,15 @@ fn run_reporting(
     epoch_done: &mut dyn FnMut(u32),
 ) -> (Result<TrialResult, TrainError>, Vec<Vec<u8>>) {
     let mut saved = Vec::new();
-    let cfgs = std::slice::from_ref(cfg);
-    let mut r = train::train_fused_with(
-        ds,
-        cfgs,
-        Device::Cpu,
-        &mut |_, r| epoch_done(r.epoch),
-        &[control],
-        vec![resume],
-        &mut |_, ck| saved.push(ck.to_bytes().unwrap()),
-    );
+    let members = vec![train::Member { config: cfg, control, resume }];
+    let mut r = train::train_stack(ds, members, Device::Cpu, &mut |_, r| epoch_done(r.epoch), &mut |_, ck| {
+        saved.push(ck.to_bytes().unwrap())
+    });
     (r.pop().unwrap(), saved)
 }
 
 fn load(bytes: &[u8], ds: &Dataset, cfg: &TrialConfig) -> Checkpoint {
-    Checkpoint::from_bytes(bytes, ds.features as i64, &cfg.model.hidden, ds.labels as i64, Device::Cpu).unwrap()
+    Checkpoint::from_bytes(bytes, ds.features as i64, &cfg.model.hidden, ds.labels as i64, Device::Cpu, false).unwrap()
 }
 
 fn assert_same(got: &TrialResult, want: &TrialResult) {
@@ -121,7 +115,7 @@ fn a_checkpoint_of_another_seed_or_shape_is_refused() {
     other.train.seed += 1;
     let e = run(&ds, &other, &Control::default(), Some(load(&saved[0], &ds, &cfg))).0.err().unwrap().to_string();
     assert!(e.contains("seed"), "{e}");
-    let wider = Checkpoint::from_bytes(&saved[0], ds.features as i64, &[128], ds.labels as i64, Device::Cpu);
+    let wider = Checkpoint::from_bytes(&saved[0], ds.features as i64, &[128], ds.labels as i64, Device::Cpu, false);
     assert!(wider.is_err(), "weights of another shape are refused");
-    assert!(Checkpoint::from_bytes(b"garbage", 1, &[1], 1, Device::Cpu).is_err());
+    assert!(Checkpoint::from_bytes(b"garbage", 1, &[1], 1, Device::Cpu, false).is_err());
 }

@@ -6,7 +6,7 @@ use sweep_spec::TrialConfig;
 use sweep_trainer::{data, train};
 
 fn small() -> TrialConfig {
-    let mut c = sweep_testkit::small_config();
+    let mut c = sweep_testenv::small_config();
     c.train.epochs = 10;
     c.train.lr = 3e-3;
     c

@@ -11,7 +11,7 @@ use tch::Device;
 
 /// Nine configs that differ in everything a stack lets differ.
 fn grid() -> Vec<TrialConfig> {
-    let mut base = sweep_testkit::small_config();
+    let mut base = sweep_testenv::small_config();
     base.train.epochs = 4;
     base.train.batch_size = 128;
     base.model.hidden = vec![48, 32];

@@ -6,7 +6,7 @@ use sweep_spec::TrialConfig;
 use sweep_trainer::{data, train};
 
 fn small() -> TrialConfig {
-    sweep_testkit::small_config()
+    sweep_testenv::small_config()
 }
 
 #[test]
@@ -33,8 +33,7 @@ fn cancel_flag_stops_training() {
 #[test]
 fn missing_dataset_is_a_user_error() {
     let mut cfg = small();
-    cfg.dataset.kind = sweep_spec::DatasetKind::Mulan;
-    cfg.dataset.name = Some("no-such-dataset".into());
+    cfg.dataset = sweep_spec::DatasetConfig::mulan("no-such-dataset");
     let e = data::load(&cfg.dataset).unwrap_err().to_string();
     assert!(e.contains("no-such-dataset"), "{e}");
 }

@@ -57,36 +57,22 @@ impl BlobCache {
         Ok(path)
     }
 
-    /// The trial config with its blobs, and its `s3://` files, replaced by local paths.
-    pub async fn materialize(&self, config_json: String) -> Result<String, TrainError> {
-        let mut cfg = crate::agent::parse_config(&config_json)?;
+    /// Puts local paths in place of a dataset's blobs (fetched into the cache) and of
+    /// its `s3://` files (read from the object store): what a worker does before anything
+    /// checks or reads the config.
+    pub async fn materialize(&self, d: &mut sweep_spec::DatasetConfig) -> Result<(), TrainError> {
+        let local = |p: PathBuf| p.to_string_lossy().into_owned();
         let remote: Vec<(&'static str, String)> =
-            sweep_spec::data_files(&cfg.dataset).into_iter().filter(|(_, p)| sweep_spec::is_remote(p)).collect();
-        if !remote.is_empty() {
-            for (role, uri) in remote {
-                let p = Some(self.s3_path(&uri).await?.to_string_lossy().into_owned());
-                match role {
-                    "train" => cfg.dataset.train = p,
-                    "test" => cfg.dataset.test = p,
-                    _ => cfg.dataset.xml = p,
-                }
-            }
-            return Ok(serde_json::to_string(&cfg).expect("config serialises"));
+            sweep_spec::data_files(d).into_iter().filter(|(_, p)| sweep_spec::is_remote(p)).collect();
+        for (role, uri) in remote {
+            let path = local(self.s3_path(&uri).await?);
+            sweep_spec::set_data_file(d, role, path).map_err(TrainError::User)?;
         }
-        if cfg.dataset.blobs.is_empty() {
-            return Ok(config_json);
+        for (role, sha) in std::mem::take(&mut d.blobs) {
+            let path = local(self.path(&sha).await?);
+            sweep_spec::set_data_file(d, &role, path).map_err(TrainError::User)?;
         }
-        let blobs = std::mem::take(&mut cfg.dataset.blobs);
-        for (role, sha) in &blobs {
-            let p = Some(self.path(sha).await?.to_string_lossy().into_owned());
-            match role.as_str() {
-                "train" => cfg.dataset.train = p,
-                "test" => cfg.dataset.test = p,
-                "xml" => cfg.dataset.xml = p,
-                other => return Err(TrainError::User(format!("dataset.blobs: unknown role `{other}`"))),
-            }
-        }
-        Ok(serde_json::to_string(&cfg).expect("config serialises"))
+        Ok(())
     }
 
     /// A local copy of the object `s3://bucket/key` (credentials, region and endpoint from
@@ -158,6 +144,12 @@ impl BlobCache {
         let out = sweep_client::blobs::upload(&mut self.client.clone(), &tmp).await;
         let _ = tokio::fs::remove_file(&tmp).await;
         Ok(out?.0)
+    }
+
+    /// Removes the least recently used files until the cache fits (featurized datasets,
+    /// which the trainer writes here, included).
+    pub fn trim_to_limit(&self) {
+        self.trim(Path::new(""));
     }
 
     /// Removes the least recently used files until the cache fits (never `keep`).

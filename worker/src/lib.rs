@@ -3,4 +3,5 @@
 
 pub mod agent;
 pub mod blobcache;
+pub mod offline;
 pub mod spot;

@@ -24,9 +24,7 @@ fn worker_matches_pytorch_on_bibtex_with_every_loss_kind() {
 
 /// A short bibtex trial, fully resolved (as `sweep validate -o json` prints one).
 fn bibtex_trial() -> sweep_spec::TrialConfig {
-    let mut c = sweep_spec::TrialConfig::default();
-    c.dataset.kind = sweep_spec::DatasetKind::Mulan;
-    c.dataset.name = Some("bibtex".into());
+    let mut c = sweep_spec::TrialConfig { dataset: sweep_spec::DatasetConfig::mulan("bibtex"), ..Default::default() };
     c.model.hidden = vec![256];
     c.train.epochs = 3;
     c.train.patience = 0;

@@ -1,10 +1,10 @@
 //! `sweep best ID`: the best trial, how sure the ranking is (configurations by mean over
 //! their replicas, the winner tested against the runner-up), and a sweep file that
-//! re-runs the best config.
+//! re-runs the best config. `sweep local` ends with the same.
 
 use sweep_proto as pb;
 
-use crate::client::{status_error, sweep_and_trials, Conn};
+use crate::client::{status_error, sweep_and_trials, Client, Conn};
 use crate::output::{self, Format};
 use crate::replicas;
 
@@ -16,15 +16,21 @@ pub struct Args {
 pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
     let mut c = conn.connect().await?;
     let (sweep, trials) = sweep_and_trials(&mut c, &a.sweep_id, "best").await?;
-    let configs = replicas::configurations(&sweep, &trials);
+    show(&mut c, &sweep, &trials, fmt).await
+}
+
+/// The winner of `sweep`: by mean over replicas when configurations have them, with the
+/// verdict of the paired tests; then its best replica and a file that re-runs it.
+pub async fn show(c: &mut Client, sweep: &pb::Sweep, trials: &[pb::Trial], fmt: Format) -> anyhow::Result<()> {
+    let configs = replicas::configurations(sweep, trials);
     let p = replicas::versus_winner(&configs);
     let verdict = replicas::verdict_json(&configs, &p);
     // The winning configuration's best replica; the coordinator's answer (or its error)
     // when nothing has succeeded yet.
     let t = match configs.first() {
-        Some(winner) => winner.best_replica(&sweep).clone(),
+        Some(winner) => winner.best_replica(sweep).clone(),
         None => c
-            .best_trial(pb::BestTrialRequest { sweep_id: a.sweep_id })
+            .best_trial(pb::BestTrialRequest { sweep_id: sweep.sweep_id.clone() })
             .await
             .map_err(|s| status_error("best", s))?
             .into_inner(),
@@ -38,9 +44,9 @@ pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
             output::print_json(&v)
         }
         Format::Table => {
-            output::print_configurations(&sweep, &configs, &p, false);
+            output::print_configurations(sweep, &configs, &p, false);
             eprintln!("{}", verdict["verdict"].as_str().unwrap_or_default());
-            output::print_best(&sweep, &t)?
+            output::print_best(sweep, configs.first().filter(|w| w.summary.n > 1), &t)?
         }
     }
     Ok(())

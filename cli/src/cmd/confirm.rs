@@ -3,8 +3,6 @@
 //! new sweep linked to its source by name and description. `sweep best` on it then ranks
 //! them with intervals and the paired test on seeds no search decision saw.
 
-use std::collections::BTreeMap;
-
 use serde_json::{json, Value};
 
 use crate::client::{status_error, sweep_and_trials, Conn};
@@ -85,24 +83,13 @@ pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
         a.replicas
     );
     let yaml = confirm_yaml(&sweep.spec_yaml, &name, &description, &top, a.replicas, fresh)?;
-    let (_, trials_new) = sweep_spec::parse_and_expand(&yaml, &name, sweep_spec::Limits { max_trials: u64::MAX })?;
-    // The same data as the source: the blobs its trials read, by the paths the file names.
-    let mut data_blobs = BTreeMap::new();
-    if let Some(bound) = configs_json.iter().find(|c| c["dataset"]["blobs"].as_object().is_some_and(|b| !b.is_empty()))
-    {
-        for t in &trials_new {
-            for (role, path) in sweep_spec::data_files(&t.config.dataset) {
-                if let Some(sha) = bound["dataset"]["blobs"][role].as_str() {
-                    data_blobs.insert(path, sha.to_string());
-                }
-            }
-        }
-    }
+    // The same data as the source: its file names the same paths, bound to the same blobs.
+    sweep_spec::parse_and_expand(&yaml, &name, sweep_spec::Limits { max_trials: u64::MAX })?;
     let r = c
         .submit_sweep(sweep_proto::SubmitSweepRequest {
             spec_yaml: yaml,
             source_name: name.clone(),
-            data_blobs: data_blobs.into_iter().collect(),
+            data_blobs: sweep.data_blobs.clone(),
         })
         .await
         .map_err(|s| status_error("confirm", s))?

@@ -358,8 +358,8 @@ pub async fn print_summary(client: &mut crate::client::Client, sweep_id: &str) -
     let (sweep, trials) = crate::client::sweep_and_trials(client, sweep_id, "status").await?;
     println!("\nleaderboard of {} ({}):", sweep.name, output::counts_line(&sweep));
     output::print_trials(&sweep, &rank(&trials, &sweep.metric_name, &sweep.metric_goal));
-    if let Ok(best) = client.best_trial(pb::BestTrialRequest { sweep_id: sweep_id.into() }).await {
-        output::print_best(&sweep, &best.into_inner())?;
+    if trials.iter().any(|t| t.state() == pb::TrialState::Succeeded) {
+        super::best::show(client, &sweep, &trials, output::Format::Table).await?;
     }
     let all = client.list_sweeps(pb::ListSweepsRequest {}).await.map_err(|s| status_error("status", s))?.into_inner();
     println!("\nsweeps in this data directory:");

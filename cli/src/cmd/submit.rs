@@ -1,7 +1,7 @@
 //! `sweep submit FILE [--watch]`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sweep_proto as pb;
 
@@ -14,8 +14,9 @@ pub struct Args {
     /// Follow progress until the sweep ends.
     #[arg(long)]
     watch: bool,
-    /// Where relative data paths (and MULAN names) resolve, when not beside this
-    /// directory (default: $SWEEP_DATA_DIR, else ../shared/datasets).
+    /// Where relative data paths (and MULAN names) resolve when they are neither beside
+    /// the sweep file nor under the current directory (default: $SWEEP_DATA_DIR, else
+    /// ../shared/datasets).
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
     /// Do not upload data files: every worker reads them from its own disk.
@@ -23,24 +24,25 @@ pub struct Args {
     no_upload: bool,
 }
 
-/// Where a data path as written is on this machine: absolute, beside the current
-/// directory, or under the data directory.
-fn locate(path: &str, data_dir: &std::path::Path) -> Option<PathBuf> {
+/// Where a data path as written is on this machine: absolute, or relative to the sweep
+/// file's directory, the current directory, or the data directory (the first that has it).
+fn locate(path: &str, sweep_dir: &Path, data_dir: &Path) -> Option<PathBuf> {
     let p = PathBuf::from(path);
-    if p.is_absolute() || p.exists() {
+    if p.is_absolute() {
         return p.exists().then_some(p);
     }
-    let under = data_dir.join(path);
-    under.exists().then_some(under)
+    [sweep_dir.join(&p), p.clone(), data_dir.join(&p)].into_iter().find(|c| c.exists())
 }
 
 /// Uploads every data file the trials read (once each, skipped when the store has it);
 /// returns path as written -> SHA-256.
 async fn upload_data(
     trials: &[sweep_spec::Trial],
-    data_dir: &std::path::Path,
+    sweep_file: &Path,
+    data_dir: &Path,
     conn: &Conn,
 ) -> anyhow::Result<BTreeMap<String, String>> {
+    let sweep_dir = sweep_file.parent().unwrap_or(Path::new("."));
     // `s3://` paths stay as they are: workers read them from the object store.
     let paths: BTreeSet<String> = trials
         .iter()
@@ -54,9 +56,11 @@ async fn upload_data(
     }
     let mut blobs = conn.blobs().await?;
     for p in paths {
-        let Some(local) = locate(&p, data_dir) else {
+        let Some(local) = locate(&p, sweep_dir, data_dir) else {
             anyhow::bail!(
-                "data file `{p}` not found here (nor under {}): pass --data DIR, or --no-upload if every worker has it",
+                "{}: data file `{p}` is not beside the sweep file, under the current directory, nor under {}: \
+                 pass --data DIR, or --no-upload if every worker has it",
+                sweep_file.display(),
                 data_dir.display()
             );
         };
@@ -74,7 +78,7 @@ pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
         Default::default()
     } else {
         let dir = a.data.clone().unwrap_or_else(sweep_spec::data_dir);
-        upload_data(&trials, &dir, conn).await?
+        upload_data(&trials, &a.file, &dir, conn).await?
     };
     let mut c = conn.connect().await?;
     let r = c

@@ -21,6 +21,8 @@ pub struct SweepRow {
     pub spec_yaml: String,
     pub state: SweepState,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Path as written -> SHA-256 of the data files uploaded with it.
+    pub data_blobs: sqlx::types::Json<BTreeMap<String, String>>,
 }
 
 pub struct Submitted {
@@ -37,11 +39,13 @@ pub async fn submit(
     conn: &mut PgConnection,
     spec: &sweep_spec::SweepSpec,
     spec_yaml: &str,
+    data_blobs: &BTreeMap<String, String>,
     trials: &[sweep_spec::Trial],
 ) -> Result<Submitted> {
+    let data_blobs = serde_json::to_value(data_blobs).expect("json");
     let inserted: Option<(Uuid,)> = sqlx::query_as(
-        "INSERT INTO sweeps (id, name, method, metric_name, metric_goal, spec_yaml, max_attempts, early_stop)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        "INSERT INTO sweeps (id, name, method, metric_name, metric_goal, spec_yaml, max_attempts, early_stop, data_blobs)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (name) DO NOTHING RETURNING id",
     )
     .bind(Uuid::new_v4())
@@ -52,6 +56,7 @@ pub async fn submit(
     .bind(spec_yaml)
     .bind(spec.max_attempts() as i32)
     .bind(spec.early_stop().map(|r| serde_json::to_value(r).expect("json")))
+    .bind(&data_blobs)
     .fetch_optional(&mut *conn)
     .await?;
     let (sweep_id, created) = match inserted {
@@ -68,13 +73,16 @@ pub async fn submit(
                     spec.name()
                 )));
             }
-            sqlx::query("UPDATE sweeps SET spec_yaml = $2, max_attempts = $3, early_stop = $4 WHERE id = $1")
-                .bind(id)
-                .bind(spec_yaml)
-                .bind(spec.max_attempts() as i32)
-                .bind(spec.early_stop().map(|r| serde_json::to_value(r).expect("json")))
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "UPDATE sweeps SET spec_yaml = $2, max_attempts = $3, early_stop = $4, data_blobs = $5 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(spec_yaml)
+            .bind(spec.max_attempts() as i32)
+            .bind(spec.early_stop().map(|r| serde_json::to_value(r).expect("json")))
+            .bind(&data_blobs)
+            .execute(&mut *conn)
+            .await?;
             (id, false)
         }
     };
@@ -101,7 +109,8 @@ pub async fn add_trials(
         let hashes: Vec<&str> = chunk.iter().map(|t| t.hash.as_str()).collect();
         let params: Vec<String> = chunk.iter().map(|t| serde_json::to_string(&t.params).expect("json")).collect();
         let configs: Vec<String> = chunk.iter().map(|t| serde_json::to_string(&t.config).expect("json")).collect();
-        let fuse_keys: Vec<String> = chunk.iter().map(|t| sweep_spec::fuse_key(&t.config)).collect();
+        let fuse_keys: Vec<String> =
+            chunk.iter().map(|t| sweep_spec::FuseKey::of(&t.config).as_str().to_string()).collect();
         let r = sqlx::query(
             "INSERT INTO trials (id, sweep_id, seq, params_hash, params, config, max_attempts, fuse_key)
              SELECT u.id, $1, u.seq, u.hash, u.params::jsonb, u.config::jsonb, $2, u.fuse_key
@@ -124,7 +133,42 @@ pub async fn add_trials(
     Ok(added)
 }
 
-const SWEEP_COLUMNS: &str = "id, name, method, metric_name, metric_goal, spec_yaml, state, created_at";
+/// What proposing trials for a sweep needs, read with the sweep's row locked.
+#[derive(Debug, sqlx::FromRow)]
+pub struct ProposeRow {
+    #[sqlx(try_from = "String")]
+    pub method: sweep_spec::Method,
+    pub spec_yaml: String,
+    #[sqlx(try_from = "String", rename = "metric_goal")]
+    pub goal: sweep_spec::Goal,
+    pub max_attempts: i32,
+    pub data_blobs: sqlx::types::Json<BTreeMap<String, String>>,
+}
+
+/// Locks a running sweep's row for proposing (one proposer at a time per sweep, across
+/// coordinators); None when it is not running.
+pub async fn lock_for_proposals(conn: &mut PgConnection, id: Uuid) -> Result<Option<ProposeRow>> {
+    Ok(sqlx::query_as(
+        "SELECT method, spec_yaml, metric_goal, max_attempts, data_blobs FROM sweeps
+         WHERE id = $1 AND state = $2 FOR UPDATE",
+    )
+    .bind(id)
+    .bind(SweepState::Running)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// The sweep a trial belongs to and its search method.
+pub async fn method_of_trial(db: impl PgExecutor<'_>, trial: Uuid) -> Result<Option<(Uuid, sweep_spec::Method)>> {
+    let row: Option<(Uuid, String)> =
+        sqlx::query_as("SELECT s.id, s.method FROM trials t JOIN sweeps s ON s.id = t.sweep_id WHERE t.id = $1")
+            .bind(trial)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.and_then(|(id, m)| Some((id, m.parse().ok()?))))
+}
+
+const SWEEP_COLUMNS: &str = "id, name, method, metric_name, metric_goal, spec_yaml, state, created_at, data_blobs";
 
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<SweepRow> {
     sqlx::query_as(&format!("SELECT {SWEEP_COLUMNS} FROM sweeps WHERE id = $1"))

@@ -12,6 +12,24 @@ use crate::error::{CoordinatorError, Result};
 use crate::states::TrialState;
 use sweep_spec::Goal;
 
+/// What TPE learns from a trial: its swept values, where it is, its objective.
+#[derive(Debug, sqlx::FromRow)]
+pub struct ProposalInput {
+    pub params: serde_json::Value,
+    pub state: TrialState,
+    pub objective: Option<f64>,
+    pub params_hash: String,
+    pub seq: i32,
+}
+
+/// Every trial of a sweep, as TPE reads them.
+pub async fn proposal_inputs(conn: &mut PgConnection, sweep: Uuid) -> Result<Vec<ProposalInput>> {
+    Ok(sqlx::query_as("SELECT params, state, objective, params_hash, seq FROM trials WHERE sweep_id = $1")
+        .bind(sweep)
+        .fetch_all(&mut *conn)
+        .await?)
+}
+
 /// A trial handed to a worker.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Leased {

@@ -50,15 +50,16 @@ impl ClientApi {
             }
         }
         let uploaded: std::collections::BTreeMap<String, String> = req.data_blobs.clone().into_iter().collect();
+        let binding = uploaded.clone();
         let (spec, trials) = tokio::task::spawn_blocking(move || {
             let (spec, mut trials) = sweep_spec::parse_and_expand(&yaml, &name, limits).map_err(|e| e.to_string())?;
-            sweep_spec::bind_data(&mut trials, &uploaded).map(|()| (spec, trials))
+            sweep_spec::bind_data(&mut trials, &binding).map(|()| (spec, trials))
         })
         .await
         .map_err(|e| anyhow::anyhow!("expansion task: {e}"))?
         .map_err(CoordinatorError::InvalidArgument)?;
         let mut tx = self.state.db.begin().await?;
-        let out = sweeps::submit(&mut tx, &spec, &req.spec_yaml, &trials).await?;
+        let out = sweeps::submit(&mut tx, &spec, &req.spec_yaml, &uploaded, &trials).await?;
         tx.commit().await?;
         tracing::info!(sweep_id = %out.sweep_id, name = %spec.name(), added = out.added, total = out.total, "sweep submitted");
         self.state.work.notify_waiters();

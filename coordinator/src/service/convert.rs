@@ -59,6 +59,7 @@ pub fn sweep(s: SweepRow, counts: BTreeMap<TrialState, u64>) -> pb::Sweep {
         total,
         counts: counts.into_iter().map(|(state, n)| (state.as_str().to_string(), n)).collect(),
         spec_yaml: s.spec_yaml,
+        data_blobs: s.data_blobs.0.into_iter().collect(),
     }
 }
 

@@ -1,51 +1,107 @@
-//! Datasets: readers (MULAN ARFF, extreme-classification text), the synthetic
-//! long-tail generator, the validation split and standardisation. A dataset is loaded
-//! once per worker process and shared by every trial that names it ([`DatasetCache`]).
+//! Datasets: readers (MULAN ARFF, extreme-classification text, raw text with its
+//! featurizer), the synthetic long-tail generator, the validation split and
+//! standardisation. A dataset is read (and featurized) once per worker process, and a
+//! featurized text dataset once per machine ([`DatasetCache`]); every trial that names it
+//! shares it. Text and XC rows stay sparse ([`Csr`]); nothing builds a dense
+//! `[rows, features]` matrix of them.
 
 mod arff;
+mod cache;
+mod csr;
+pub mod featurize;
+mod parquet;
 mod synthetic;
+pub mod text;
 mod xc;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use sweep_spec::{DatasetConfig, DatasetKind};
+use serde::{Deserialize, Serialize};
+use sweep_spec::{DataSource, DatasetConfig};
 
 pub use arff::{read_arff_rows, read_mulan};
+pub use csr::{Bag, Csr};
 pub use synthetic::generate;
 pub use xc::{read_xc, read_xc_rows};
 
-/// Rows of one split: dense row-major features and a 0/1 label matrix.
-#[derive(Debug, Clone, Default)]
+/// A split's feature rows: dense row-major (`rows x features`), or sparse.
+#[derive(Debug, Clone)]
+pub enum Features {
+    Dense(Vec<f32>),
+    Sparse(Csr),
+}
+
+impl Features {
+    fn take(&self, rows: &[usize], d: usize) -> Features {
+        match self {
+            Features::Dense(x) => {
+                let mut out = Vec::with_capacity(rows.len() * d);
+                for &r in rows {
+                    out.extend_from_slice(&x[r * d..(r + 1) * d]);
+                }
+                Features::Dense(out)
+            }
+            Features::Sparse(c) => Features::Sparse(c.take(rows)),
+        }
+    }
+}
+
+/// Rows of one split: features and a 0/1 label matrix (row-major, `rows x labels`).
+#[derive(Debug, Clone)]
 pub struct Split {
     pub n: usize,
-    pub x: Vec<f32>,
+    pub x: Features,
     pub y: Vec<u8>,
 }
 
 impl Split {
     fn take(&self, rows: &[usize], d: usize, l: usize) -> Split {
-        let mut x = Vec::with_capacity(rows.len() * d);
         let mut y = Vec::with_capacity(rows.len() * l);
         for &r in rows {
-            x.extend_from_slice(&self.x[r * d..(r + 1) * d]);
             y.extend_from_slice(&self.y[r * l..(r + 1) * l]);
         }
-        Split { n: rows.len(), x, y }
+        Split { n: rows.len(), x: self.x.take(rows, d), y }
+    }
+
+    /// The dense feature values, if the split is dense.
+    pub fn dense(&self) -> Option<&[f32]> {
+        match &self.x {
+            Features::Dense(x) => Some(x),
+            Features::Sparse(_) => None,
+        }
     }
 }
 
-/// A train/test pair as read from disk, before the validation split.
+/// A dataset as read from disk, before the validation split.
 #[derive(Debug, Clone)]
 pub struct RawData {
     pub name: String,
     pub features: usize,
     pub label_names: Vec<String>,
     pub train: Split,
+    /// The source's own validation split, if it has one (else it is carved from train).
+    pub val: Option<Split>,
     pub test: Split,
-    /// Dense numeric features are standardised; sparse bags of words are not.
+    /// Dense numeric features are standardised; bags of words are not.
     pub dense: bool,
+    /// How a raw input file becomes these columns (what a model needs to score one).
+    pub columns: Columns,
+    /// Labels of test or validation rows that training never has, with their rows.
+    pub unseen_labels: BTreeMap<String, usize>,
+}
+
+/// How the model's input columns are made from a raw file, besides standardisation:
+/// what `predict` needs to read a file the way training read its data.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Columns {
+    /// MULAN: each nominal feature's values that have an indicator column, in order.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nominal: BTreeMap<String, Vec<String>>,
+    /// Text: the fitted featurizer (vocabulary, idf, settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<featurize::Fitted>,
 }
 
 #[derive(Debug)]
@@ -61,6 +117,10 @@ pub struct Dataset {
     pub train_positives: Vec<u32>,
     /// The training rows' per-feature (mean, std) applied to every split (dense data).
     pub standardized: Option<(Vec<f64>, Vec<f64>)>,
+    /// How raw input files become the feature columns.
+    pub columns: Columns,
+    /// Labels of test or validation rows that training never has (not scored), with rows.
+    pub unseen_labels: BTreeMap<String, usize>,
 }
 
 /// A bad dataset: the trial's fault, never retried.
@@ -84,50 +144,60 @@ fn resolve(p: &str) -> PathBuf {
 }
 
 /// Loads (or generates) the dataset a trial names and carves the validation split.
+/// Paths are local here: a worker has already put its fetched blobs in their place.
 pub fn load(cfg: &DatasetConfig) -> Result<Dataset, DataError> {
-    let raw = match cfg.kind {
-        DatasetKind::Synthetic => generate(cfg),
-        DatasetKind::Mulan => {
-            let (train, test, xml) = match (&cfg.name, &cfg.train) {
+    split(&read(cfg)?, cfg.val_fraction, cfg.split_seed)
+}
+
+/// Reads (or generates) a dataset, featurizing text, before any validation split.
+pub fn read(cfg: &DatasetConfig) -> Result<RawData, DataError> {
+    if let Some(role) = cfg.blobs.keys().next() {
+        return Err(DataError(format!(
+            "dataset.blobs.{role}: not fetched (a worker reads bound data through its blob cache)"
+        )));
+    }
+    let need = |p: &Option<String>, field: &str| {
+        p.as_deref().map(resolve).ok_or_else(|| DataError(format!("dataset.{field}: missing")))
+    };
+    Ok(match &cfg.source {
+        DataSource::Synthetic(s) => generate(s),
+        DataSource::Mulan(m) => {
+            let (train, test, xml) = match (&m.name, &m.train) {
                 (_, Some(train)) => {
                     let train = resolve(train);
-                    let test =
-                        cfg.test.as_deref().map(resolve).ok_or_else(|| DataError("dataset.test: missing".into()))?;
-                    let xml = match &cfg.xml {
-                        Some(x) => resolve(x),
-                        None => sibling_xml(&train)?,
-                    };
+                    let test = need(&m.test, "test")?;
+                    let xml = m.xml.as_deref().map_or_else(|| sibling_xml(&train), resolve);
                     (train, test, xml)
                 }
                 (Some(name), None) => {
-                    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                        return Err(DataError(format!("dataset.name: `{name}` is not a dataset name")));
-                    }
                     let dir = data_dir().join("mulan").join(name);
-                    (
-                        dir.join(format!("{name}-train.arff")),
-                        dir.join(format!("{name}-test.arff")),
-                        dir.join(format!("{name}.xml")),
-                    )
+                    let file = |suffix: &str| dir.join(format!("{name}{suffix}"));
+                    (file("-train.arff"), file("-test.arff"), file(".xml"))
                 }
                 (None, None) => return Err(DataError("dataset: a mulan dataset needs `name` or `train`".into())),
             };
             read_mulan(&train, &test, &xml)?
         }
-        DatasetKind::Xc => {
-            let train = cfg.train.as_deref().map(resolve).ok_or_else(|| DataError("dataset.train: missing".into()))?;
-            let test = cfg.test.as_deref().map(resolve).ok_or_else(|| DataError("dataset.test: missing".into()))?;
-            read_xc(&train, &test)?
+        DataSource::Xc(x) => read_xc(&need(&x.train, "train")?, &need(&x.test, "test")?)?,
+        DataSource::Text(t) => {
+            let (train, test) = (need(&t.train, "train")?, need(&t.test, "test")?);
+            let (val, label_names) = (t.val.as_deref().map(resolve), t.label_names.as_deref().map(resolve));
+            let files = text::TextFiles {
+                train: &train,
+                val: val.as_deref(),
+                test: &test,
+                label_names: label_names.as_deref(),
+            };
+            text::read_text(t, files)?
         }
-    };
-    split(raw, cfg.val_fraction, cfg.split_seed)
+    })
 }
 
-fn sibling_xml(train: &Path) -> Result<PathBuf, DataError> {
+fn sibling_xml(train: &Path) -> PathBuf {
     let dir = train.parent().unwrap_or(Path::new("."));
     let stem = train.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     let base = stem.strip_suffix("-train").unwrap_or(stem);
-    Ok(dir.join(format!("{base}.xml")))
+    dir.join(format!("{base}.xml"))
 }
 
 /// splitmix64: tiny, fully specified, and reimplemented in `bench/parity.py` so both
@@ -154,32 +224,39 @@ impl SplitMix64 {
     }
 }
 
-/// Carves `val_fraction` of the training rows (by `seed`) into a validation split and
-/// standardises dense features with the remaining training rows' statistics.
-pub fn split(raw: RawData, val_fraction: f64, seed: u64) -> Result<Dataset, DataError> {
+/// The validation split: the source's own, or `val_fraction` of the training rows
+/// carved off by `seed`; dense features are standardised with the remaining training
+/// rows' statistics.
+pub fn split(raw: &RawData, val_fraction: f64, seed: u64) -> Result<Dataset, DataError> {
     let (d, l) = (raw.features, raw.label_names.len());
     if l == 0 {
         return Err(DataError(format!("{}: the dataset has no labels", raw.name)));
     }
-    let perm = SplitMix64(seed).permutation(raw.train.n);
-    let n_val = ((raw.train.n as f64 * val_fraction) as usize).max(1);
-    if n_val >= raw.train.n {
-        return Err(DataError(format!("{}: {} training rows are too few to split", raw.name, raw.train.n)));
-    }
-    let mut val_rows = perm[..n_val].to_vec();
-    let mut train_rows = perm[n_val..].to_vec();
-    val_rows.sort_unstable();
-    train_rows.sort_unstable();
-    let mut train = raw.train.take(&train_rows, d, l);
-    let mut val = raw.train.take(&val_rows, d, l);
-    let mut test = raw.test;
+    let (mut train, mut val) = match &raw.val {
+        Some(val) => (raw.train.clone(), val.clone()),
+        None => {
+            let perm = SplitMix64(seed).permutation(raw.train.n);
+            let n_val = ((raw.train.n as f64 * val_fraction) as usize).max(1);
+            if n_val >= raw.train.n {
+                return Err(DataError(format!("{}: {} training rows are too few to split", raw.name, raw.train.n)));
+            }
+            let mut val_rows = perm[..n_val].to_vec();
+            let mut train_rows = perm[n_val..].to_vec();
+            val_rows.sort_unstable();
+            train_rows.sort_unstable();
+            (raw.train.take(&train_rows, d, l), raw.train.take(&val_rows, d, l))
+        }
+    };
+    let mut test = raw.test.clone();
     let mut standardized = None;
     if raw.dense {
-        let (mean, std) = column_stats(&train.x, train.n, d);
-        for s in [&mut train, &mut val, &mut test] {
-            standardize(s, &mean, &std);
+        if let Some(x) = train.dense() {
+            let (mean, std) = column_stats(x, train.n, d);
+            for s in [&mut train, &mut val, &mut test] {
+                standardize(s, &mean, &std);
+            }
+            standardized = Some((mean, std));
         }
-        standardized = Some((mean, std));
     }
     let mut train_positives = vec![0u32; l];
     for row in train.y.chunks(l) {
@@ -188,22 +265,25 @@ pub fn split(raw: RawData, val_fraction: f64, seed: u64) -> Result<Dataset, Data
         }
     }
     Ok(Dataset {
-        name: raw.name,
+        name: raw.name.clone(),
         features: d,
         labels: l,
-        label_names: raw.label_names,
+        label_names: raw.label_names.clone(),
         train,
         val,
         test,
         train_positives,
         standardized,
+        columns: raw.columns.clone(),
+        unseen_labels: raw.unseen_labels.clone(),
     })
 }
 
-/// Standardises a split's features in place with training statistics.
+/// Standardises a split's dense features in place with training statistics.
 pub fn standardize(s: &mut Split, mean: &[f64], std: &[f64]) {
+    let Features::Dense(x) = &mut s.x else { return };
     let d = mean.len();
-    for row in s.x.chunks_mut(d) {
+    for row in x.chunks_mut(d) {
         for ((v, m), sd) in row.iter_mut().zip(mean).zip(std) {
             *v = ((*v as f64 - m) / sd) as f32;
         }
@@ -229,22 +309,45 @@ fn column_stats(x: &[f32], n: usize, d: usize) -> (Vec<f64>, Vec<f64>) {
     (mean, std)
 }
 
-/// Datasets loaded by this process, keyed by their config: loaded once, shared by
-/// every trial that names the same one.
+/// Datasets this process has read: raw (before the validation split, so replicas that
+/// split differently share one read and one featurization) and split (what trials get).
+/// With a directory, featurized text datasets are also kept on disk by the content of
+/// their files and their settings, so other workers on the machine (and restarts) reuse
+/// them; the directory's own size limit evicts them with everything else in it.
 #[derive(Default, Clone)]
 pub struct DatasetCache {
-    inner: Arc<Mutex<HashMap<String, Arc<Dataset>>>>,
+    raw: Arc<Mutex<HashMap<String, Arc<RawData>>>>,
+    split: Arc<Mutex<HashMap<String, Arc<Dataset>>>>,
+    dir: Option<PathBuf>,
 }
 
 impl DatasetCache {
+    /// A cache that also keeps featurized text under `dir`.
+    pub fn with_dir(dir: PathBuf) -> DatasetCache {
+        DatasetCache { dir: Some(dir), ..Default::default() }
+    }
+
     pub fn get(&self, cfg: &DatasetConfig) -> Result<Arc<Dataset>, DataError> {
         let key = serde_json::to_string(cfg).expect("json");
-        if let Some(d) = self.inner.lock().expect("cache lock").get(&key) {
+        if let Some(d) = self.split.lock().expect("cache lock").get(&key) {
             return Ok(d.clone());
         }
         // Loaded outside the lock; two trials racing on a new dataset both load it once.
-        let d = Arc::new(load(cfg)?);
+        let raw = self.raw(cfg)?;
+        let d = Arc::new(split(&raw, cfg.val_fraction, cfg.split_seed)?);
         tracing::info!(dataset = %d.name, train = d.train.n, val = d.val.n, test = d.test.n, labels = d.labels, features = d.features, "dataset loaded");
-        Ok(self.inner.lock().expect("cache lock").entry(key).or_insert(d).clone())
+        Ok(self.split.lock().expect("cache lock").entry(key).or_insert(d).clone())
+    }
+
+    fn raw(&self, cfg: &DatasetConfig) -> Result<Arc<RawData>, DataError> {
+        let key = serde_json::to_string(&cfg.source).expect("json");
+        if let Some(r) = self.raw.lock().expect("cache lock").get(&key) {
+            return Ok(r.clone());
+        }
+        let raw = match (&self.dir, &cfg.source) {
+            (Some(dir), DataSource::Text(_)) => cache::read_or_featurize(dir, cfg)?,
+            _ => read(cfg)?,
+        };
+        Ok(self.raw.lock().expect("cache lock").entry(key).or_insert(Arc::new(raw)).clone())
     }
 }

@@ -6,7 +6,7 @@
 //! are the sum of its labels' prototypes plus Gaussian noise, so every label is
 //! learnable but rare labels have few examples to learn from.
 
-use sweep_spec::DatasetConfig;
+use sweep_spec::SyntheticData;
 
 use super::{RawData, SplitMix64};
 
@@ -27,7 +27,7 @@ impl Rng {
 /// lands well below perfect F1 and class weighting matters.
 const SIGNAL: f64 = 0.35;
 
-pub fn generate(cfg: &DatasetConfig) -> RawData {
+pub fn generate(cfg: &SyntheticData) -> RawData {
     let (l, d) = (cfg.labels as usize, cfg.features as usize);
     let n_train = cfg.train_samples as usize;
     let (max_pos, min_pos) = (cfg.max_positives.min(cfg.train_samples) as f64, cfg.min_positives as f64);
@@ -42,9 +42,9 @@ pub fn generate(cfg: &DatasetConfig) -> RawData {
         }
     }
     let mut make = |n: usize| {
-        let mut split = super::Split { n, x: vec![0.0; n * d], y: vec![0; n * l] };
+        let (mut xs, mut ys) = (vec![0f32; n * d], vec![0u8; n * l]);
         for i in 0..n {
-            let (x, y) = (&mut split.x[i * d..(i + 1) * d], &mut split.y[i * l..(i + 1) * l]);
+            let (x, y) = (&mut xs[i * d..(i + 1) * d], &mut ys[i * l..(i + 1) * l]);
             for (k, p) in prob.iter().enumerate() {
                 if rng.uniform() < *p {
                     y[k] = 1;
@@ -57,7 +57,7 @@ pub fn generate(cfg: &DatasetConfig) -> RawData {
                 *xv += rng.normal() as f32;
             }
         }
-        split
+        super::Split { n, x: super::Features::Dense(xs), y: ys }
     };
     let train = make(n_train);
     let test = make(cfg.test_samples as usize);
@@ -66,7 +66,10 @@ pub fn generate(cfg: &DatasetConfig) -> RawData {
         features: d,
         label_names: (0..l).map(|k| format!("label_{k:04}")).collect(),
         train,
+        val: None,
         test,
         dense: true,
+        columns: Default::default(),
+        unseen_labels: Default::default(),
     }
 }

@@ -1,10 +1,10 @@
 //! The extreme-classification sparse text format: an optional header line
 //! `samples features labels`, then one row per line, `l1,l2 f:v f:v` (a row with no
-//! labels starts with a space).
+//! labels starts with a space). Rows stay sparse.
 
 use std::path::Path;
 
-use super::{err_at, DataError, RawData, Split};
+use super::{err_at, Csr, DataError, Features, RawData, Split};
 
 /// One row: its label indices and its (feature, value) pairs.
 type Row = (Vec<usize>, Vec<(usize, f32)>);
@@ -69,8 +69,11 @@ pub fn read_xc(train: &Path, test: &Path) -> Result<RawData, DataError> {
     if l == 0 {
         return Err(DataError(format!("{}: no labels (empty label set)", train.display())));
     }
-    if d > 1_000_000 || (a.rows.len() + b.rows.len()).saturating_mul(d) > 2_000_000_000 {
-        return Err(DataError(format!("{}: {d} features are too many for the dense MLP", train.display())));
+    if d > 100_000_000 {
+        return Err(DataError(format!(
+            "{}: {d} features are more than the first layer takes (100,000,000)",
+            train.display()
+        )));
     }
     let to_split = |r: &Rows, path: &Path| rows_to_split(r, path, d, l);
     let name = train.file_stem().and_then(|s| s.to_str()).unwrap_or("xc").to_string();
@@ -80,12 +83,16 @@ pub fn read_xc(train: &Path, test: &Path) -> Result<RawData, DataError> {
         label_names: (0..l).map(|i| format!("label_{i}")).collect(),
         train: to_split(&a, train)?,
         test: to_split(&b, test)?,
+        val: None,
         dense: false,
+        unseen_labels: Default::default(),
+        columns: Default::default(),
     })
 }
 
 fn rows_to_split(r: &Rows, path: &Path, d: usize, l: usize) -> Result<Split, DataError> {
-    let mut s = Split { n: r.rows.len(), x: vec![0.0; r.rows.len() * d], y: vec![0; r.rows.len() * l] };
+    let mut x = Csr::empty(d);
+    let mut y = vec![0u8; r.rows.len() * l];
     for (i, (labels, feats)) in r.rows.iter().enumerate() {
         for &j in labels {
             if j >= l {
@@ -95,16 +102,27 @@ fn rows_to_split(r: &Rows, path: &Path, d: usize, l: usize) -> Result<Split, Dat
                     i + 1
                 )));
             }
-            s.y[i * l + j] = 1;
+            y[i * l + j] = 1;
         }
+        let mut entries: Vec<(usize, f64)> = Vec::with_capacity(feats.len());
         for &(f, v) in feats {
             if f >= d {
                 return Err(DataError(format!("{}: row {}: feature {f} >= {d} features", path.display(), i + 1)));
             }
-            s.x[i * d + f] = v;
+            entries.push((f, v as f64));
         }
+        // Sorted by column; a feature written twice keeps its last value (as a dense write would).
+        entries.sort_by_key(|e| e.0);
+        entries.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                earlier.1 = later.1;
+            }
+            same
+        });
+        x.push_row(entries);
     }
-    Ok(s)
+    Ok(Split { n: r.rows.len(), x: Features::Sparse(x), y })
 }
 
 /// Rows of one XC file for a model of `d` features and `l` labels (prediction input).

@@ -1,0 +1,102 @@
+//! Training on a blocking thread: the dataset (loaded once per process), then a stack of
+//! members trained together while each epoch's metrics and each checkpoint travel back
+//! over a channel to be reported.
+
+use std::sync::Arc;
+
+use sweep_trainer::checkpoint::Checkpoint;
+use sweep_trainer::data::Dataset;
+use sweep_trainer::train::{self, EpochReport, TrainError, TrialResult};
+
+use super::member::Member;
+use super::Agent;
+
+/// What the training thread hands the agent, by index in its stack.
+enum Msg {
+    Epoch(usize, EpochReport),
+    /// Epochs finished, and the checkpoint's bytes.
+    Checkpoint(usize, u32, Vec<u8>),
+}
+
+impl Agent {
+    /// The trial's dataset, loaded once per process (off the async threads).
+    pub(super) async fn dataset(&self, cfg: &sweep_spec::TrialConfig) -> Result<Arc<Dataset>, TrainError> {
+        let (cache, dataset) = (self.cache.clone(), cfg.dataset.clone());
+        let loaded =
+            tokio::task::spawn_blocking(move || cache.get(&dataset).map_err(|e| TrainError::User(e.to_string())))
+                .await
+                .unwrap_or_else(|e| Err(TrainError::Transient(format!("dataset loader panicked: {e}"))));
+        if cfg.dataset.kind() == sweep_spec::DatasetKind::Text {
+            // It may have written a featurized dataset into the cache directory.
+            self.blobs.trim_to_limit();
+        }
+        loaded
+    }
+
+    /// Trains members of one dataset as one stack on a blocking thread (the span carried
+    /// into it), resuming those with a checkpoint, while forwarding each epoch's metrics
+    /// and uploading each checkpoint the trainer hands over.
+    pub(super) async fn train_stack(
+        &self,
+        members: &[Member],
+        ds: Arc<Dataset>,
+    ) -> Vec<Result<TrialResult, TrainError>> {
+        let mut resume = Vec::new();
+        for m in members {
+            resume.push(match &m.checkpoint {
+                Some(sha) => self.checkpoint_bytes(&m.slot.trial, sha).await,
+                None => None,
+            });
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let cfgs: Vec<sweep_spec::TrialConfig> = members.iter().map(|m| m.config.clone()).collect();
+        let controls: Vec<Arc<train::Control>> = members.iter().map(|m| m.slot.running.control.clone()).collect();
+        let (device, span, n) = (self.device, tracing::Span::current(), members.len());
+        let work = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let (d, l) = (ds.features as i64, ds.labels as i64);
+            let sparse = matches!(ds.train.x, sweep_trainer::data::Features::Sparse(_));
+            let resume: Vec<Option<Checkpoint>> = resume
+                .into_iter()
+                .zip(&cfgs)
+                .map(|(bytes, cfg)| {
+                    Checkpoint::from_bytes(&bytes?, d, &cfg.model.hidden, l, device, sparse)
+                        .inspect_err(
+                            |e| tracing::warn!(error = %format!("{e:#}"), "checkpoint unreadable: starting over"),
+                        )
+                        .ok()
+                })
+                .collect();
+            let members = cfgs
+                .iter()
+                .zip(&controls)
+                .zip(resume)
+                .map(|((config, control), resume)| train::Member { config, control, resume })
+                .collect();
+            let progress_tx = tx.clone();
+            train::train_stack(
+                &ds,
+                members,
+                device,
+                &mut |k, r| drop(progress_tx.send(Msg::Epoch(k, r.clone()))),
+                &mut |k, ck| match ck.to_bytes() {
+                    Ok(bytes) => drop(tx.send(Msg::Checkpoint(k, ck.state.epochs_done, bytes))),
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "checkpoint not written"),
+                },
+            )
+        });
+        let forward = async {
+            while let Some(msg) = rx.recv().await {
+                match msg {
+                    Msg::Epoch(k, r) => self.forward_progress(&members[k].slot, r).await,
+                    Msg::Checkpoint(k, epoch, bytes) => self.save_checkpoint(&members[k].slot, epoch, bytes).await,
+                }
+            }
+        };
+        let (outcome, ()) = tokio::join!(work, forward);
+        outcome.unwrap_or_else(|e| {
+            let why = format!("training thread panicked: {e}");
+            (0..n).map(|_| Err(TrainError::Transient(why.clone()))).collect()
+        })
+    }
+}
