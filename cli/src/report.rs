@@ -189,32 +189,17 @@ pub async fn build(c: &mut crate::client::Client, sweep_id: &str) -> anyhow::Res
     Ok(render(&ReportData { sweep, trials, history }))
 }
 
-pub fn render(d: &ReportData) -> String {
-    let s = &d.sweep;
-    let metric = &s.metric_name;
-    let ranked = rank(&d.trials, metric, &s.metric_goal);
-    let mut h = String::new();
-    let _ = write!(
-        h,
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>sweep {name}</title><style>\
-         body{{font-family:sans-serif;margin:24px;color:#222}} table{{border-collapse:collapse;font-size:13px}}\
-         td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} th{{background:#f3f3f3}}\
-         td.l{{text-align:left}} .grid{{display:flex;flex-wrap:wrap;gap:8px}} .chart{{border:1px solid #eee}}\
-         </style></head><body><h1>Sweep {name}</h1><p>{state}: {counts}; objective {goal} <b>{metric}</b></p>",
-        name = esc(&s.name),
-        state = esc(s.state().name()),
-        counts = esc(&crate::output::counts_line(s)),
-        goal = esc(&s.metric_goal),
-        metric = esc(metric)
-    );
+/// The configurations table, when some configuration has replicas.
+fn configurations_table(h: &mut String, d: &ReportData) {
+    let (s, metric) = (&d.sweep, &d.sweep.metric_name);
     let configs = crate::replicas::configurations(s, &d.trials);
     if configs.iter().any(|c| c.summary.n >= 2) {
         let p = crate::replicas::versus_winner(&configs);
         let _ = write!(
             h,
             "<h2>Configurations</h2><p>Replicas grouped, ranked by mean {m} with its 95% interval; p: paired \
-             t-test against #1 over shared seeds, Holm-corrected.</p><table id=\"configurations\"><tr><th>#</th>\
-             <th>configuration</th><th>mean {m}</th><th>95% CI</th><th>sd</th><th>n</th><th>p vs #1</th></tr>",
+         t-test against #1 over shared seeds, Holm-corrected.</p><table id=\"configurations\"><tr><th>#</th>\
+         <th>configuration</th><th>mean {m}</th><th>95% CI</th><th>sd</th><th>n</th><th>p vs #1</th></tr>",
             m = esc(metric)
         );
         for (i, c) in configs.iter().enumerate() {
@@ -222,28 +207,26 @@ pub fn render(d: &ReportData) -> String {
             let pv =
                 if i == 0 { "-".into() } else { p[i - 1].map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into()) };
             let _ = write!(
-                h,
-                "<tr><td>{}</td><td class=l>{}</td><td>{:.4}</td><td>{ci}</td><td>{:.4}</td><td>{}</td><td>{pv}</td></tr>",
-                i + 1,
-                esc(&params_inline(&c.params)),
-                c.summary.mean,
-                c.summary.sd,
-                c.summary.n
-            );
+            h,
+            "<tr><td>{}</td><td class=l>{}</td><td>{:.4}</td><td>{ci}</td><td>{:.4}</td><td>{}</td><td>{pv}</td></tr>",
+            i + 1,
+            esc(&params_inline(&c.params)),
+            c.summary.mean,
+            c.summary.sd,
+            c.summary.n
+        );
         }
         h.push_str("</table>");
     }
+}
+
+/// Every trial, best first, with the objective and the test F1 columns.
+fn leaderboard_table(h: &mut String, ranked: &[&pb::Trial], metric: &str) {
     h.push_str(
         "<h2>Leaderboard</h2><table id=\"leaderboard\"><tr><th>#</th><th>trial</th><th>state</th><th>params</th>",
     );
-    let cols = [
-        metric.as_str(),
-        "test.f1_micro",
-        "test.f1_micro_tuned",
-        "test.f1_macro",
-        "test.f1_macro_tuned",
-        "test.f1_macro_tail",
-    ];
+    let cols =
+        [metric, "test.f1_micro", "test.f1_micro_tuned", "test.f1_macro", "test.f1_macro_tuned", "test.f1_macro_tail"];
     for c in cols {
         let _ = write!(h, "<th>{}</th>", esc(c));
     }
@@ -263,6 +246,28 @@ pub fn render(d: &ReportData) -> String {
         h.push_str("</tr>");
     }
     h.push_str("</table>");
+}
+
+pub fn render(d: &ReportData) -> String {
+    let s = &d.sweep;
+    let metric = &s.metric_name;
+    let ranked = rank(&d.trials, metric, s.metric_goal());
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>sweep {name}</title><style>\
+         body{{font-family:sans-serif;margin:24px;color:#222}} table{{border-collapse:collapse;font-size:13px}}\
+         td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} th{{background:#f3f3f3}}\
+         td.l{{text-align:left}} .grid{{display:flex;flex-wrap:wrap;gap:8px}} .chart{{border:1px solid #eee}}\
+         </style></head><body><h1>Sweep {name}</h1><p>{state}: {counts}; objective {goal} <b>{metric}</b></p>",
+        name = esc(&s.name),
+        state = esc(s.state().name()),
+        counts = esc(&crate::output::counts_line(s)),
+        goal = esc(s.metric_goal().name()),
+        metric = esc(metric)
+    );
+    configurations_table(&mut h, d);
+    leaderboard_table(&mut h, &ranked, metric);
     if let Some(svg) = svg_heatmap(&d.trials, metric) {
         let _ = write!(h, "<h2>Grid</h2><div class=\"chart heatmap\" id=\"heatmap\">{svg}</div>");
     }

@@ -108,7 +108,7 @@ fn screen(trials: &BTreeMap<String, pb::Trial>, sweep: &pb::Sweep) -> String {
         }
         return lines.join("\n");
     }
-    let top = rank(&all, &sweep.metric_name, &sweep.metric_goal);
+    let top = rank(&all, &sweep.metric_name, sweep.metric_goal());
     if !top.is_empty() {
         lines.push(format!("  top by {}:", sweep.metric_name));
         for (i, t) in top.iter().take(5).enumerate() {
@@ -141,8 +141,11 @@ mod tests {
 
     #[test]
     fn with_replicas_the_screen_ranks_configurations_by_mean() {
-        let sweep =
-            pb::Sweep { metric_name: "val.f1_micro".into(), metric_goal: "maximize".into(), ..Default::default() };
+        let sweep = pb::Sweep {
+            metric_name: "val.f1_micro".into(),
+            metric_goal: pb::Goal::Maximize.into(),
+            ..Default::default()
+        };
         // gamma 0 has the single best trial (0.9) but the lower mean.
         let ts = [trial("a", 0, 0, 0.9), trial("b", 0, 1, 0.3), trial("c", 2, 0, 0.7), trial("d", 2, 1, 0.7)];
         let map: BTreeMap<String, pb::Trial> = ts.iter().map(|t| (t.trial_id.clone(), t.clone())).collect();

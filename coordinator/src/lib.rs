@@ -6,13 +6,13 @@ pub mod blobs;
 pub mod db;
 pub mod error;
 pub mod fleet;
-pub mod invariants;
 pub mod maintenance;
 pub mod metrics;
 pub mod propose;
 pub mod service;
 pub mod settings;
 pub mod startup;
+pub mod state;
 pub mod states;
 pub mod tls;
 

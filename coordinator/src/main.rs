@@ -112,41 +112,11 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("migrations applied");
             Ok(())
         }
-        Cmd::Token { cmd } => match cmd {
-            TokenCmd::Create { role, name, out, db: a } => {
-                let pool = db::connect(&a.database_url, 1).await?;
-                let (id, token) = tokens::create(&pool, role, &name).await?;
-                match out {
-                    Some(path) => {
-                        write_secret(&path, &token)?;
-                        eprintln!("created {} token {id}, written to {}", role.as_str(), path.display());
-                    }
-                    None => {
-                        eprintln!("created {} token {id} (shown once):", role.as_str());
-                        println!("{token}");
-                    }
-                }
-                Ok(())
-            }
-            TokenCmd::List { db: a } => {
-                let pool = db::connect(&a.database_url, 1).await?;
-                for t in tokens::list(&pool).await? {
-                    let revoked = t.revoked_at.map(|r| format!("revoked {r}")).unwrap_or_else(|| "live".into());
-                    println!("{}\t{}\t{}\t{}\t{}", t.id, t.role, t.name, t.created_at, revoked);
-                }
-                Ok(())
-            }
-            TokenCmd::Revoke { id, db: a } => {
-                let pool = db::connect(&a.database_url, 1).await?;
-                anyhow::ensure!(tokens::revoke(&pool, id).await?, "no live token {id}");
-                eprintln!("revoked token {id}");
-                Ok(())
-            }
-        },
+        Cmd::Token { cmd } => token(cmd).await,
         Cmd::Check { settled, db: a } => {
             let pool = db::connect(&a.database_url, 2).await?;
-            let violations = sweep_coordinator::invariants::check(&pool, settled).await?;
-            for (state, n) in sweep_coordinator::invariants::summary(&pool).await? {
+            let violations = sweep_coordinator::db::invariants::check(&pool, settled).await?;
+            for (state, n) in sweep_coordinator::db::invariants::summary(&pool).await? {
                 eprintln!("{state:>10} {n}");
             }
             for v in &violations {
@@ -184,6 +154,41 @@ async fn main() -> anyhow::Result<()> {
             let released =
                 db::workers::revoke(&mut conn, worker_id).await?.with_context(|| format!("no worker {worker_id}"))?;
             eprintln!("revoked worker {worker_id}; {released} lease(s) returned to the queue");
+            Ok(())
+        }
+    }
+}
+
+/// `sweep-coordinator token create | list | revoke`.
+async fn token(cmd: TokenCmd) -> anyhow::Result<()> {
+    match cmd {
+        TokenCmd::Create { role, name, out, db: a } => {
+            let pool = db::connect(&a.database_url, 1).await?;
+            let (id, token) = tokens::create(&pool, role, &name).await?;
+            match out {
+                Some(path) => {
+                    write_secret(&path, &token)?;
+                    eprintln!("created {} token {id}, written to {}", role.as_str(), path.display());
+                }
+                None => {
+                    eprintln!("created {} token {id} (shown once):", role.as_str());
+                    println!("{token}");
+                }
+            }
+            Ok(())
+        }
+        TokenCmd::List { db: a } => {
+            let pool = db::connect(&a.database_url, 1).await?;
+            for t in tokens::list(&pool).await? {
+                let revoked = t.revoked_at.map(|r| format!("revoked {r}")).unwrap_or_else(|| "live".into());
+                println!("{}\t{}\t{}\t{}\t{}", t.id, t.role, t.name, t.created_at, revoked);
+            }
+            Ok(())
+        }
+        TokenCmd::Revoke { id, db: a } => {
+            let pool = db::connect(&a.database_url, 1).await?;
+            anyhow::ensure!(tokens::revoke(&pool, id).await?, "no live token {id}");
+            eprintln!("revoked token {id}");
             Ok(())
         }
     }

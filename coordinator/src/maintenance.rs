@@ -10,9 +10,9 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 
-use crate::db::{trials, workers};
+use crate::db::{leases, trials, workers};
 use crate::error::Result;
-use crate::service::AppState;
+use crate::state::AppState;
 use crate::states::TrialState;
 
 /// One maintenance service.
@@ -71,7 +71,7 @@ impl Leadership {
     pub async fn check(&self) -> bool {
         let mut held = self.held.lock().await;
         if let Some(conn) = held.as_mut() {
-            if sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok() {
+            if crate::db::locks::ping(conn).await {
                 return true;
             }
             tracing::warn!("maintenance lock connection lost; no longer the maintenance leader");
@@ -79,11 +79,7 @@ impl Leadership {
         }
         let leads = match PgConnection::connect_with(&self.options).await {
             Ok(mut conn) => {
-                let got: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                    .bind(MAINTENANCE_LOCK)
-                    .fetch_one(&mut conn)
-                    .await;
-                if got.is_ok_and(|g| g) {
+                if crate::db::locks::try_lock(&mut conn, MAINTENANCE_LOCK).await.is_ok_and(|g| g) {
                     tracing::info!("this coordinator runs maintenance now");
                     *held = Some(conn);
                 }
@@ -126,7 +122,7 @@ impl Maintenance for LeaseReaper {
 
     async fn run_once(&self) -> Result<Reaped> {
         let mut out = Reaped::default();
-        for r in trials::reap(&self.0.db).await? {
+        for r in leases::reap(&self.0.db).await? {
             tracing::warn!(trial_id = %r.id, new_state = %r.state, "lease expired");
             metrics::counter!(crate::metrics::LEASES_EXPIRED).increment(1);
             match r.state {

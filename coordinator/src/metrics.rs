@@ -10,7 +10,8 @@ use tonic::codegen::http;
 
 use crate::error::Result;
 use crate::maintenance::Maintenance;
-use crate::service::AppState;
+use crate::state::AppState;
+use crate::states::{TrialState, WorkerState};
 
 /// Trials leased to workers.
 pub const LEASES_GRANTED: &str = "sweep_leases_granted_total";
@@ -50,32 +51,27 @@ impl Maintenance for Sampler {
     }
 
     async fn run_once(&self) -> Result<usize> {
-        let trials: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT s.name, t.state, count(*) FROM trials t JOIN sweeps s ON s.id = t.sweep_id GROUP BY s.name, t.state",
-        )
-        .fetch_all(&self.state.db)
-        .await?;
+        let trials = crate::db::stats::trials_by_sweep(&self.state.db).await?;
         // Every state of every sweep, 0 where it has no trials: a gauge not set again would
         // keep its last value.
         let sweeps: std::collections::BTreeSet<&String> = trials.iter().map(|(s, _, _)| s).collect();
-        let count = |sweep: &str, state: &str| {
-            trials.iter().filter(|(s, st, _)| s == sweep && st == state).map(|(_, _, n)| *n).sum::<i64>()
+        let count = |sweep: &str, state: TrialState| {
+            trials.iter().filter(|(s, st, _)| s == sweep && *st == state).map(|(_, _, n)| *n).sum::<i64>()
         };
         let mut queued = 0;
         for sweep in sweeps {
-            for state in crate::states::TrialState::ALL {
-                let n = count(sweep, state.as_str());
+            for state in TrialState::ALL {
+                let n = count(sweep, *state);
                 metrics::gauge!(TRIALS, "sweep" => sweep.clone(), "state" => state.as_str()).set(n as f64);
-                if *state == crate::states::TrialState::Queued {
+                if *state == TrialState::Queued {
                     queued += n;
                 }
             }
         }
         metrics::gauge!(QUEUE_DEPTH).set(queued as f64);
-        let workers: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, count(*) FROM workers GROUP BY state").fetch_all(&self.state.db).await?;
-        for s in crate::states::WorkerState::ALL {
-            let n = workers.iter().find(|(w, _)| w == s.as_str()).map_or(0, |(_, n)| *n);
+        let workers = crate::db::stats::workers(&self.state.db).await?;
+        for s in WorkerState::ALL {
+            let n = workers.iter().find(|(w, _)| w == s).map_or(0, |(_, n)| *n);
             metrics::gauge!(WORKERS, "state" => s.as_str()).set(n as f64);
         }
         Ok(trials.len() + workers.len())

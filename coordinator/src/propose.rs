@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::db::{sweeps, trials};
 use crate::error::Result;
-use crate::service::AppState;
+use crate::state::AppState;
 use crate::states::TrialState;
 
 /// Proposal attempts per configuration before the space counts as exhausted.

@@ -1,12 +1,13 @@
 //! The state machines the store keeps, as enums mapped to Postgres `text` columns
-//! (whose CHECK constraints list the same names). SQL that filters on a state binds it,
-//! or names the set through the constants below, which a test keeps equal to the enums.
+//! (whose CHECK constraints list the same names). SQL names a state through these enums:
+//! it binds one, or formats its literal (`{}` of a state is its quoted name, `'queued'`),
+//! which keeps a partial index usable where a bound parameter would not. The wire enums
+//! are converted from these in the service layer, not here.
 
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
 use sqlx::{Decode, Encode, Postgres, Type};
-use sweep_proto as pb;
 
 /// An enum stored as its lowercase name in a `text` column.
 macro_rules! text_enum {
@@ -20,6 +21,11 @@ macro_rules! text_enum {
 
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
+            }
+
+            /// The state as an SQL string literal: `'name'`.
+            pub fn sql(self) -> &'static str {
+                match self { $($name::$variant => concat!("'", $text, "'")),+ }
             }
         }
 
@@ -79,7 +85,8 @@ text_enum! {
 }
 
 impl TrialState {
-    /// The states a trial ends in, exactly one per trial.
+    /// The states a trial ends in, exactly one per trial: the one definition (the SQL
+    /// list and the wire enum's are derived from it or checked against it).
     pub const TERMINAL: [TrialState; 5] =
         [TrialState::Succeeded, TrialState::Failed, TrialState::Cancelled, TrialState::Dead, TrialState::Pruned];
 
@@ -89,13 +96,55 @@ impl TrialState {
 }
 
 /// [`TrialState::TERMINAL`] as an SQL list, for statements that filter on it.
-pub const TERMINAL_SQL: &str = "('succeeded', 'failed', 'cancelled', 'dead', 'pruned')";
+pub fn terminal_sql() -> &'static str {
+    static LIST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let names: Vec<&str> = TrialState::TERMINAL.iter().map(|s| s.sql()).collect();
+        format!("({})", names.join(", "))
+    });
+    &LIST
+}
+
+/// The states a trial is open in (queued or leased), as an SQL list.
+pub fn open_sql() -> &'static str {
+    static LIST: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("({}, {})", TrialState::Queued.sql(), TrialState::Leased.sql()));
+    &LIST
+}
 
 text_enum! {
     /// What the user did to a sweep. Whether it has finished follows from its trials.
     SweepState {
         Running = "running",
         Cancelled = "cancelled",
+    }
+}
+
+text_enum! {
+    /// What happens to a fleet: active (reconciled to its count), or ended: down (by
+    /// `fleet down`), expired (at `--max-hours`), failed (a launch the provider refused).
+    FleetState {
+        Active = "active",
+        Down = "down",
+        Expired = "expired",
+        Failed = "failed",
+    }
+}
+
+text_enum! {
+    /// A fleet instance: launching (a row before the provider's call), running, being
+    /// terminated, terminated.
+    InstanceState {
+        Launching = "launching",
+        Running = "running",
+        Terminating = "terminating",
+        Terminated = "terminated",
+    }
+}
+
+impl InstanceState {
+    /// Launching or running: it counts toward the fleet's size.
+    pub fn is_live(self) -> bool {
+        matches!(self, InstanceState::Launching | InstanceState::Running)
     }
 }
 
@@ -111,50 +160,29 @@ text_enum! {
     }
 }
 
-impl From<TrialState> for pb::TrialState {
-    fn from(s: TrialState) -> Self {
-        match s {
-            TrialState::Queued => pb::TrialState::Queued,
-            TrialState::Leased => pb::TrialState::Leased,
-            TrialState::Succeeded => pb::TrialState::Succeeded,
-            TrialState::Failed => pb::TrialState::Failed,
-            TrialState::Cancelled => pb::TrialState::Cancelled,
-            TrialState::Dead => pb::TrialState::Dead,
-            TrialState::Pruned => pb::TrialState::Pruned,
-        }
-    }
-}
-
-impl From<WorkerState> for pb::WorkerState {
-    fn from(s: WorkerState) -> Self {
-        match s {
-            WorkerState::Alive => pb::WorkerState::Alive,
-            WorkerState::Gone => pb::WorkerState::Gone,
-            WorkerState::Revoked => pb::WorkerState::Revoked,
-            WorkerState::Quarantined => pb::WorkerState::Quarantined,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn terminal_sql_lists_the_terminal_states() {
-        let listed = TrialState::TERMINAL.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
-        assert_eq!(TERMINAL_SQL, format!("({listed})"));
+    fn the_sql_lists_are_the_enums() {
+        assert_eq!(terminal_sql(), "('succeeded', 'failed', 'cancelled', 'dead', 'pruned')");
+        assert_eq!(open_sql(), "('queued', 'leased')");
         assert!(TrialState::ALL.iter().all(|s| s.is_terminal() == TrialState::TERMINAL.contains(s)));
+        assert!(TrialState::ALL.iter().all(|s| s.is_terminal() != open_sql().contains(s.sql())));
+        assert_eq!(InstanceState::Running.sql(), "'running'");
     }
 
     #[test]
-    fn names_round_trip_and_match_the_wire_names() {
+    fn names_round_trip() {
         for s in TrialState::ALL {
             assert_eq!(s.as_str().parse::<TrialState>(), Ok(*s));
-            assert_eq!(pb::TrialState::from(*s).name(), s.as_str());
         }
-        for s in WorkerState::ALL {
-            assert_eq!(pb::WorkerState::from(*s).name(), s.as_str());
+        for s in InstanceState::ALL {
+            assert_eq!(s.as_str().parse::<InstanceState>(), Ok(*s));
+        }
+        for s in FleetState::ALL {
+            assert_eq!(s.as_str().parse::<FleetState>(), Ok(*s));
         }
         assert!("nope".parse::<SweepState>().is_err());
     }

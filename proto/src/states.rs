@@ -1,7 +1,7 @@
-//! The lowercase names people and scripts see for the state enums (`sweep trials -o
+//! The lowercase names people and scripts see for the wire enums (`sweep trials -o
 //! json` prints `"succeeded"`, not `TRIAL_STATE_SUCCEEDED`), and which trial states end a trial.
 
-use crate::v1::{SweepState, TrialState, WorkerState};
+use crate::v1::{FleetState, Goal, InstanceState, SearchMethod, SweepState, TrialState, WorkerState};
 
 impl TrialState {
     /// Every state a trial can be in, in the order a trial moves through them.
@@ -57,5 +57,64 @@ impl WorkerState {
             WorkerState::Revoked => "revoked",
             WorkerState::Quarantined => "quarantined",
         }
+    }
+}
+
+impl SearchMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            SearchMethod::Unspecified => "unspecified",
+            SearchMethod::Grid => "grid",
+            SearchMethod::Random => "random",
+            SearchMethod::Tpe => "tpe",
+        }
+    }
+}
+
+impl Goal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Goal::Unspecified => "unspecified",
+            Goal::Maximize => "maximize",
+            Goal::Minimize => "minimize",
+        }
+    }
+
+    /// True when `a` is a better objective value than `b` (maximize unless told otherwise).
+    pub fn better(self, a: f64, b: f64) -> bool {
+        if self == Goal::Minimize {
+            a < b
+        } else {
+            a > b
+        }
+    }
+}
+
+impl FleetState {
+    pub fn name(self) -> &'static str {
+        match self {
+            FleetState::Unspecified => "unspecified",
+            FleetState::Active => "active",
+            FleetState::Down => "down",
+            FleetState::Expired => "expired",
+            FleetState::Failed => "failed",
+        }
+    }
+}
+
+impl InstanceState {
+    pub fn name(self) -> &'static str {
+        match self {
+            InstanceState::Unspecified => "unspecified",
+            InstanceState::Launching => "launching",
+            InstanceState::Running => "running",
+            InstanceState::Terminating => "terminating",
+            InstanceState::Terminated => "terminated",
+        }
+    }
+
+    /// Launching or running: it counts toward the fleet's size.
+    pub fn is_live(self) -> bool {
+        matches!(self, InstanceState::Launching | InstanceState::Running)
     }
 }

@@ -11,6 +11,7 @@ mod data;
 mod dataset;
 mod error;
 mod expand;
+mod features;
 mod fuse;
 mod locate;
 mod parse;

@@ -87,22 +87,7 @@ impl Ctx<'_> {
 /// field; nothing is returned unless the whole file is valid. Combinations of values
 /// are checked when the sweep is expanded ([`SweepSpec::expand`]).
 pub fn parse(source: &str, source_name: &str, limits: Limits) -> Result<SweepSpec, SpecErrors> {
-    let raw: RawSpec = serde_norway::from_str(source).map_err(|e| {
-        let message = e.to_string();
-        // The dataset section is read as a whole (its kind decides its fields): point
-        // at the field it names.
-        let dataset_field = message
-            .strip_prefix("unknown field `")
-            .filter(|_| message.contains(" dataset (it takes "))
-            .and_then(|rest| rest.split_once('`'))
-            .map(|(f, _)| f.to_string());
-        let (line, field) = match dataset_field {
-            Some(f) => (line_of(source, &["dataset", &f]), format!("dataset.{f}")),
-            None => (e.location().map(|l| l.line()), String::new()),
-        };
-        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
-        SpecErrors(vec![SpecError { source_name: source_name.to_string(), line, field, message }])
-    })?;
+    let raw: RawSpec = serde_norway::from_str(source).map_err(|e| yaml_error(source, source_name, e))?;
     let mut cx = Ctx { source, source_name, errors: Vec::new() };
     check_header(&mut cx, &raw);
     let scheme_given = scheme_given(source, &raw);
@@ -125,38 +110,8 @@ pub fn parse(source: &str, source_name: &str, limits: Limits) -> Result<SweepSpe
             parameters.insert(path, spec);
         }
     }
-    let mut configurations = Vec::new();
-    if !raw.configurations.is_empty() {
-        if !parameters.is_empty() || raw.method != Method::Grid {
-            cx.err(
-                &["configurations"],
-                "configurations",
-                "a sweep lists `configurations` or sweeps `parameters` (grid), not both",
-            );
-        }
-        for (i, c) in raw.configurations.into_iter().enumerate() {
-            let mut checked = BTreeMap::new();
-            for (path, v) in c {
-                let value = match yaml_to_json(&v) {
-                    Ok(v) => v,
-                    Err(msg) => {
-                        cx.err(&["configurations"], format!("configurations[{i}].{path}"), msg);
-                        continue;
-                    }
-                };
-                let one = ParamSpec::Values(vec![value.clone()]);
-                let ok = check_path(&base_json, &path)
-                    .and_then(|()| check_candidates(&base_json, &path, &one, scheme_given));
-                match ok {
-                    Ok(()) => {
-                        checked.insert(path, value);
-                    }
-                    Err((_, msg)) => cx.err(&["configurations"], format!("configurations[{i}].{path}"), msg),
-                }
-            }
-            configurations.push(checked);
-        }
-    }
+    let configurations =
+        check_configurations(&mut cx, raw.configurations, &base_json, &parameters, raw.method, scheme_given);
     let spec = SweepSpec {
         configurations,
         run_cap: check_run_cap(&mut cx, raw.method, raw.run_cap, limits),
@@ -179,6 +134,60 @@ pub fn parse(source: &str, source_name: &str, limits: Limits) -> Result<SweepSpe
     } else {
         Err(SpecErrors(cx.errors))
     }
+}
+
+/// A file that is not a sweep file's shape, with where. The dataset section is read as a
+/// whole (its kind decides its fields): an unknown field there points at that field.
+fn yaml_error(source: &str, source_name: &str, e: serde_norway::Error) -> SpecErrors {
+    let message = e.to_string();
+    let dataset_field = message
+        .strip_prefix("unknown field `")
+        .filter(|_| message.contains(" dataset (it takes "))
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(f, _)| f.to_string());
+    let (line, field) = match dataset_field {
+        Some(f) => (line_of(source, &["dataset", &f]), format!("dataset.{f}")),
+        None => (e.location().map(|l| l.line()), String::new()),
+    };
+    let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+    SpecErrors(vec![SpecError { source_name: source_name.to_string(), line, field, message }])
+}
+
+/// Explicit configurations (what `sweep confirm` writes), each value checked alone as a
+/// parameter's would be; a file has them or swept `parameters`, not both.
+fn check_configurations(
+    cx: &mut Ctx<'_>,
+    raw: Vec<BTreeMap<String, serde_norway::Value>>,
+    base_json: &serde_json::Value,
+    parameters: &BTreeMap<String, ParamSpec>,
+    method: Method,
+    scheme_given: bool,
+) -> Vec<BTreeMap<String, serde_json::Value>> {
+    if !raw.is_empty() && (!parameters.is_empty() || method != Method::Grid) {
+        let msg = "a sweep lists `configurations` or sweeps `parameters` (grid), not both";
+        cx.err(&["configurations"], "configurations", msg);
+    }
+    let mut configurations = Vec::new();
+    for (i, c) in raw.into_iter().enumerate() {
+        let mut checked = BTreeMap::new();
+        for (path, v) in c {
+            let at = format!("configurations[{i}].{path}");
+            let value = match yaml_to_json(&v) {
+                Ok(v) => v,
+                Err(msg) => {
+                    cx.err(&["configurations"], at, msg);
+                    continue;
+                }
+            };
+            let one = ParamSpec::Values(vec![value.clone()]);
+            match check_path(base_json, &path).and_then(|()| check_candidates(base_json, &path, &one, scheme_given)) {
+                Ok(()) => drop(checked.insert(path, value)),
+                Err((_, msg)) => cx.err(&["configurations"], at, msg),
+            }
+        }
+        configurations.push(checked);
+    }
+    configurations
 }
 
 /// Whether the file chooses `loss.class_weight.scheme` itself (in the loss section, as a

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use sweep_coordinator::states::TERMINAL_SQL;
+use sweep_coordinator::states::terminal_sql;
 use tokio::net::{TcpListener, TcpStream};
 
 pub const LEASE_MS: u32 = 3_000;
@@ -294,13 +294,13 @@ impl Cluster {
         self.wait_for(
             "every trial to settle",
             within,
-            &format!("SELECT count(*) = 0 FROM trials WHERE state NOT IN {TERMINAL_SQL}"),
+            &format!("SELECT count(*) = 0 FROM trials WHERE state NOT IN {}", terminal_sql()),
         )
         .await;
     }
 
     pub async fn check_invariants(&self) {
-        let v = sweep_coordinator::invariants::check(&self.db, true).await.unwrap();
+        let v = sweep_coordinator::db::invariants::check(&self.db, true).await.unwrap();
         assert!(v.is_empty(), "invariant violations: {v:#?}");
     }
 

@@ -28,6 +28,9 @@ pub struct AdamW {
     step: u64,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
+    /// One buffer per parameter for the update's intermediate values, so a step
+    /// allocates nothing (fresh multi-megabyte blocks cost page faults on every step).
+    scratch: Vec<Tensor>,
 }
 
 impl AdamW {
@@ -46,6 +49,7 @@ impl AdamW {
             step: 0,
             m: zeros(),
             v: zeros(),
+            scratch: zeros(),
         };
         opt.decay = opt.decay_factors();
         opt
@@ -101,16 +105,18 @@ impl AdamW {
                 // through the nine passes (the whole stack's would not); same arithmetic.
                 let decay = Vec::<f32>::try_from(&self.decay.view([-1])).expect("decay to host");
                 let step = Vec::<f32>::try_from(&step_size.view([-1])).expect("step size to host");
-                for ((p, m), v) in params.iter().zip(&self.m).zip(&self.v) {
+                for (((p, m), v), tmp) in params.iter().zip(&self.m).zip(&self.v).zip(&self.scratch) {
                     let g = p.grad();
                     for k in 0..self.k {
                         let (d, s) = (decay[k as usize] as f64, step[k as usize] as f64);
-                        update(&p.get(k), &g.get(k), &mut m.get(k), &mut v.get(k), &d.into(), &s.into(), bc2_sqrt);
+                        let state = State { m: &mut m.get(k), v: &mut v.get(k), tmp: &mut tmp.get(k) };
+                        update(&p.get(k), &g.get(k), state, &d.into(), &s.into(), bc2_sqrt);
                     }
                 }
             } else {
-                for ((p, m), v) in params.iter().zip(&mut self.m).zip(&mut self.v) {
-                    update(p, &p.grad(), m, v, &(&self.decay).into(), &(&step_size).into(), bc2_sqrt);
+                for (((p, m), v), tmp) in params.iter().zip(&mut self.m).zip(&mut self.v).zip(&mut self.scratch) {
+                    let state = State { m, v, tmp };
+                    update(p, &p.grad(), state, &(&self.decay).into(), &(&step_size).into(), bc2_sqrt);
                 }
             }
         });
@@ -135,23 +141,33 @@ impl From<f64> for Factor<'_> {
     }
 }
 
-/// One AdamW update of `p` (weights of one model or a stack) in place.
-fn update(p: &Tensor, g: &Tensor, m: &mut Tensor, v: &mut Tensor, decay: &Factor, step: &Factor, bc2_sqrt: f64) {
+/// One parameter's optimiser state (or one model's slice of it) and its scratch buffer.
+struct State<'a> {
+    m: &'a mut Tensor,
+    v: &'a mut Tensor,
+    tmp: &'a mut Tensor,
+}
+
+/// One AdamW update of `p` (weights of one model or a stack) in place, each
+/// intermediate written into the scratch buffer (the values and their order are those of
+/// fresh tensors: `g * (1 - beta2)`, `sqrt(v) / bc2 + eps`, `m / denom`, `* step`).
+fn update(p: &Tensor, g: &Tensor, s: State, decay: &Factor, step: &Factor, bc2_sqrt: f64) {
     let mut p = p.shallow_clone();
     let _ = match decay {
         Factor::Each(t) => p.g_mul_(t),
         Factor::One(x) => p.g_mul_scalar_(*x),
     };
-    let _ = m.lerp_(g, 1.0 - BETA1);
-    let _ = v.g_mul_scalar_(BETA2).addcmul_(&(g * (1.0 - BETA2)), g);
-    let mut denom = v.sqrt();
-    let _ = denom.g_div_scalar_(bc2_sqrt).g_add_scalar_(EPS);
-    let mut upd = &*m / &denom;
+    let _ = s.m.lerp_(g, 1.0 - BETA1);
+    let _ = g.mul_scalar_out(s.tmp, 1.0 - BETA2);
+    let _ = s.v.g_mul_scalar_(BETA2).addcmul_(s.tmp, g);
+    let _ = s.v.sqrt_out(s.tmp);
+    let _ = s.tmp.g_div_scalar_(bc2_sqrt).g_add_scalar_(EPS);
+    let _ = s.m.div_out(s.tmp, s.tmp);
     let _ = match step {
-        Factor::Each(t) => upd.g_mul_(t),
-        Factor::One(x) => upd.g_mul_scalar_(*x),
+        Factor::Each(t) => s.tmp.g_mul_(t),
+        Factor::One(x) => s.tmp.g_mul_scalar_(*x),
     };
-    let _ = p.g_sub_(&upd);
+    let _ = p.g_sub_(s.tmp);
 }
 
 /// Clips each model's gradient to a total 2-norm of `max_norm[k]` (0: no clipping), as

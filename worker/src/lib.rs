@@ -3,5 +3,7 @@
 
 pub mod agent;
 pub mod blobcache;
+pub mod doctor;
+pub mod malloc;
 pub mod offline;
 pub mod spot;

@@ -38,6 +38,22 @@ enum Cmd {
         #[arg(long)]
         model_out: Option<PathBuf>,
     },
+    /// Check what this machine gives the trainer, on the device it would use: memory and
+    /// the K `--fuse auto` would stack, dropout masks on the device against the CPU's, the
+    /// sparse first layer against dense rows (one JSON object).
+    Doctor {
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// The model `--fuse auto` is sized for: inputs, hidden widths, labels, batch rows.
+        #[arg(long, default_value = "500")]
+        features: usize,
+        #[arg(long, default_value = "512", value_delimiter = ',')]
+        hidden: Vec<u32>,
+        #[arg(long, default_value = "983")]
+        labels: usize,
+        #[arg(long, default_value = "256")]
+        batch: usize,
+    },
     /// Score a data file with a trained model (from `sweep model get`): one JSON line per
     /// row with the labels at or above threshold, their probabilities, and the row's true
     /// labels when the file has them.
@@ -61,6 +77,9 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::Run(_) | Cmd::Train { .. }) {
+        sweep_worker::malloc::tune();
+    }
     sweep_client::telemetry::init("info,h2=warn,tower=warn");
     match cli.cmd {
         Cmd::Run(settings) => tokio::runtime::Runtime::new()?.block_on(async {
@@ -75,6 +94,11 @@ fn main() -> anyhow::Result<()> {
             out_dir: out_dir.as_deref(),
             model_out: model_out.as_deref(),
         }),
+        Cmd::Doctor { device, features, hidden, labels, batch } => {
+            let shape = sweep_worker::doctor::ModelShape { features, hidden, labels, batch };
+            println!("{}", sweep_worker::doctor::report(sweep_trainer::train::device(&device)?, &shape));
+            Ok(())
+        }
         Cmd::Predict { model, input, out, device, thresholds } => {
             offline::predict(&model, &input, &out, &device, &thresholds)
         }

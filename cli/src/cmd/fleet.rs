@@ -168,12 +168,12 @@ async fn down(fleet_id: &str, wait_secs: u64, conn: &Conn, fmt: Format) -> anyho
         .map_err(|s| status_error("fleet down", s))?
         .into_inner();
     let start = Instant::now();
-    while f.instances.iter().any(|i| i.state != "terminated") {
+    while f.instances.iter().any(|i| i.state() != pb::InstanceState::Terminated) {
         anyhow::ensure!(
             start.elapsed() < Duration::from_secs(wait_secs),
             "fleet {fleet_id}: {} instance(s) not yet terminated after {wait_secs} s (the coordinator keeps trying; \
              see `sweep fleet status {fleet_id}`)",
-            f.instances.iter().filter(|i| i.state != "terminated").count()
+            f.instances.iter().filter(|i| i.state() != pb::InstanceState::Terminated).count()
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
         f = c

@@ -357,7 +357,7 @@ async fn with_postgres(
 pub async fn print_summary(client: &mut crate::client::Client, sweep_id: &str) -> anyhow::Result<()> {
     let (sweep, trials) = crate::client::sweep_and_trials(client, sweep_id, "status").await?;
     println!("\nleaderboard of {} ({}):", sweep.name, output::counts_line(&sweep));
-    output::print_trials(&sweep, &rank(&trials, &sweep.metric_name, &sweep.metric_goal));
+    output::print_trials(&sweep, &rank(&trials, &sweep.metric_name, sweep.metric_goal()));
     if trials.iter().any(|t| t.state() == pb::TrialState::Succeeded) {
         super::best::show(client, &sweep, &trials, output::Format::Table).await?;
     }

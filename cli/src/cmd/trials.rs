@@ -1,5 +1,7 @@
 //! `sweep trials ID [--sort METRIC] [--by-config]`.
 
+use sweep_proto as pb;
+
 use crate::client::{sweep_and_trials, Conn};
 use crate::output::{self, rank, Format};
 
@@ -34,15 +36,15 @@ pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
     }
     let ordered = match a.sort.as_deref() {
         None => trials.iter().collect(),
-        Some("metric") => rank(&trials, &sweep.metric_name, &sweep.metric_goal),
+        Some("metric") => rank(&trials, &sweep.metric_name, sweep.metric_goal()),
         Some(m) => {
             // Losses go down; every other metric (F1) goes up, unless it is the objective.
             let goal = if m.ends_with("loss") {
-                "minimize"
+                pb::Goal::Minimize
             } else if m == sweep.metric_name {
-                sweep.metric_goal.as_str()
+                sweep.metric_goal()
             } else {
-                "maximize"
+                pb::Goal::Maximize
             };
             rank(&trials, m, goal)
         }

@@ -7,7 +7,59 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::error::{CoordinatorError, Result};
-use crate::fleet::FleetSpec;
+use crate::states::{FleetState, InstanceState, TrialState};
+use serde::{Deserialize, Serialize};
+
+/// Where a fleet's instances run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    #[default]
+    Ec2,
+    Local,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Ec2 => "ec2",
+            ProviderKind::Local => "local",
+        }
+    }
+}
+
+impl std::str::FromStr for ProviderKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ec2" | "" => Ok(ProviderKind::Ec2),
+            "local" => Ok(ProviderKind::Local),
+            other => Err(format!("provider: unknown `{other}` (ec2 or local)")),
+        }
+    }
+}
+
+/// What every instance of a fleet is launched as. Stored with the fleet; the image is
+/// resolved once, before the first launch, so a fleet never mixes images.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FleetSpec {
+    pub provider: ProviderKind,
+    pub instance_type: String,
+    #[serde(default)]
+    pub spot: bool,
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub subnet: String,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    #[serde(default)]
+    pub image: String,
+    #[serde(default)]
+    pub key_name: String,
+    #[serde(default)]
+    pub instance_profile: String,
+}
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FleetRow {
@@ -18,7 +70,7 @@ pub struct FleetRow {
     pub max_hours: f64,
     pub idle_minutes: f64,
     pub sweeps: Vec<Uuid>,
-    pub state: String,
+    pub state: FleetState,
     pub idle_since: Option<DateTime<Utc>>,
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -35,7 +87,7 @@ pub struct InstanceRow {
     pub id: Uuid,
     pub fleet_id: Uuid,
     pub provider_id: Option<String>,
-    pub state: String,
+    pub state: InstanceState,
     pub worker_id: Option<Uuid>,
     pub worker_name: Option<String>,
     pub join_used_at: Option<DateTime<Utc>>,
@@ -50,7 +102,7 @@ pub struct InstanceRow {
 
 impl InstanceRow {
     pub fn is_live(&self) -> bool {
-        matches!(self.state.as_str(), "launching" | "running")
+        self.state.is_live()
     }
 
     /// Hours from launch to termination (or now).
@@ -104,17 +156,20 @@ pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<FleetRow>> {
 /// seen terminated.
 pub async fn to_reconcile(db: impl PgExecutor<'_>) -> Result<Vec<Uuid>> {
     Ok(sqlx::query_scalar(
-        "SELECT f.id FROM fleets f WHERE f.state = 'active'
-            OR EXISTS (SELECT 1 FROM instances i WHERE i.fleet_id = f.id AND i.state <> 'terminated')
+        "SELECT f.id FROM fleets f WHERE f.state = $1
+            OR EXISTS (SELECT 1 FROM instances i WHERE i.fleet_id = f.id AND i.state <> $2)
          ORDER BY f.created_at",
     )
+    .bind(FleetState::Active)
+    .bind(InstanceState::Terminated)
     .fetch_all(db)
     .await?)
 }
 
 /// Instances the active fleets may have together (checked against `--fleet-max-instances`).
 pub async fn desired_total(db: impl PgExecutor<'_>) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT coalesce(sum(desired), 0)::bigint FROM fleets WHERE state = 'active'")
+    Ok(sqlx::query_scalar("SELECT coalesce(sum(desired), 0)::bigint FROM fleets WHERE state = $1")
+        .bind(FleetState::Active)
         .fetch_one(db)
         .await?)
 }
@@ -124,13 +179,14 @@ pub async fn instances(db: impl PgExecutor<'_>, fleet: Uuid) -> Result<Vec<Insta
         "SELECT i.id, i.fleet_id, i.provider_id, i.state, i.worker_id, w.name AS worker_name, i.join_used_at,
                 i.join_expires_at, i.launched_at, i.terminated_at, i.end_reason,
                 coalesce((SELECT array_agg(t.id ORDER BY t.id) FROM trials t
-                          WHERE i.worker_id IS NOT NULL AND t.lease_owner = i.worker_id AND t.state = 'leased'),
+                          WHERE i.worker_id IS NOT NULL AND t.lease_owner = i.worker_id AND t.state = $2),
                          '{}') AS trials,
                 now() AS now
          FROM instances i LEFT JOIN workers w ON w.id = i.worker_id
          WHERE i.fleet_id = $1 ORDER BY i.launched_at, i.id",
     )
     .bind(fleet)
+    .bind(TrialState::Leased)
     .fetch_all(db)
     .await?)
 }
@@ -179,11 +235,14 @@ pub async fn renew_join(
 pub async fn set_launched(db: impl PgExecutor<'_>, id: Uuid, provider_id: &str) -> Result<()> {
     sqlx::query(
         "UPDATE instances SET provider_id = $2, last_seen_at = now(),
-                state = CASE WHEN state = 'launching' THEN 'running' ELSE state END
-         WHERE id = $1 AND state <> 'terminated'",
+                state = CASE WHEN state = $3 THEN $4 ELSE state END
+         WHERE id = $1 AND state <> $5",
     )
     .bind(id)
     .bind(provider_id)
+    .bind(InstanceState::Launching)
+    .bind(InstanceState::Running)
+    .bind(InstanceState::Terminated)
     .execute(db)
     .await?;
     Ok(())
@@ -196,15 +255,16 @@ pub async fn seen(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<()> {
 }
 
 /// Terminating (asked) or terminated (seen gone); the first reason given sticks.
-pub async fn set_state(db: impl PgExecutor<'_>, id: Uuid, state: &str, reason: &str) -> Result<()> {
+pub async fn set_state(db: impl PgExecutor<'_>, id: Uuid, state: InstanceState, reason: &str) -> Result<()> {
     sqlx::query(
         "UPDATE instances SET state = $2, end_reason = coalesce(end_reason, $3),
-                terminated_at = CASE WHEN $2 = 'terminated' THEN coalesce(terminated_at, now()) END
-         WHERE id = $1 AND state <> 'terminated'",
+                terminated_at = CASE WHEN $2 = $4 THEN coalesce(terminated_at, now()) END
+         WHERE id = $1 AND state <> $4",
     )
     .bind(id)
     .bind(state)
     .bind(reason)
+    .bind(InstanceState::Terminated)
     .execute(db)
     .await?;
     Ok(())
@@ -214,11 +274,12 @@ pub async fn set_state(db: impl PgExecutor<'_>, id: Uuid, state: &str, reason: &
 pub async fn adopt(db: impl PgExecutor<'_>, fleet: Uuid, id: Uuid, provider_id: &str) -> Result<()> {
     sqlx::query(
         "INSERT INTO instances (id, fleet_id, provider_id, state, join_expires_at, last_seen_at)
-         VALUES ($1, $2, $3, 'running', now(), now()) ON CONFLICT (id) DO NOTHING",
+         VALUES ($1, $2, $3, $4, now(), now()) ON CONFLICT (id) DO NOTHING",
     )
     .bind(id)
     .bind(fleet)
     .bind(provider_id)
+    .bind(InstanceState::Running)
     .execute(db)
     .await?;
     Ok(())
@@ -226,13 +287,12 @@ pub async fn adopt(db: impl PgExecutor<'_>, fleet: Uuid, id: Uuid, provider_id: 
 
 /// Whether the fleet's sweeps (every sweep, when it lists none) have trials queued or leased.
 pub async fn has_work(db: impl PgExecutor<'_>, sweeps: &[Uuid]) -> Result<bool> {
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM trials WHERE state IN ('queued', 'leased')
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM trials WHERE state IN {}
                         AND (cardinality($1::uuid[]) = 0 OR sweep_id = ANY($1)))",
-    )
-    .bind(sweeps)
-    .fetch_one(db)
-    .await?)
+        crate::states::open_sql()
+    );
+    Ok(sqlx::query_scalar(&sql).bind(sweeps).fetch_one(db).await?)
 }
 
 /// Starts (or clears) the fleet's idle clock; returns how long it has been idle, in minutes.
@@ -253,14 +313,15 @@ pub async fn set_error(db: impl PgExecutor<'_>, fleet: Uuid, error: Option<&str>
 }
 
 /// Ends an active fleet (down, expired, failed): it launches nothing more.
-pub async fn end(db: impl PgExecutor<'_>, fleet: Uuid, state: &str, error: Option<&str>) -> Result<()> {
+pub async fn end(db: impl PgExecutor<'_>, fleet: Uuid, state: FleetState, error: Option<&str>) -> Result<()> {
     sqlx::query(
         "UPDATE fleets SET state = $2, error = coalesce($3, error), ended_at = now(), idle_since = NULL
-         WHERE id = $1 AND state = 'active'",
+         WHERE id = $1 AND state = $4",
     )
     .bind(fleet)
     .bind(state)
     .bind(error)
+    .bind(FleetState::Active)
     .execute(db)
     .await?;
     Ok(())
@@ -272,10 +333,12 @@ pub async fn spend_join(db: impl PgExecutor<'_>, join_hash: &str) -> Result<Opti
     Ok(sqlx::query_scalar(
         "UPDATE instances SET join_used_at = now()
          WHERE join_hash = $1 AND join_used_at IS NULL AND join_expires_at > now()
-           AND state IN ('launching', 'running')
+           AND state IN ($2, $3)
          RETURNING id",
     )
     .bind(join_hash)
+    .bind(InstanceState::Launching)
+    .bind(InstanceState::Running)
     .fetch_optional(db)
     .await?)
 }

@@ -4,6 +4,10 @@
 //! and the process tests in `worker/tests/`.
 
 pub mod fleets;
+pub mod invariants;
+pub mod leases;
+pub mod locks;
+pub mod stats;
 pub mod sweeps;
 pub mod tokens;
 pub mod trials;

@@ -15,9 +15,11 @@ pub const INSERT_CHUNK: usize = 5_000;
 pub struct SweepRow {
     pub id: Uuid,
     pub name: String,
-    pub method: String,
+    #[sqlx(try_from = "String")]
+    pub method: sweep_spec::Method,
     pub metric_name: String,
-    pub metric_goal: String,
+    #[sqlx(try_from = "String")]
+    pub metric_goal: sweep_spec::Goal,
     pub spec_yaml: String,
     pub state: SweepState,
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -195,18 +197,21 @@ pub async fn counts(db: impl PgExecutor<'_>, id: Uuid) -> Result<BTreeMap<TrialS
 /// Cancels a sweep: queued and running trials become `cancelled` at once; a worker
 /// running one learns it at its next heartbeat. Returns how many were cancelled.
 pub async fn cancel(conn: &mut PgConnection, id: Uuid) -> Result<u64> {
-    let r = sqlx::query("UPDATE sweeps SET state = 'cancelled' WHERE id = $1").bind(id).execute(&mut *conn).await?;
+    let r = sqlx::query("UPDATE sweeps SET state = $2 WHERE id = $1")
+        .bind(id)
+        .bind(SweepState::Cancelled)
+        .execute(&mut *conn)
+        .await?;
     if r.rows_affected() == 0 {
         return Err(CoordinatorError::NotFound(format!("sweep {id}")));
     }
-    let r = sqlx::query(
-        "UPDATE trials SET state = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
+    let sql = format!(
+        "UPDATE trials SET state = $2, lease_owner = NULL, lease_expires_at = NULL,
                 updated_at = now(), finished_at = now()
-         WHERE sweep_id = $1 AND state IN ('queued', 'leased')",
-    )
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
+         WHERE sweep_id = $1 AND state IN {}",
+        crate::states::open_sql()
+    );
+    let r = sqlx::query(&sql).bind(id).bind(TrialState::Cancelled).execute(&mut *conn).await?;
     Ok(r.rows_affected())
 }
 
@@ -216,18 +221,23 @@ pub async fn retry(conn: &mut PgConnection, id: Uuid, states: &[TrialState]) -> 
     if let Some(s) = states.iter().find(|s| !matches!(s, TrialState::Failed | TrialState::Dead)) {
         return Err(CoordinatorError::InvalidArgument(format!("only failed or dead trials can be retried, not {s}")));
     }
-    let r = sqlx::query("UPDATE sweeps SET state = 'running' WHERE id = $1").bind(id).execute(&mut *conn).await?;
+    let r = sqlx::query("UPDATE sweeps SET state = $2 WHERE id = $1")
+        .bind(id)
+        .bind(SweepState::Running)
+        .execute(&mut *conn)
+        .await?;
     if r.rows_affected() == 0 {
         return Err(CoordinatorError::NotFound(format!("sweep {id}")));
     }
     let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
     let r = sqlx::query(
-        "UPDATE trials SET state = 'queued', lost_count = 0, error_count = 0, not_before = now(),
+        "UPDATE trials SET state = $3, lost_count = 0, error_count = 0, not_before = now(),
                 updated_at = now(), finished_at = NULL
          WHERE sweep_id = $1 AND state = ANY($2)",
     )
     .bind(id)
     .bind(&names)
+    .bind(TrialState::Queued)
     .execute(&mut *conn)
     .await?;
     Ok(r.rows_affected())

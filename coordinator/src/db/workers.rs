@@ -4,7 +4,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::states::WorkerState;
+use crate::states::{TrialState, WorkerState};
 
 #[derive(Debug, Clone)]
 pub struct NewWorker {
@@ -41,10 +41,13 @@ pub async fn register(db: impl PgExecutor<'_>, w: &NewWorker) -> Result<(Uuid, S
 /// advances while a worker calls in, at no cost per call.
 pub async fn authenticate(db: impl PgExecutor<'_>, token: &str) -> Result<Option<Uuid>> {
     let row: Option<(Uuid,)> = sqlx::query_as(
-        "UPDATE workers SET last_seen_at = now(), state = CASE WHEN state = 'gone' THEN 'alive' ELSE state END
-         WHERE token_hash = $1 AND state <> 'revoked' RETURNING id",
+        "UPDATE workers SET last_seen_at = now(), state = CASE WHEN state = $2 THEN $3 ELSE state END
+         WHERE token_hash = $1 AND state <> $4 RETURNING id",
     )
     .bind(super::tokens::hash(token))
+    .bind(WorkerState::Gone)
+    .bind(WorkerState::Alive)
+    .bind(WorkerState::Revoked)
     .fetch_optional(db)
     .await?;
     Ok(row.map(|r| r.0))
@@ -60,16 +63,22 @@ pub async fn is_revoked(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
 /// Revokes a worker and ends its leases (requeued without using up an attempt's
 /// error budget: the trial did nothing wrong). Returns how many leases it held.
 pub async fn revoke(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Option<u64>> {
-    let r = sqlx::query("UPDATE workers SET state = 'revoked' WHERE id = $1").bind(id).execute(&mut *conn).await?;
+    let r = sqlx::query("UPDATE workers SET state = $2 WHERE id = $1")
+        .bind(id)
+        .bind(WorkerState::Revoked)
+        .execute(&mut *conn)
+        .await?;
     if r.rows_affected() == 0 {
         return Ok(None);
     }
     let released = sqlx::query(
-        "UPDATE trials SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+        "UPDATE trials SET state = $2, lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
                 error = 'worker revoked'
-         WHERE lease_owner = $1 AND state = 'leased'",
+         WHERE lease_owner = $1 AND state = $3",
     )
     .bind(id)
+    .bind(TrialState::Queued)
+    .bind(TrialState::Leased)
     .execute(&mut *conn)
     .await?;
     Ok(Some(released.rows_affected()))
@@ -80,12 +89,14 @@ pub async fn revoke(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Option<u6
 pub async fn infra_failure(db: impl PgExecutor<'_>, id: Uuid, limit: u32) -> Result<bool> {
     let row: Option<(WorkerState,)> = sqlx::query_as(
         "UPDATE workers SET infra_failures_in_a_row = infra_failures_in_a_row + 1,
-                state = CASE WHEN $2 > 0 AND infra_failures_in_a_row + 1 >= $2 AND state = 'alive'
-                             THEN 'quarantined' ELSE state END
+                state = CASE WHEN $2 > 0 AND infra_failures_in_a_row + 1 >= $2 AND state = $3
+                             THEN $4 ELSE state END
          WHERE id = $1 RETURNING state",
     )
     .bind(id)
     .bind(limit as i32)
+    .bind(WorkerState::Alive)
+    .bind(WorkerState::Quarantined)
     .fetch_optional(db)
     .await?;
     Ok(row.is_some_and(|(s,)| s == WorkerState::Quarantined))
@@ -103,22 +114,24 @@ pub async fn infra_success(db: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
 /// Lets a quarantined worker lease again (an admin's call). Returns false when the
 /// worker is not quarantined.
 pub async fn clear_quarantine(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
-    let r = sqlx::query(
-        "UPDATE workers SET state = 'alive', infra_failures_in_a_row = 0 WHERE id = $1 AND state = 'quarantined'",
-    )
-    .bind(id)
-    .execute(db)
-    .await?;
+    let r = sqlx::query("UPDATE workers SET state = $2, infra_failures_in_a_row = 0 WHERE id = $1 AND state = $3")
+        .bind(id)
+        .bind(WorkerState::Alive)
+        .bind(WorkerState::Quarantined)
+        .execute(db)
+        .await?;
     Ok(r.rows_affected() == 1)
 }
 
 /// Marks alive workers unseen for `gone_after_ms` as gone; returns how many.
 pub async fn mark_gone(db: impl PgExecutor<'_>, gone_after_ms: i64) -> Result<u64> {
     let r = sqlx::query(
-        "UPDATE workers SET state = 'gone'
-         WHERE state = 'alive' AND last_seen_at < now() - make_interval(secs => $1::double precision / 1000)",
+        "UPDATE workers SET state = $2
+         WHERE state = $3 AND last_seen_at < now() - make_interval(secs => $1::double precision / 1000)",
     )
     .bind(gone_after_ms as f64)
+    .bind(WorkerState::Gone)
+    .bind(WorkerState::Alive)
     .execute(db)
     .await?;
     Ok(r.rows_affected())
@@ -140,9 +153,10 @@ pub struct WorkerRow {
 pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<WorkerRow>> {
     Ok(sqlx::query_as(
         "SELECT w.id, w.name, w.host, w.gpus, w.slots, w.version, w.state, w.last_seen_at,
-                (SELECT count(*) FROM trials t WHERE t.lease_owner = w.id AND t.state = 'leased') AS running
+                (SELECT count(*) FROM trials t WHERE t.lease_owner = w.id AND t.state = $1) AS running
          FROM workers w ORDER BY w.registered_at",
     )
+    .bind(TrialState::Leased)
     .fetch_all(db)
     .await?)
 }

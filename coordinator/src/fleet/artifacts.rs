@@ -10,7 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::service::AppState;
+use crate::state::AppState;
 
 pub const WORKER_PATH: &str = "/v1/artifacts/sweep-worker";
 

@@ -18,59 +18,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Where a fleet's instances run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    #[default]
-    Ec2,
-    Local,
-}
-
-impl ProviderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Ec2 => "ec2",
-            ProviderKind::Local => "local",
-        }
-    }
-}
-
-impl std::str::FromStr for ProviderKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "ec2" | "" => Ok(ProviderKind::Ec2),
-            "local" => Ok(ProviderKind::Local),
-            other => Err(format!("provider: unknown `{other}` (ec2 or local)")),
-        }
-    }
-}
-
-/// What every instance of a fleet is launched as. Stored with the fleet; the image is
-/// resolved once, before the first launch, so a fleet never mixes images.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FleetSpec {
-    pub provider: ProviderKind,
-    pub instance_type: String,
-    #[serde(default)]
-    pub spot: bool,
-    #[serde(default)]
-    pub region: String,
-    #[serde(default)]
-    pub subnet: String,
-    #[serde(default)]
-    pub security_groups: Vec<String>,
-    #[serde(default)]
-    pub image: String,
-    #[serde(default)]
-    pub key_name: String,
-    #[serde(default)]
-    pub instance_profile: String,
-}
+pub use crate::db::fleets::{FleetSpec, ProviderKind};
 
 /// One launch: the instance's id doubles as the idempotency token.
 pub struct Launch<'a> {

@@ -29,7 +29,8 @@ use crate::db::fleets::{self, FleetRow, InstanceRow};
 use crate::db::tokens;
 use crate::error::{CoordinatorError, Result};
 use crate::maintenance::Maintenance;
-use crate::service::AppState;
+use crate::state::AppState;
+use crate::states::{FleetState, InstanceState};
 
 /// Advisory lock class of per-fleet passes ("SWPF").
 const FLEET_LOCK_CLASS: i32 = 0x5357_5046;
@@ -47,18 +48,13 @@ impl FleetLock {
         let mut conn = db.acquire().await?;
         let b = fleet.as_bytes();
         let key = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-        sqlx::query("SELECT pg_advisory_lock($1, $2)").bind(FLEET_LOCK_CLASS).bind(key).execute(&mut *conn).await?;
+        crate::db::locks::lock(&mut conn, FLEET_LOCK_CLASS, key).await?;
         Ok(FleetLock { conn: Some(conn), key })
     }
 
     async fn release(mut self) {
         if let Some(mut conn) = self.conn.take() {
-            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
-                .bind(FLEET_LOCK_CLASS)
-                .bind(self.key)
-                .execute(&mut *conn)
-                .await;
-            if unlocked.is_err() {
+            if crate::db::locks::unlock(&mut conn, FLEET_LOCK_CLASS, self.key).await.is_err() {
                 drop(conn.detach());
             }
         }
@@ -100,11 +96,10 @@ pub async fn reconcile_fleet(state: &AppState, fleet: Uuid) -> Result<Pass> {
 
 async fn pass(state: &AppState, fleet: Uuid) -> Result<Pass> {
     let db = &state.db;
-    let providers = &state.fleets.providers;
     let mut f = fleets::get(db, fleet).await?;
     let spec = f.spec.0.clone();
     let mut out = Pass::default();
-    let described = match providers.describe(&spec, fleet).await {
+    let described = match state.fleets.providers.describe(&spec, fleet).await {
         Ok(d) => d,
         Err(e) => {
             fleets::set_error(db, fleet, Some(&e.to_string())).await?;
@@ -114,77 +109,102 @@ async fn pass(state: &AppState, fleet: Uuid) -> Result<Pass> {
     };
     let rows = fleets::instances(db, fleet).await?;
     sync(db, fleet, &rows, &described, &mut out).await?;
-
-    let mut rows = fleets::instances(db, fleet).await?;
     let hours = (f.now - f.created_at).num_milliseconds() as f64 / 3.6e6;
-    if f.state == "active" && hours >= f.max_hours {
+    if f.state == FleetState::Active && hours >= f.max_hours {
         tracing::warn!(%fleet, hours, "fleet reached its max hours: terminating everything");
-        fleets::end(db, fleet, "expired", None).await?;
-        f.state = "expired".into();
+        fleets::end(db, fleet, FleetState::Expired, None).await?;
+        f.state = FleetState::Expired;
     }
     let (target, why) = target(db, &f).await?;
+    let rows = end_extra(state, &f, &spec, &described, target, &why, &mut out).await?;
+    if f.state == FleetState::Active && out.error.is_none() {
+        launch_to(state, &f, &spec, &rows, target, &mut out).await?;
+    }
+    Ok(out)
+}
 
-    // Terminate what never enrolled in time, what is extra, and repeat the call for
-    // everything being terminated that the provider still shows alive.
+/// Terminates what never enrolled in time and what is over the target (keeping the
+/// busiest and oldest), repeats the call for everything being terminated that the
+/// provider still shows alive, and closes rows that never reached it. Returns the rows
+/// as they are after it.
+async fn end_extra(
+    state: &AppState,
+    f: &FleetRow,
+    spec: &FleetSpec,
+    described: &[Described],
+    target: usize,
+    why: &str,
+    out: &mut Pass,
+) -> Result<Vec<InstanceRow>> {
+    let db = &state.db;
+    let mut rows = fleets::instances(db, f.id).await?;
     let live_ids: HashSet<&str> =
         described.iter().filter(|d| d.state.is_live()).map(|d| d.provider_id.as_str()).collect();
     let mut ending: Vec<(Uuid, String)> = Vec::new();
-    for r in rows.iter().filter(|r| r.state == "running" && r.worker_id.is_none() && r.join_expires_at < r.now) {
+    let unenrolled =
+        |r: &&InstanceRow| r.state == InstanceState::Running && r.worker_id.is_none() && r.join_expires_at < r.now;
+    for r in rows.iter().filter(unenrolled) {
         ending.push((r.id, "never enrolled before its join token expired".into()));
     }
     let mut live: Vec<&InstanceRow> =
         rows.iter().filter(|r| r.is_live() && !ending.iter().any(|(id, _)| *id == r.id)).collect();
     if live.len() > target {
-        // Keep the busiest and oldest: end rows that never launched, then idle ones, newest first.
+        // End rows that never launched first, then idle ones, newest first.
         live.sort_by_key(|r| (r.provider_id.is_some(), !r.trials.is_empty(), std::cmp::Reverse(r.launched_at)));
-        for r in &live[..live.len() - target] {
-            ending.push((r.id, why.clone()));
-        }
+        ending.extend(live[..live.len() - target].iter().map(|r| (r.id, why.to_string())));
     }
     for (id, reason) in &ending {
-        fleets::set_state(db, *id, "terminating", reason).await?;
+        fleets::set_state(db, *id, InstanceState::Terminating, reason).await?;
     }
     if !ending.is_empty() {
-        rows = fleets::instances(db, fleet).await?;
+        rows = fleets::instances(db, f.id).await?;
     }
     let to_terminate: Vec<String> = rows
         .iter()
-        .filter(|r| r.state == "terminating")
+        .filter(|r| r.state == InstanceState::Terminating)
         .filter_map(|r| r.provider_id.clone())
         .filter(|p| live_ids.contains(p.as_str()))
         .collect();
     if !to_terminate.is_empty() {
-        match providers.terminate(&spec, &to_terminate).await {
+        match state.fleets.providers.terminate(spec, &to_terminate).await {
             Ok(()) => out.terminated += to_terminate.len(),
             Err(e) => out.error = Some(e.to_string()),
         }
     }
-    // Rows being terminated that never reached the provider are done.
-    for r in rows.iter().filter(|r| r.state == "terminating" && r.provider_id.is_none()) {
-        fleets::set_state(db, r.id, "terminated", "never launched").await?;
+    for r in rows.iter().filter(|r| r.state == InstanceState::Terminating && r.provider_id.is_none()) {
+        fleets::set_state(db, r.id, InstanceState::Terminated, "never launched").await?;
     }
+    Ok(rows)
+}
 
-    // Launch: first rows that never reached the provider, then new ones.
-    if f.state == "active" && out.error.is_none() {
-        let pending: Vec<Uuid> =
-            rows.iter().filter(|r| r.state == "launching" && r.provider_id.is_none()).map(|r| r.id).collect();
-        let live_now = rows.iter().filter(|r| r.is_live()).count();
-        let new = target.saturating_sub(live_now);
-        let retries = pending.into_iter().map(|id| (id, false));
-        let fresh = (0..new).map(|_| (Uuid::new_v4(), true));
-        for (id, is_new) in retries.chain(fresh) {
-            if let Err(e) = launch(state, &f, &spec, id, is_new).await {
-                fleets::set_error(db, fleet, Some(&e)).await?;
-                out.error = Some(e);
-                break;
-            }
-            out.launched += 1;
+/// Launches up to the target: first rows that never reached the provider, then new ones.
+async fn launch_to(
+    state: &AppState,
+    f: &FleetRow,
+    spec: &FleetSpec,
+    rows: &[InstanceRow],
+    target: usize,
+    out: &mut Pass,
+) -> Result<()> {
+    let db = &state.db;
+    let pending: Vec<Uuid> =
+        rows.iter().filter(|r| r.state == InstanceState::Launching && r.provider_id.is_none()).map(|r| r.id).collect();
+    let live_now = rows.iter().filter(|r| r.is_live()).count();
+    let new = target.saturating_sub(live_now);
+    let retries = pending.into_iter().map(|id| (id, false));
+    let fresh = (0..new).map(|_| (Uuid::new_v4(), true));
+    for (id, is_new) in retries.chain(fresh) {
+        if let Err(e) = launch(state, f, spec, id, is_new).await {
+            fleets::set_error(db, f.id, Some(&e)).await?;
+            out.error = Some(e);
+            break;
         }
-        if out.error.is_none() && f.error.is_some() {
-            fleets::set_error(db, fleet, None).await?;
-        }
+        out.launched += 1;
     }
-    Ok(out)
+    if out.error.is_none() && f.error.is_some() {
+        fleets::set_error(db, f.id, None).await?;
+    }
+    Ok(())
 }
 
 /// Folds what the provider shows into the rows.
@@ -202,7 +222,7 @@ async fn sync(db: &PgPool, fleet: Uuid, rows: &[InstanceRow], described: &[Descr
         }
     }
     let mut seen = Vec::new();
-    for r in rows.iter().filter(|r| r.state != "terminated") {
+    for r in rows.iter().filter(|r| r.state != InstanceState::Terminated) {
         match by_instance.get(&r.id) {
             Some(d) if r.provider_id.is_none() => {
                 tracing::info!(%fleet, instance = %r.id, provider_id = %d.provider_id, "adopting a launched instance");
@@ -211,17 +231,15 @@ async fn sync(db: &PgPool, fleet: Uuid, rows: &[InstanceRow], described: &[Descr
             }
             Some(d) if d.state.is_live() => seen.push(r.id),
             Some(d) if d.state == super::Observed::Terminated => {
-                fleets::set_state(db, r.id, "terminated", "vanished (spot reclaim, or terminated outside Sweep)")
-                    .await?;
-                out.vanished += usize::from(r.state == "running");
+                fleets::set_state(db, r.id, InstanceState::Terminated, VANISHED).await?;
+                out.vanished += usize::from(r.state == InstanceState::Running);
             }
             Some(_) => {
-                fleets::set_state(db, r.id, "terminating", "shutting down outside Sweep").await?;
+                fleets::set_state(db, r.id, InstanceState::Terminating, "shutting down outside Sweep").await?;
             }
             None if r.provider_id.is_some() => {
-                fleets::set_state(db, r.id, "terminated", "vanished (spot reclaim, or terminated outside Sweep)")
-                    .await?;
-                out.vanished += usize::from(r.state == "running");
+                fleets::set_state(db, r.id, InstanceState::Terminated, VANISHED).await?;
+                out.vanished += usize::from(r.state == InstanceState::Running);
             }
             None => {} // never reached the provider: relaunched (or dropped) below
         }
@@ -229,12 +247,15 @@ async fn sync(db: &PgPool, fleet: Uuid, rows: &[InstanceRow], described: &[Descr
     fleets::seen(db, &seen).await
 }
 
+/// Why an instance the provider no longer shows ended.
+const VANISHED: &str = "vanished (spot reclaim, or terminated outside Sweep)";
+
 /// How many instances the fleet should have now, and why any beyond that end.
 async fn target(db: &PgPool, f: &FleetRow) -> Result<(usize, String)> {
-    match f.state.as_str() {
-        "active" => {}
-        "down" => return Ok((0, "fleet down".into())),
-        "expired" => return Ok((0, format!("fleet reached its max hours ({})", f.max_hours))),
+    match f.state {
+        FleetState::Active => {}
+        FleetState::Down => return Ok((0, "fleet down".into())),
+        FleetState::Expired => return Ok((0, format!("fleet reached its max hours ({})", f.max_hours))),
         other => return Ok((0, format!("fleet {other}"))),
     }
     let work = fleets::has_work(db, &f.sweeps).await?;

@@ -10,7 +10,7 @@ use tracing::instrument;
 
 use super::{convert, AppState};
 use crate::auth;
-use crate::db::{fleets, trials, workers};
+use crate::db::{fleets, leases, trials, workers};
 use crate::error::{CoordinatorError, Result};
 use crate::states::TrialState;
 
@@ -42,7 +42,7 @@ impl AgentApi {
             notified.as_mut().enable();
             let started = std::time::Instant::now();
             let sweeps = self.state.worker_sweeps(worker).await?;
-            let rows = trials::claim(&self.state.db, worker, n, self.lease_ms(), sweeps.as_deref(), req.fuse).await?;
+            let rows = leases::claim(&self.state.db, worker, n, self.lease_ms(), sweeps.as_deref(), req.fuse).await?;
             metrics::histogram!(crate::metrics::CLAIM_SECONDS).record(started.elapsed().as_secs_f64());
             if !rows.is_empty() {
                 metrics::counter!(crate::metrics::LEASES_GRANTED).increment(rows.len() as u64);
@@ -73,7 +73,7 @@ impl AgentApi {
 }
 
 /// A claimed trial as the worker receives it.
-fn leased(r: trials::Leased) -> pb::LeasedTrial {
+fn leased(r: leases::Leased) -> pb::LeasedTrial {
     let metric = r.config.get("metric");
     let field = |k: &str| metric.and_then(|m| m.get(k)).and_then(|v| v.as_str()).unwrap_or_default().to_string();
     pb::LeasedTrial {
@@ -89,10 +89,10 @@ fn leased(r: trials::Leased) -> pb::LeasedTrial {
     }
 }
 
-fn kind(k: i32) -> Result<trials::FailureKind> {
+fn kind(k: i32) -> Result<leases::FailureKind> {
     match pb::FailureKind::try_from(k) {
-        Ok(pb::FailureKind::User) => Ok(trials::FailureKind::User),
-        Ok(pb::FailureKind::Transient) => Ok(trials::FailureKind::Transient),
+        Ok(pb::FailureKind::User) => Ok(leases::FailureKind::User),
+        Ok(pb::FailureKind::Transient) => Ok(leases::FailureKind::Transient),
         _ => Err(CoordinatorError::InvalidArgument(format!("kind: {k} is not USER or TRANSIENT"))),
     }
 }
@@ -152,7 +152,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
         }
         let refs = r.trials.iter().map(|t| convert::trial_ref(Some(t))).collect::<Result<Vec<_>>>()?;
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
-        let directives = trials::heartbeat(&mut conn, worker, &refs, self.lease_ms()).await?;
+        let directives = leases::heartbeat(&mut conn, worker, &refs, self.lease_ms()).await?;
         let directives = r
             .trials
             .into_iter()
@@ -160,9 +160,9 @@ impl pb::agent_service_server::AgentService for AgentApi {
             .map(|(t, d)| pb::Directive {
                 trial: Some(t),
                 action: match d {
-                    trials::Directive::Continue => pb::Action::Continue,
-                    trials::Directive::Cancel => pb::Action::Cancel,
-                    trials::Directive::LeaseLost => pb::Action::LeaseLost,
+                    leases::Directive::Continue => pb::Action::Continue,
+                    leases::Directive::Cancel => pb::Action::Cancel,
+                    leases::Directive::LeaseLost => pb::Action::LeaseLost,
                 } as i32,
             })
             .collect();
@@ -183,7 +183,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
             .filter(|e| *e <= 100_000)
             .ok_or_else(|| CoordinatorError::InvalidArgument(format!("epoch: {} is out of range", r.epoch)))?;
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
-        trials::progress(&mut conn, &fence, epoch, &metrics, self.lease_ms()).await?;
+        leases::progress(&mut conn, &fence, epoch, &metrics, self.lease_ms()).await?;
         drop(conn);
         let stop = self.asha_stops(fence.trial, epoch, &metrics).await?;
         self.notify_trial(fence.trial).await;
@@ -221,7 +221,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
             sha => Some(sha),
         };
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
-        let recorded = trials::complete(&mut conn, &fence, &metrics, &result, r.pruned, model).await?;
+        let recorded = leases::complete(&mut conn, &fence, &metrics, &result, r.pruned, model).await?;
         let mut orphans = if recorded.is_some() && model.is_some() {
             trials::keep_top_models(&mut conn, fence.trial, self.state.settings.keep_models).await?
         } else {
@@ -239,7 +239,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
         }
         let mut next = Vec::new();
         if let Some(rec) = recorded {
-            if rec.method == "tpe" {
+            if rec.method == sweep_spec::Method::Tpe {
                 crate::propose::top_up_or_warn(&self.state, rec.sweep_id).await;
             }
             workers::infra_success(&self.state.db, worker).await?;
@@ -249,7 +249,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
             let n = r.lease_next.min(MAX_LEASE_BATCH);
             if n > 0 {
                 let sweeps = self.state.worker_sweeps(worker).await?;
-                next = trials::claim(&self.state.db, worker, n, self.lease_ms(), sweeps.as_deref(), false).await?;
+                next = leases::claim(&self.state.db, worker, n, self.lease_ms(), sweeps.as_deref(), false).await?;
                 metrics::counter!(crate::metrics::LEASES_GRANTED).increment(next.len() as u64);
                 for t in &next {
                     self.state.changed(t.sweep_id);
@@ -268,12 +268,12 @@ impl pb::agent_service_server::AgentService for AgentApi {
         let kind = kind(r.kind)?;
         let error: String = r.error.chars().take(4096).collect();
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
-        let state = trials::fail(&mut conn, &fence, kind, &error, self.state.settings.backoff_ms).await?;
+        let state = leases::fail(&mut conn, &fence, kind, &error, self.state.settings.backoff_ms).await?;
         drop(conn);
         tracing::warn!(%worker, ?kind, new_state = %state, error = %error, "trial attempt failed");
         // A transient error is the machine's fault as much as the trial's: too many in a
         // row quarantine the worker. (A user error says nothing about the worker.)
-        if kind == trials::FailureKind::Transient
+        if kind == leases::FailureKind::Transient
             && workers::infra_failure(&self.state.db, worker, self.state.settings.quarantine_after).await?
         {
             tracing::warn!(%worker, "worker quarantined: too many infrastructure failures in a row");
@@ -314,7 +314,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
             );
         }
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
-        let replaced = trials::save_checkpoint(&mut conn, &fence, sha, r.epoch).await?;
+        let replaced = leases::save_checkpoint(&mut conn, &fence, sha, r.epoch).await?;
         drop(conn);
         tracing::info!(%worker, epoch = r.epoch, "checkpoint recorded");
         if let Some(old) = replaced {
@@ -337,7 +337,7 @@ impl AgentApi {
         let worker = auth::worker(&self.state.db, &self.state.worker_auth, &req).await?;
         let fence = fence(worker, Some(req.get_ref()))?;
         let mut conn = self.state.db.acquire().await.map_err(CoordinatorError::from)?;
-        trials::release(&mut conn, &fence, preempted).await?;
+        leases::release(&mut conn, &fence, preempted).await?;
         drop(conn);
         tracing::info!(%worker, preempted, "trial handed back");
         self.state.work.notify_waiters();
@@ -347,12 +347,12 @@ impl AgentApi {
 }
 
 /// The fence of a worker write, recorded on the handler's span.
-fn fence(worker: uuid::Uuid, r: Option<&pb::TrialRef>) -> Result<trials::Fence> {
+fn fence(worker: uuid::Uuid, r: Option<&pb::TrialRef>) -> Result<leases::Fence> {
     let (trial, attempt) = convert::trial_ref(r)?;
     let span = tracing::Span::current();
     span.record("trial_id", tracing::field::display(trial));
     span.record("attempt", attempt);
-    Ok(trials::Fence { trial, attempt, worker })
+    Ok(leases::Fence { trial, attempt, worker })
 }
 
 impl AgentApi {

@@ -124,9 +124,7 @@ impl pb::client_service_server::ClientService for ClientApi {
         auth::client(&self.state.db, &req).await?;
         let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
         let sweep = sweeps::get(&self.state.db, id).await?;
-        let goal: sweep_spec::Goal =
-            sweep.metric_goal.parse().map_err(|e: String| CoordinatorError::from(anyhow::anyhow!(e)))?;
-        let best = trials::best(&self.state.db, id, goal).await?.ok_or_else(|| {
+        let best = trials::best(&self.state.db, id, sweep.metric_goal).await?.ok_or_else(|| {
             CoordinatorError::NotFound(format!("a succeeded trial with {} in sweep {id}", sweep.metric_name))
         })?;
         Ok(Response::new(convert::trial(best)))

@@ -6,7 +6,38 @@ use sweep_proto as pb;
 
 use crate::db::{sweeps::SweepRow, trials::TrialRow, unix_ms, workers::WorkerRow};
 use crate::error::{CoordinatorError, Result};
-use crate::states::{SweepState, TrialState};
+use crate::states::{FleetState, InstanceState, SweepState, TrialState, WorkerState};
+
+/// The store's states on the wire (names match: the enums' tests check it).
+macro_rules! to_wire {
+    ($from:ident => $to:ident { $($v:ident),+ $(,)? }) => {
+        impl From<$from> for pb::$to {
+            fn from(s: $from) -> Self {
+                match s { $($from::$v => pb::$to::$v),+ }
+            }
+        }
+    };
+}
+
+to_wire!(TrialState => TrialState { Queued, Leased, Succeeded, Failed, Cancelled, Dead, Pruned });
+to_wire!(WorkerState => WorkerState { Alive, Gone, Revoked, Quarantined });
+to_wire!(FleetState => FleetState { Active, Down, Expired, Failed });
+to_wire!(InstanceState => InstanceState { Launching, Running, Terminating, Terminated });
+
+fn method(m: sweep_spec::Method) -> pb::SearchMethod {
+    match m {
+        sweep_spec::Method::Grid => pb::SearchMethod::Grid,
+        sweep_spec::Method::Random => pb::SearchMethod::Random,
+        sweep_spec::Method::Tpe => pb::SearchMethod::Tpe,
+    }
+}
+
+fn goal(g: sweep_spec::Goal) -> pb::Goal {
+    match g {
+        sweep_spec::Goal::Maximize => pb::Goal::Maximize,
+        sweep_spec::Goal::Minimize => pb::Goal::Minimize,
+    }
+}
 
 /// Most metrics one progress or completion report may carry.
 pub const MAX_METRICS: usize = 512;
@@ -51,9 +82,9 @@ pub fn sweep(s: SweepRow, counts: BTreeMap<TrialState, u64>) -> pb::Sweep {
     pb::Sweep {
         sweep_id: s.id.to_string(),
         name: s.name,
-        method: s.method,
+        method: method(s.method).into(),
         metric_name: s.metric_name,
-        metric_goal: s.metric_goal,
+        metric_goal: goal(s.metric_goal).into(),
         state: state.into(),
         created_unix_ms: unix_ms(s.created_at),
         total,
@@ -110,4 +141,34 @@ pub fn metrics(m: &std::collections::HashMap<String, f64>) -> Result<BTreeMap<St
         out.insert(k.clone(), *v);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+
+    /// The wire enums name every state as the store does, and agree on which end a trial.
+    #[test]
+    fn wire_names_and_terminal_states_match_the_store() {
+        for s in TrialState::ALL {
+            assert_eq!(pb::TrialState::from(*s).name(), s.as_str());
+            assert_eq!(pb::TrialState::from(*s).is_terminal(), s.is_terminal());
+        }
+        for s in WorkerState::ALL {
+            assert_eq!(pb::WorkerState::from(*s).name(), s.as_str());
+        }
+        for s in FleetState::ALL {
+            assert_eq!(pb::FleetState::from(*s).name(), s.as_str());
+        }
+        for s in InstanceState::ALL {
+            assert_eq!(pb::InstanceState::from(*s).name(), s.as_str());
+            assert_eq!(pb::InstanceState::from(*s).is_live(), s.is_live());
+        }
+        for m in [sweep_spec::Method::Grid, sweep_spec::Method::Random, sweep_spec::Method::Tpe] {
+            assert_eq!(method(m).name(), m.as_str());
+        }
+        for g in [sweep_spec::Goal::Maximize, sweep_spec::Goal::Minimize] {
+            assert_eq!(goal(g).name(), g.as_str());
+        }
+    }
 }

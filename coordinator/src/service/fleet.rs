@@ -10,6 +10,7 @@ use crate::db::sweeps;
 use crate::error::{CoordinatorError, Result};
 use crate::fleet::reconcile::reconcile_fleet;
 use crate::fleet::{FleetSpec, Provider, ProviderKind};
+use crate::states::FleetState;
 
 /// Largest fleet one call may ask for.
 const MAX_COUNT: u32 = 1_000;
@@ -108,7 +109,7 @@ pub async fn create(state: &AppState, r: pb::CreateFleetRequest) -> Result<pb::C
     let first = reconcile_fleet(state, id).await?;
     if let Some(error) = first.error {
         // Nothing half-made stays: the fleet ends and what it launched is terminated.
-        fleets::end(&state.db, id, "failed", Some(&error)).await?;
+        fleets::end(&state.db, id, FleetState::Failed, Some(&error)).await?;
         reconcile_fleet(state, id).await?;
         return Err(CoordinatorError::FailedPrecondition(format!(
             "fleet up failed, everything it launched is being terminated: {error}"
@@ -134,7 +135,7 @@ pub async fn list(state: &AppState) -> Result<pb::ListFleetsResponse> {
 
 pub async fn down(state: &AppState, id: Uuid) -> Result<pb::Fleet> {
     fleets::get(&state.db, id).await?;
-    fleets::end(&state.db, id, "down", None).await?;
+    fleets::end(&state.db, id, FleetState::Down, None).await?;
     tracing::info!(fleet = %id, "fleet down: terminating its instances");
     let pass = reconcile_fleet(state, id).await?;
     if let Some(e) = pass.error {
@@ -166,7 +167,7 @@ fn fleet(f: FleetRow, instances: Vec<InstanceRow>) -> pb::Fleet {
             key_name: s.key_name,
             instance_profile: s.instance_profile,
         }),
-        state: f.state,
+        state: pb::FleetState::from(f.state).into(),
         desired: f.desired as u32,
         max_count: f.max_count as u32,
         max_hours: f.max_hours,
@@ -182,7 +183,7 @@ fn fleet(f: FleetRow, instances: Vec<InstanceRow>) -> pb::Fleet {
                 instance_id: i.id.to_string(),
                 hours: i.hours(),
                 provider_id: i.provider_id.unwrap_or_default(),
-                state: i.state,
+                state: pb::InstanceState::from(i.state).into(),
                 worker_id: i.worker_id.map(|w| w.to_string()).unwrap_or_default(),
                 worker_name: i.worker_name.unwrap_or_default(),
                 trial_ids: i.trials.iter().map(Uuid::to_string).collect(),

@@ -7,74 +7,10 @@ pub mod client;
 mod convert;
 pub mod fleet;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use sqlx::PgPool;
-use tokio::sync::{broadcast, Notify};
 use uuid::Uuid;
 
 use crate::error::{CoordinatorError, Result};
-use crate::settings::Settings;
-
-/// Shared by both services, the reaper and the watch streams.
-pub struct AppState {
-    pub db: PgPool,
-    pub settings: Settings,
-    /// Woken when trials become claimable (submit, requeue); long-polling leases wait on it.
-    pub work: Notify,
-    /// Which sweep changed; the watch streams follow it.
-    pub changes: broadcast::Sender<Uuid>,
-    pub worker_auth: crate::auth::WorkerCache,
-    /// Providers, the worker binary and the coordinator's address, for fleets.
-    pub fleets: crate::fleet::Fleets,
-    /// Datasets and model artifacts, by SHA-256.
-    pub blobs: crate::blobs::Blobs,
-    /// The sweeps each worker may serve (fixed at enrolment: a fleet instance's worker
-    /// serves its fleet's sweeps), looked up once per worker.
-    worker_sweeps: std::sync::Mutex<std::collections::HashMap<Uuid, Option<Arc<[Uuid]>>>>,
-}
-
-impl AppState {
-    pub fn new(db: PgPool, settings: Settings) -> anyhow::Result<Arc<Self>> {
-        let (changes, _) = broadcast::channel(4096);
-        let worker_auth = crate::auth::WorkerCache::new(Duration::from_millis(settings.lease_ms as u64));
-        let fleets = crate::fleet::Fleets::new(&settings)?;
-        let blobs = crate::blobs::Blobs::open(
-            &settings.blob_store(),
-            settings.blob_staging.as_deref(),
-            settings.max_blob_bytes,
-        )?;
-        Ok(Arc::new(AppState {
-            db,
-            settings,
-            work: Notify::new(),
-            changes,
-            worker_auth,
-            fleets,
-            blobs,
-            worker_sweeps: Default::default(),
-        }))
-    }
-
-    /// The sweeps `worker` may lease from (None: all).
-    pub async fn worker_sweeps(&self, worker: Uuid) -> Result<Option<Arc<[Uuid]>>> {
-        if let Some(s) = self.worker_sweeps.lock().expect("worker sweeps").get(&worker) {
-            return Ok(s.clone());
-        }
-        let found: Option<Arc<[Uuid]>> = crate::db::fleets::worker_sweeps(&self.db, worker).await?.map(Into::into);
-        let mut map = self.worker_sweeps.lock().expect("worker sweeps");
-        if map.len() > 100_000 {
-            map.clear();
-        }
-        map.insert(worker, found.clone());
-        Ok(found)
-    }
-
-    pub fn changed(&self, sweep: Uuid) {
-        let _ = self.changes.send(sweep);
-    }
-}
+pub use crate::state::AppState;
 
 pub(crate) fn parse_id(field: &str, value: &str) -> Result<Uuid> {
     Uuid::parse_str(value)

@@ -22,8 +22,14 @@ pub fn model_bytes(features: usize, hidden: &[u32], labels: usize, batch: usize)
     params * 4 * 5 + batch as u64 * units * 40
 }
 
+/// How many models of `per_model` bytes `--fuse auto` stacks in `free` bytes: what fits
+/// in 80% of it, at least one, at most `most`.
+pub fn auto_k(free: u64, per_model: u64, most: usize) -> usize {
+    ((free as f64 * 0.8 / per_model.max(1) as f64) as usize).clamp(1, most.max(1))
+}
+
 /// Free memory on the CUDA device, from NVML; None on CPU or without a driver.
-pub(super) fn free_bytes(device: tch::Device) -> Option<u64> {
+pub fn free_bytes(device: tch::Device) -> Option<u64> {
     let tch::Device::Cuda(index) = device else { return None };
     let nvml = nvml_wrapper::Nvml::init().ok()?;
     let dev = nvml.device_by_index(index as u32).ok()?;

@@ -73,7 +73,7 @@ impl Agent {
         }
         let per_model = gpu::model_bytes(ds.features, &cfg.model.hidden, ds.labels, cfg.train.batch_size as usize);
         match gpu::free_bytes(self.device) {
-            Some(free) => ((free as f64 * 0.8 / per_model as f64) as usize).clamp(1, n.max(1)),
+            Some(free) => gpu::auto_k(free, per_model, n),
             None => n.max(1),
         }
     }

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::blobcache::{default_cache_dir, BlobCache};
-pub use gpu::model_bytes;
+pub use gpu::{auto_k, free_bytes as gpu_free_bytes, model_bytes};
 use running::RunningSet;
 pub use settings::{AgentSettings, Fuse, FUSE_AUTO_MAX};
 

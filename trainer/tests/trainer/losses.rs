@@ -37,7 +37,7 @@ fn close(got: f64, want: f64, what: &str) {
 
 #[test]
 fn every_loss_and_its_gradient_match_the_pytorch_reference() {
-    let text = include_str!("reference/losses.json");
+    let text = include_str!("../reference/losses.json");
     let reference: Reference = serde_json::from_str(text).unwrap();
     assert_eq!(reference.cases.len(), 6);
     for c in &reference.cases {

@@ -436,7 +436,7 @@ async fn two_hundred_agents_claiming_at_once_lease_every_trial_once() {
     }
     assert_eq!(all.len(), 300, "two per agent until the 300 ran out");
     assert_eq!(all.iter().collect::<HashSet<_>>().len(), 300, "none leased twice");
-    let v = sweep_coordinator::invariants::check(&app.db, false).await.unwrap();
+    let v = sweep_coordinator::db::invariants::check(&app.db, false).await.unwrap();
     assert!(v.is_empty(), "{v:?}");
 }
 
@@ -471,7 +471,7 @@ async fn completion_racing_the_reaper_has_exactly_one_outcome() {
         }
     }
     assert_eq!(outcomes.0 + outcomes.1, 3);
-    let v = sweep_coordinator::invariants::check(&app.db, false).await.unwrap();
+    let v = sweep_coordinator::db::invariants::check(&app.db, false).await.unwrap();
     assert!(v.is_empty(), "{v:?}");
 }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use sweep_coordinator::states::TERMINAL_SQL;
+use sweep_coordinator::states::terminal_sql;
 use sweep_testkit::procs::{Cluster, Proc, TINY};
 
 /// A tiny deterministic generator, so a soak can be replayed by its seed.
@@ -61,7 +61,7 @@ async fn soak_with_random_kills_loses_and_duplicates_nothing() {
         }
     }
     c.settled(Duration::from_secs(300)).await;
-    let violations = sweep_coordinator::invariants::check(&c.db, true).await.unwrap();
+    let violations = sweep_coordinator::db::invariants::check(&c.db, true).await.unwrap();
     let (total, succeeded, dead, attempts, lost_leases): (i64, i64, i64, i64, i64) = sqlx::query_as(
         "SELECT count(*), count(*) FILTER (WHERE state = 'succeeded'), count(*) FILTER (WHERE state = 'dead'),
                 sum(attempt)::int8, sum(lost_count)::int8 FROM trials",
@@ -77,7 +77,7 @@ async fn soak_with_random_kills_loses_and_duplicates_nothing() {
     .unwrap();
     // Lost: submitted but not in a terminal state (or gone). `dead` is a terminal state
     // (the attempt budget spent on lost leases), reported apart.
-    let (terminal,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM trials WHERE state IN {TERMINAL_SQL}"))
+    let (terminal,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM trials WHERE state IN {}", terminal_sql()))
         .fetch_one(&c.db)
         .await
         .unwrap();

@@ -1,0 +1,10 @@
+//! The coordinator's tests against a real Postgres and real gRPC (in-process or as
+//! processes), and its deployment files checked offline: one test binary, a module per
+//! subject.
+
+mod api;
+mod blobs;
+mod deploy;
+mod fleet;
+mod tls;
+mod tpe;

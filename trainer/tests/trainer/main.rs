@@ -1,0 +1,12 @@
+//! The trainer's tests: readers, featurizers, losses against PyTorch, training alone,
+//! fused and resumed, determinism. One test binary (each links libtorch), a module per
+//! subject.
+
+mod checkpoint;
+mod data;
+mod determinism;
+mod featurize;
+mod fused;
+mod losses;
+mod text;
+mod train;
