@@ -87,7 +87,7 @@ pub fn submitted_json(r: &pb::SubmitSweepResponse) -> Value {
     json!({"sweep_id": r.sweep_id, "created": r.created, "trials_total": r.trials_total, "trials_added": r.trials_added})
 }
 
-pub fn validated_json(spec: &sweep_spec::SweepSpec, trials: &[sweep_spec::Trial]) -> Value {
+pub fn validated_json(spec: &sweep_file::SweepSpec, trials: &[sweep_file::Trial]) -> Value {
     json!({
         "name": spec.name(),
         "method": spec.method().as_str(),
@@ -288,7 +288,7 @@ pub fn print_best(
 /// the dataset with only the fields its kind uses (a config stored by an earlier
 /// version, which carried every kind's fields, is read and written back the same way).
 pub fn rerun_yaml(name: &str, config: &Value) -> anyhow::Result<String> {
-    let config = match serde_json::from_value::<sweep_spec::TrialConfig>(config.clone()) {
+    let config = match serde_json::from_value::<sweep_file::TrialConfig>(config.clone()) {
         Ok(c) => serde_json::to_value(c)?,
         Err(_) => config.clone(),
     };

@@ -31,9 +31,9 @@ fn sweep_local_runs_reports_and_leaves_nothing_running() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let report = dir.path().join("report.html");
-    let run = |name: &str, report: Option<&Path>| {
+    let run = |name: &str, head: &str, report: Option<&Path>| {
         let spec = dir.path().join(format!("{name}.yaml"));
-        std::fs::write(&spec, format!("name: {name}\n{GRID}")).unwrap();
+        std::fs::write(&spec, format!("name: {name}\n{head}{GRID}")).unwrap();
         let mut cmd = Command::new(bin("sweep"));
         cmd.args(["local", spec.to_str().unwrap(), "--workers", "2", "--device", "cpu", "--data-dir"]).arg(&data);
         if let Some(r) = report {
@@ -45,7 +45,7 @@ fn sweep_local_runs_reports_and_leaves_nothing_running() {
         assert!(out.status.success(), "sweep local failed:\n{stderr}");
         (stdout, stderr)
     };
-    let (first, _) = run("local-one", Some(&report));
+    let (first, _) = run("local-one", "", Some(&report));
     assert!(first.contains("leaderboard of local-one (succeeded 4)"), "{first}");
     assert!(first.contains("# a sweep file that re-runs this configuration:"), "{first}");
     let data_s = data.canonicalize().unwrap().to_string_lossy().into_owned();
@@ -55,9 +55,12 @@ fn sweep_local_runs_reports_and_leaves_nothing_running() {
     assert!(processes_mentioning(&data_s).is_empty(), "left running: {:?}", processes_mentioning(&data_s));
     assert!(processes_mentioning(&pg_dir).is_empty(), "postgres left running: {:?}", processes_mentioning(&pg_dir));
 
-    // A second run on the same data directory shows the first sweep.
-    let (second, _) = run("local-two", None);
+    // A second run on the same data directory shows the first sweep; with replicas, the
+    // winner is the best configuration by mean, with its interval.
+    let (second, _) = run("local-two", "replicas: 2\n", None);
     assert!(second.contains("local-one") && second.contains("local-two"), "{second}");
+    assert!(second.contains("best configuration of local-two: mean val.f1_micro = "), "{second}");
+    assert!(second.contains("(95% CI) over 2 replicas") && second.contains("its best replica: trial "), "{second}");
     assert!(processes_mentioning(&data_s).is_empty());
     assert!(processes_mentioning(&pg_dir).is_empty());
 

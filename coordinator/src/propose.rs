@@ -7,8 +7,8 @@
 use std::collections::HashSet;
 
 use rand::SeedableRng;
+use sweep_file::{Distribution, Goal, Method, ParamSpec};
 use sweep_search::tpe::{Dim, Tpe};
-use sweep_spec::{Distribution, Goal, Method, ParamSpec};
 use uuid::Uuid;
 
 use crate::db::{sweeps, trials};
@@ -19,7 +19,7 @@ use crate::states::TrialState;
 /// Proposal attempts per configuration before the space counts as exhausted.
 const TRIES: u64 = 16;
 
-fn dims(spec: &sweep_spec::SweepSpec) -> Vec<Dim> {
+fn dims(spec: &sweep_file::SweepSpec) -> Vec<Dim> {
     spec.parameters()
         .values()
         .map(|p| match p {
@@ -38,7 +38,7 @@ fn dims(spec: &sweep_spec::SweepSpec) -> Vec<Dim> {
 }
 
 /// A trial's swept values as a point in the TPE space (None if one does not fit).
-fn encode(spec: &sweep_spec::SweepSpec, params: &serde_json::Value) -> Option<Vec<f64>> {
+fn encode(spec: &sweep_file::SweepSpec, params: &serde_json::Value) -> Option<Vec<f64>> {
     spec.parameters()
         .iter()
         .map(|(k, p)| {
@@ -51,7 +51,7 @@ fn encode(spec: &sweep_spec::SweepSpec, params: &serde_json::Value) -> Option<Ve
         .collect()
 }
 
-fn decode(spec: &sweep_spec::SweepSpec, x: &[f64]) -> Vec<serde_json::Value> {
+fn decode(spec: &sweep_file::SweepSpec, x: &[f64]) -> Vec<serde_json::Value> {
     spec.parameters()
         .values()
         .zip(x)
@@ -85,8 +85,7 @@ pub async fn top_up(state: &AppState, sweep: Uuid) -> Result<usize> {
     if row.method != Method::Tpe {
         return Ok(0);
     }
-    let limits = sweep_spec::Limits { max_trials: state.settings.max_trials };
-    let spec = match sweep_spec::parse(&row.spec_yaml, "stored sweep", limits) {
+    let spec = match state.parsed_sweep(sweep, &row.spec_yaml) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(%sweep, error = %e, "stored TPE sweep no longer parses: no proposals");
@@ -133,7 +132,7 @@ pub async fn top_up(state: &AppState, sweep: Uuid) -> Result<usize> {
 
 /// Draws configurations the sweep does not have yet, bound to the sweep's data.
 struct Proposer<'a> {
-    spec: &'a sweep_spec::SweepSpec,
+    spec: &'a sweep_file::SweepSpec,
     dims: Vec<Dim>,
     history: &'a [(Vec<f64>, f64)],
     known: HashSet<String>,
@@ -144,7 +143,7 @@ struct Proposer<'a> {
 impl Proposer<'_> {
     /// The replicas of the next new configuration (None once [`TRIES`] draws all repeat
     /// what the sweep has). The generator is seeded by the sweep's seed and its size.
-    fn next(&mut self, sweep: Uuid) -> Option<Vec<sweep_spec::Trial>> {
+    fn next(&mut self, sweep: Uuid) -> Option<Vec<sweep_file::Trial>> {
         for k in 0..TRIES {
             let stream = (self.total as u64).wrapping_mul(TRIES).wrapping_add(k);
             let mut rng =
@@ -152,7 +151,7 @@ impl Proposer<'_> {
             let x = Tpe::default().suggest(&self.dims, self.history, &mut rng);
             // Data uploaded with the sweep: proposals read the same blobs.
             let proposed = self.spec.trials_for(decode(self.spec, &x)).and_then(|mut trials| {
-                sweep_spec::bind_data(&mut trials, self.data_blobs)?;
+                sweep_file::bind_data(&mut trials, self.data_blobs)?;
                 Ok(trials)
             });
             let trials = match proposed {

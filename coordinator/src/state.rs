@@ -28,6 +28,9 @@ pub struct AppState {
     /// The sweeps each worker may serve (fixed at enrolment: a fleet instance's worker
     /// serves its fleet's sweeps), looked up once per worker.
     worker_sweeps: std::sync::Mutex<std::collections::HashMap<Uuid, Option<Arc<[Uuid]>>>>,
+    /// Sweep files parsed for proposals, by sweep: (the stored YAML, what it parses to),
+    /// so a TPE sweep is not parsed again at every trial end (only when resubmitted).
+    parsed: std::sync::Mutex<std::collections::HashMap<Uuid, (String, Arc<sweep_file::SweepSpec>)>>,
 }
 
 impl AppState {
@@ -49,6 +52,7 @@ impl AppState {
             fleets,
             blobs,
             worker_sweeps: Default::default(),
+            parsed: Default::default(),
         }))
     }
 
@@ -64,6 +68,23 @@ impl AppState {
         }
         map.insert(worker, found.clone());
         Ok(found)
+    }
+
+    /// The sweep's stored file, parsed (cached until the stored YAML changes).
+    pub fn parsed_sweep(&self, sweep: Uuid, yaml: &str) -> std::result::Result<Arc<sweep_file::SweepSpec>, String> {
+        if let Some((y, spec)) = self.parsed.lock().expect("parsed sweeps").get(&sweep) {
+            if y == yaml {
+                return Ok(spec.clone());
+            }
+        }
+        let limits = sweep_file::Limits { max_trials: self.settings.max_trials };
+        let spec = Arc::new(sweep_file::parse(yaml, "stored sweep", limits).map_err(|e| e.to_string())?);
+        let mut map = self.parsed.lock().expect("parsed sweeps");
+        if map.len() > 10_000 {
+            map.clear();
+        }
+        map.insert(sweep, (yaml.to_string(), spec.clone()));
+        Ok(spec)
     }
 
     pub fn changed(&self, sweep: Uuid) {

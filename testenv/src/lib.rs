@@ -22,7 +22,7 @@ pub fn skip<T>(what: impl std::fmt::Display) -> Option<T> {
 
 /// `$SWEEP_DATA_DIR/mulan/<name>` (default `../shared/datasets`), or `None` (skip) when absent.
 pub fn mulan_dir(name: &str) -> Option<PathBuf> {
-    let root = sweep_spec::data_dir();
+    let root = sweep_file::data_dir();
     let dir = root.join("mulan").join(name);
     if dir.exists() {
         Some(dir)
@@ -50,9 +50,9 @@ pub fn tool(name: &str, hint: &str) -> Option<PathBuf> {
 }
 
 /// A trial config that trains in well under a second on a CPU.
-pub fn small_config() -> sweep_spec::TrialConfig {
-    let mut c = sweep_spec::TrialConfig::default();
-    c.dataset.source = sweep_spec::DataSource::Synthetic(sweep_spec::SyntheticData {
+pub fn small_config() -> sweep_file::TrialConfig {
+    let mut c = sweep_file::TrialConfig::default();
+    c.dataset.source = sweep_file::DataSource::Synthetic(sweep_file::SyntheticData {
         labels: 60,
         features: 32,
         train_samples: 1500,
@@ -67,7 +67,7 @@ pub fn small_config() -> sweep_spec::TrialConfig {
 
 /// A file under `$SWEEP_DATA_DIR` (default `../shared/datasets`), or `None` (skip) when absent.
 pub fn data_file(relative: &str) -> Option<PathBuf> {
-    let path = sweep_spec::data_dir().join(relative);
+    let path = sweep_file::data_dir().join(relative);
     if path.exists() {
         Some(path)
     } else {

@@ -11,31 +11,31 @@ use std::path::Path;
 fn rules() -> BTreeMap<&'static str, (&'static [&'static str], &'static [&'static str])> {
     const PURE: &[&str] = &["tokio", "tonic", "sqlx", "tch", "aws-sdk-ec2"];
     BTreeMap::from([
-        ("sweep-spec", (&[][..], PURE)),
+        ("sweep-file", (&[][..], PURE)),
         ("sweep-search", (&[][..], PURE)),
         ("sweep-proto", (&[][..], &["sqlx", "tch"][..])),
-        ("sweep-trainer", (&["sweep-spec"][..], &["tokio", "tonic", "sqlx", "aws-sdk-ec2"][..])),
+        ("sweep-trainer", (&["sweep-file"][..], &["tokio", "tonic", "sqlx", "aws-sdk-ec2"][..])),
         ("sweep-client", (&["sweep-proto"][..], &["sqlx", "tch"][..])),
         (
             "sweep-coordinator",
-            (&["sweep-proto", "sweep-spec", "sweep-search", "sweep-client"][..], &["tch", "sweep-trainer"][..]),
+            (&["sweep-proto", "sweep-file", "sweep-search", "sweep-client"][..], &["tch", "sweep-trainer"][..]),
         ),
         (
             "sweep-worker",
             (
-                &["sweep-proto", "sweep-spec", "sweep-trainer", "sweep-client"][..],
+                &["sweep-proto", "sweep-file", "sweep-trainer", "sweep-client"][..],
                 &["sqlx", "aws-sdk-ec2", "sweep-coordinator"][..],
             ),
         ),
         (
             "sweep-cli",
             (
-                &["sweep-proto", "sweep-spec", "sweep-search", "sweep-client"][..],
+                &["sweep-proto", "sweep-file", "sweep-search", "sweep-client"][..],
                 &["sqlx", "tch", "sweep-trainer", "sweep-coordinator"][..],
             ),
         ),
-        ("sweep-testenv", (&["sweep-spec"][..], &["tokio", "tonic", "sqlx", "tch"][..])),
-        ("sweep-testkit", (&["sweep-coordinator", "sweep-proto", "sweep-spec", "sweep-testenv"][..], &["tch"][..])),
+        ("sweep-testenv", (&["sweep-file"][..], &["tokio", "tonic", "sqlx", "tch"][..])),
+        ("sweep-testkit", (&["sweep-coordinator", "sweep-proto", "sweep-file", "sweep-testenv"][..], &["tch"][..])),
     ])
 }
 

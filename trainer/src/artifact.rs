@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use sweep_spec::{DataSource, DatasetKind, TextFormat, TrialConfig};
+use sweep_file::{DataSource, DatasetKind, TextFormat, TrialConfig};
 
 use crate::data::{text, Columns, Features};
 use tch::Device;

@@ -18,7 +18,7 @@
 //!   the model's own logits. Labels with no (or only) positives in training would make
 //!   the authors' prior and inverse frequency infinite: their count is clamped to [1, n-1].
 
-use sweep_spec::{LossConfig, LossKind, WeightScheme};
+use sweep_file::{LossConfig, LossKind, WeightScheme};
 use tch::{Device, Kind, Reduction, Tensor};
 
 /// Per-label positive weights from a scheme, clipped at `cap` (and at least 1e-6).

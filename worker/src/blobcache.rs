@@ -60,17 +60,17 @@ impl BlobCache {
     /// Puts local paths in place of a dataset's blobs (fetched into the cache) and of
     /// its `s3://` files (read from the object store): what a worker does before anything
     /// checks or reads the config.
-    pub async fn materialize(&self, d: &mut sweep_spec::DatasetConfig) -> Result<(), TrainError> {
+    pub async fn materialize(&self, d: &mut sweep_file::DatasetConfig) -> Result<(), TrainError> {
         let local = |p: PathBuf| p.to_string_lossy().into_owned();
         let remote: Vec<(&'static str, String)> =
-            sweep_spec::data_files(d).into_iter().filter(|(_, p)| sweep_spec::is_remote(p)).collect();
+            sweep_file::data_files(d).into_iter().filter(|(_, p)| sweep_file::is_remote(p)).collect();
         for (role, uri) in remote {
             let path = local(self.s3_path(&uri).await?);
-            sweep_spec::set_data_file(d, role, path).map_err(TrainError::User)?;
+            sweep_file::set_data_file(d, role, path).map_err(TrainError::User)?;
         }
         for (role, sha) in std::mem::take(&mut d.blobs) {
             let path = local(self.path(&sha).await?);
-            sweep_spec::set_data_file(d, &role, path).map_err(TrainError::User)?;
+            sweep_file::set_data_file(d, &role, path).map_err(TrainError::User)?;
         }
         Ok(())
     }

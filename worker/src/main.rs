@@ -37,6 +37,9 @@ enum Cmd {
         /// directory; with --out-dir, each config's to a subdirectory named by its stem.
         #[arg(long)]
         model_out: Option<PathBuf>,
+        /// Keep featurized text datasets here and reuse them (as a worker's cache does).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
     },
     /// Check what this machine gives the trainer, on the device it would use: memory and
     /// the K `--fuse auto` would stack, dropout masks on the device against the CPU's, the
@@ -86,14 +89,17 @@ fn main() -> anyhow::Result<()> {
             let shutdown = sweep_client::signal::shutdown_token();
             agent::run(*settings, shutdown).await
         }),
-        Cmd::Train { config, device, fused, out, out_dir, model_out } => offline::train(offline::TrainArgs {
-            configs: &config,
-            device: &device,
-            fused,
-            out: out.as_deref(),
-            out_dir: out_dir.as_deref(),
-            model_out: model_out.as_deref(),
-        }),
+        Cmd::Train { config, device, fused, out, out_dir, model_out, cache_dir } => {
+            offline::train(offline::TrainArgs {
+                configs: &config,
+                device: &device,
+                fused,
+                out: out.as_deref(),
+                out_dir: out_dir.as_deref(),
+                model_out: model_out.as_deref(),
+                cache_dir: cache_dir.as_deref(),
+            })
+        }
         Cmd::Doctor { device, features, hidden, labels, batch } => {
             let shape = sweep_worker::doctor::ModelShape { features, hidden, labels, batch };
             println!("{}", sweep_worker::doctor::report(sweep_trainer::train::device(&device)?, &shape));

@@ -4,9 +4,10 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use sweep_spec::{DatasetConfig, TrialConfig};
+use sweep_file::{DatasetConfig, TrialConfig};
 use sweep_trainer::{data, train};
 
 /// `sweep-worker train`'s arguments.
@@ -17,6 +18,8 @@ pub struct TrainArgs<'a> {
     pub out: Option<&'a Path>,
     pub out_dir: Option<&'a Path>,
     pub model_out: Option<&'a Path>,
+    /// Keep (and reuse) featurized text datasets here, as a worker does in its cache.
+    pub cache_dir: Option<&'a Path>,
 }
 
 /// The configs, each checked, and the names their results are written under.
@@ -40,11 +43,16 @@ fn read_configs(paths: &[PathBuf]) -> anyhow::Result<(Vec<TrialConfig>, Vec<Stri
 }
 
 /// Each distinct dataset the configs name, loaded once.
-fn load_datasets(cfgs: &[TrialConfig], device: tch::Device) -> anyhow::Result<Vec<(DatasetConfig, data::Dataset)>> {
-    let mut datasets: Vec<(DatasetConfig, data::Dataset)> = Vec::new();
+fn load_datasets(
+    cfgs: &[TrialConfig],
+    device: tch::Device,
+    cache_dir: Option<&Path>,
+) -> anyhow::Result<Vec<(DatasetConfig, Arc<data::Dataset>)>> {
+    let cache = cache_dir.map_or_else(data::DatasetCache::default, |d| data::DatasetCache::with_dir(d.to_path_buf()));
+    let mut datasets: Vec<(DatasetConfig, Arc<data::Dataset>)> = Vec::new();
     for cfg in cfgs {
         if !datasets.iter().any(|(d, _)| *d == cfg.dataset) {
-            let ds = data::load(&cfg.dataset)?;
+            let ds = cache.get(&cfg.dataset)?;
             eprintln!(
                 "dataset {}: train {} val {} test {}, {} features, {} labels; device {device:?}",
                 ds.name, ds.train.n, ds.val.n, ds.test.n, ds.features, ds.labels
@@ -62,7 +70,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     }
     let (cfgs, stems) = read_configs(a.configs)?;
     let device = train::device(a.device)?;
-    let datasets = load_datasets(&cfgs, device)?;
+    let datasets = load_datasets(&cfgs, device, a.cache_dir)?;
     if a.fused && datasets.len() > 1 {
         bail!("--fused: the configs name {} different datasets; a stack trains on one", datasets.len());
     }

@@ -84,7 +84,7 @@ pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
     );
     let yaml = confirm_yaml(&sweep.spec_yaml, &name, &description, &top, a.replicas, fresh)?;
     // The same data as the source: its file names the same paths, bound to the same blobs.
-    sweep_spec::parse_and_expand(&yaml, &name, sweep_spec::Limits { max_trials: u64::MAX })?;
+    sweep_file::parse_and_expand(&yaml, &name, sweep_file::Limits { max_trials: u64::MAX })?;
     let r = c
         .submit_sweep(sweep_proto::SubmitSweepRequest {
             spec_yaml: yaml,

@@ -229,7 +229,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => (SEED_GRID.to_string(), "seed-grid.yaml (built in)".to_string()),
     };
-    sweep_spec::parse_and_expand(&yaml, &source, sweep_spec::Limits::default())?;
+    sweep_file::parse_and_expand(&yaml, &source, sweep_file::Limits::default())?;
     let data = match &args.data_dir {
         Some(d) => d.clone(),
         None => default_data_dir()?,

@@ -82,10 +82,10 @@ pub async fn run(cmd: Cmd, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
 /// so a bad file never reaches the coordinator.
 pub fn read_sweep_file(
     file: &std::path::Path,
-    limits: sweep_spec::Limits,
-) -> anyhow::Result<(String, sweep_spec::SweepSpec, Vec<sweep_spec::Trial>)> {
+    limits: sweep_file::Limits,
+) -> anyhow::Result<(String, sweep_file::SweepSpec, Vec<sweep_file::Trial>)> {
     use anyhow::Context;
     let yaml = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
-    let (spec, trials) = sweep_spec::parse_and_expand(&yaml, &file.display().to_string(), limits)?;
+    let (spec, trials) = sweep_file::parse_and_expand(&yaml, &file.display().to_string(), limits)?;
     Ok((yaml, spec, trials))
 }

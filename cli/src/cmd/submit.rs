@@ -37,7 +37,7 @@ fn locate(path: &str, sweep_dir: &Path, data_dir: &Path) -> Option<PathBuf> {
 /// Uploads every data file the trials read (once each, skipped when the store has it);
 /// returns path as written -> SHA-256.
 async fn upload_data(
-    trials: &[sweep_spec::Trial],
+    trials: &[sweep_file::Trial],
     sweep_file: &Path,
     data_dir: &Path,
     conn: &Conn,
@@ -46,9 +46,9 @@ async fn upload_data(
     // `s3://` paths stay as they are: workers read them from the object store.
     let paths: BTreeSet<String> = trials
         .iter()
-        .flat_map(|t| sweep_spec::data_files(&t.config.dataset))
+        .flat_map(|t| sweep_file::data_files(&t.config.dataset))
         .map(|(_, p)| p)
-        .filter(|p| !sweep_spec::is_remote(p))
+        .filter(|p| !sweep_file::is_remote(p))
         .collect();
     let mut out = BTreeMap::new();
     if paths.is_empty() {
@@ -73,11 +73,11 @@ async fn upload_data(
 
 pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
     // Checked here first: a bad file never reaches the coordinator.
-    let (yaml, _, trials) = super::read_sweep_file(&a.file, sweep_spec::Limits { max_trials: u64::MAX })?;
+    let (yaml, _, trials) = super::read_sweep_file(&a.file, sweep_file::Limits { max_trials: u64::MAX })?;
     let data_blobs = if a.no_upload {
         Default::default()
     } else {
-        let dir = a.data.clone().unwrap_or_else(sweep_spec::data_dir);
+        let dir = a.data.clone().unwrap_or_else(sweep_file::data_dir);
         upload_data(&trials, &a.file, &dir, conn).await?
     };
     let mut c = conn.connect().await?;

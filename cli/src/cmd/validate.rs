@@ -15,7 +15,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args, fmt: Format) -> anyhow::Result<()> {
-    let (_, spec, trials) = super::read_sweep_file(&a.file, sweep_spec::Limits { max_trials: a.max_trials })?;
+    let (_, spec, trials) = super::read_sweep_file(&a.file, sweep_file::Limits { max_trials: a.max_trials })?;
     match fmt {
         Format::Json => output::print_json(&output::validated_json(&spec, &trials)),
         Format::Table => {

@@ -282,7 +282,7 @@ pub async fn complete(
 pub struct Recorded {
     pub sweep_id: Uuid,
     #[sqlx(try_from = "String")]
-    pub method: sweep_spec::Method,
+    pub method: sweep_file::Method,
     pub checkpoint: Option<String>,
 }
 

@@ -16,10 +16,10 @@ pub struct SweepRow {
     pub id: Uuid,
     pub name: String,
     #[sqlx(try_from = "String")]
-    pub method: sweep_spec::Method,
+    pub method: sweep_file::Method,
     pub metric_name: String,
     #[sqlx(try_from = "String")]
-    pub metric_goal: sweep_spec::Goal,
+    pub metric_goal: sweep_file::Goal,
     pub spec_yaml: String,
     pub state: SweepState,
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -39,10 +39,10 @@ pub struct Submitted {
 /// extended grid, adds only the cells that are new.
 pub async fn submit(
     conn: &mut PgConnection,
-    spec: &sweep_spec::SweepSpec,
+    spec: &sweep_file::SweepSpec,
     spec_yaml: &str,
     data_blobs: &BTreeMap<String, String>,
-    trials: &[sweep_spec::Trial],
+    trials: &[sweep_file::Trial],
 ) -> Result<Submitted> {
     let data_blobs = serde_json::to_value(data_blobs).expect("json");
     let inserted: Option<(Uuid,)> = sqlx::query_as(
@@ -101,7 +101,7 @@ pub async fn add_trials(
     sweep_id: Uuid,
     max_attempts: i32,
     first_seq: i32,
-    trials: &[sweep_spec::Trial],
+    trials: &[sweep_file::Trial],
 ) -> Result<u64> {
     let mut added = 0u64;
     for (chunk_no, chunk) in trials.chunks(INSERT_CHUNK).enumerate() {
@@ -112,7 +112,7 @@ pub async fn add_trials(
         let params: Vec<String> = chunk.iter().map(|t| serde_json::to_string(&t.params).expect("json")).collect();
         let configs: Vec<String> = chunk.iter().map(|t| serde_json::to_string(&t.config).expect("json")).collect();
         let fuse_keys: Vec<String> =
-            chunk.iter().map(|t| sweep_spec::FuseKey::of(&t.config).as_str().to_string()).collect();
+            chunk.iter().map(|t| sweep_file::FuseKey::of(&t.config).as_str().to_string()).collect();
         let r = sqlx::query(
             "INSERT INTO trials (id, sweep_id, seq, params_hash, params, config, max_attempts, fuse_key)
              SELECT u.id, $1, u.seq, u.hash, u.params::jsonb, u.config::jsonb, $2, u.fuse_key
@@ -139,10 +139,10 @@ pub async fn add_trials(
 #[derive(Debug, sqlx::FromRow)]
 pub struct ProposeRow {
     #[sqlx(try_from = "String")]
-    pub method: sweep_spec::Method,
+    pub method: sweep_file::Method,
     pub spec_yaml: String,
     #[sqlx(try_from = "String", rename = "metric_goal")]
-    pub goal: sweep_spec::Goal,
+    pub goal: sweep_file::Goal,
     pub max_attempts: i32,
     pub data_blobs: sqlx::types::Json<BTreeMap<String, String>>,
 }
@@ -161,7 +161,7 @@ pub async fn lock_for_proposals(conn: &mut PgConnection, id: Uuid) -> Result<Opt
 }
 
 /// The sweep a trial belongs to and its search method.
-pub async fn method_of_trial(db: impl PgExecutor<'_>, trial: Uuid) -> Result<Option<(Uuid, sweep_spec::Method)>> {
+pub async fn method_of_trial(db: impl PgExecutor<'_>, trial: Uuid) -> Result<Option<(Uuid, sweep_file::Method)>> {
     let row: Option<(Uuid, String)> =
         sqlx::query_as("SELECT s.id, s.method FROM trials t JOIN sweeps s ON s.id = t.sweep_id WHERE t.id = $1")
             .bind(trial)

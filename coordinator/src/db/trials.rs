@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::states::TrialState;
-use sweep_spec::Goal;
+use sweep_file::Goal;
 
 /// What TPE learns from a trial: its swept values, where it is, its objective.
 #[derive(Debug, sqlx::FromRow)]
@@ -165,7 +165,7 @@ pub async fn sweep_of(db: impl PgExecutor<'_>, trial: Uuid) -> Result<Option<Uui
 
 /// A sweep's early-stopping rule and what it decides on.
 pub struct Rule {
-    pub rule: sweep_spec::EarlyStop,
+    pub rule: sweep_file::EarlyStop,
     pub sweep: Uuid,
     pub metric: String,
     pub goal: Goal,
@@ -181,7 +181,7 @@ pub async fn early_stop(db: impl PgExecutor<'_>, trial: Uuid) -> Result<Option<R
     .fetch_optional(db)
     .await?;
     let Some((Some(rule), sweep, metric, goal)) = row else { return Ok(None) };
-    let rule: sweep_spec::EarlyStop = serde_json::from_value(rule).map_err(anyhow::Error::from)?;
+    let rule: sweep_file::EarlyStop = serde_json::from_value(rule).map_err(anyhow::Error::from)?;
     let goal: Goal = goal.parse().map_err(anyhow::Error::msg)?;
     Ok(Some(Rule { rule, sweep, metric, goal }))
 }

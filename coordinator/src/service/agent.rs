@@ -239,7 +239,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
         }
         let mut next = Vec::new();
         if let Some(rec) = recorded {
-            if rec.method == sweep_spec::Method::Tpe {
+            if rec.method == sweep_file::Method::Tpe {
                 crate::propose::top_up_or_warn(&self.state, rec.sweep_id).await;
             }
             workers::infra_success(&self.state.db, worker).await?;
@@ -365,12 +365,12 @@ impl AgentApi {
         metrics: &std::collections::BTreeMap<String, f64>,
     ) -> Result<bool> {
         let Some(rule) = trials::early_stop(&self.state.db, trial).await? else { return Ok(false) };
-        let sweep_spec::EarlyStop::Asha { min_epochs, reduction_factor, max_epochs } = rule.rule;
+        let sweep_file::EarlyStop::Asha { min_epochs, reduction_factor, max_epochs } = rule.rule;
         let at_rung = sweep_search::asha::rungs(min_epochs, reduction_factor, max_epochs).contains(&(epoch as u32));
         let Some(value) = metrics.get(&rule.metric).filter(|_| at_rung) else { return Ok(false) };
         // Off a rung nothing more is read: the rung's values only where there is a decision.
         let values = trials::rung_values(&self.state.db, rule.sweep, epoch, &rule.metric).await?;
-        let maximize = rule.goal == sweep_spec::Goal::Maximize;
+        let maximize = rule.goal == sweep_file::Goal::Maximize;
         let decision = sweep_search::asha::decide(*value, &values, reduction_factor, maximize);
         tracing::info!(trial_id = %trial, epoch, value, rivals = values.len(), ?decision, "asha rung");
         Ok(decision == sweep_search::asha::Decision::Stop)

@@ -38,7 +38,7 @@ impl ClientApi {
             )));
         }
         let name = if req.source_name.is_empty() { "<submitted>" } else { req.source_name.as_str() };
-        let limits = sweep_spec::Limits { max_trials: self.state.settings.max_trials };
+        let limits = sweep_file::Limits { max_trials: self.state.settings.max_trials };
         // Parsing and expansion are CPU work (up to the grid cap): off the async threads.
         let yaml = req.spec_yaml.clone();
         let name = name.to_string();
@@ -52,8 +52,8 @@ impl ClientApi {
         let uploaded: std::collections::BTreeMap<String, String> = req.data_blobs.clone().into_iter().collect();
         let binding = uploaded.clone();
         let (spec, trials) = tokio::task::spawn_blocking(move || {
-            let (spec, mut trials) = sweep_spec::parse_and_expand(&yaml, &name, limits).map_err(|e| e.to_string())?;
-            sweep_spec::bind_data(&mut trials, &binding).map(|()| (spec, trials))
+            let (spec, mut trials) = sweep_file::parse_and_expand(&yaml, &name, limits).map_err(|e| e.to_string())?;
+            sweep_file::bind_data(&mut trials, &binding).map(|()| (spec, trials))
         })
         .await
         .map_err(|e| anyhow::anyhow!("expansion task: {e}"))?

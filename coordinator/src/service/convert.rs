@@ -24,18 +24,18 @@ to_wire!(WorkerState => WorkerState { Alive, Gone, Revoked, Quarantined });
 to_wire!(FleetState => FleetState { Active, Down, Expired, Failed });
 to_wire!(InstanceState => InstanceState { Launching, Running, Terminating, Terminated });
 
-fn method(m: sweep_spec::Method) -> pb::SearchMethod {
+fn method(m: sweep_file::Method) -> pb::SearchMethod {
     match m {
-        sweep_spec::Method::Grid => pb::SearchMethod::Grid,
-        sweep_spec::Method::Random => pb::SearchMethod::Random,
-        sweep_spec::Method::Tpe => pb::SearchMethod::Tpe,
+        sweep_file::Method::Grid => pb::SearchMethod::Grid,
+        sweep_file::Method::Random => pb::SearchMethod::Random,
+        sweep_file::Method::Tpe => pb::SearchMethod::Tpe,
     }
 }
 
-fn goal(g: sweep_spec::Goal) -> pb::Goal {
+fn goal(g: sweep_file::Goal) -> pb::Goal {
     match g {
-        sweep_spec::Goal::Maximize => pb::Goal::Maximize,
-        sweep_spec::Goal::Minimize => pb::Goal::Minimize,
+        sweep_file::Goal::Maximize => pb::Goal::Maximize,
+        sweep_file::Goal::Minimize => pb::Goal::Minimize,
     }
 }
 
@@ -164,10 +164,10 @@ mod wire_tests {
             assert_eq!(pb::InstanceState::from(*s).name(), s.as_str());
             assert_eq!(pb::InstanceState::from(*s).is_live(), s.is_live());
         }
-        for m in [sweep_spec::Method::Grid, sweep_spec::Method::Random, sweep_spec::Method::Tpe] {
+        for m in [sweep_file::Method::Grid, sweep_file::Method::Random, sweep_file::Method::Tpe] {
             assert_eq!(method(m).name(), m.as_str());
         }
-        for g in [sweep_spec::Goal::Maximize, sweep_spec::Goal::Minimize] {
+        for g in [sweep_file::Goal::Maximize, sweep_file::Goal::Minimize] {
             assert_eq!(goal(g).name(), g.as_str());
         }
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sweep_spec::DatasetConfig;
+use sweep_file::DatasetConfig;
 
 use super::{Columns, Csr, DataError, Features, RawData, Split};
 
@@ -34,7 +34,7 @@ fn sha256_file(path: &Path) -> Result<String, DataError> {
 /// The content address of a dataset's featurized form.
 pub fn key(cfg: &DatasetConfig) -> Result<String, DataError> {
     let mut source = serde_json::to_value(&cfg.source).expect("json");
-    for (role, path) in sweep_spec::data_files(cfg) {
+    for (role, path) in sweep_file::data_files(cfg) {
         source[role] = serde_json::json!(sha256_file(&super::resolve(&path))?);
     }
     Ok(hex::encode(Sha256::digest(serde_json::to_vec(&source).expect("json"))))
@@ -133,18 +133,19 @@ fn read(path: &Path) -> Option<RawData> {
 
 /// The featurized dataset from `dir`, or read and featurized now and kept there.
 pub fn read_or_featurize(dir: &Path, cfg: &DatasetConfig) -> Result<RawData, DataError> {
+    let started = std::time::Instant::now();
     let path: PathBuf = dir.join(format!("featurized-{}", key(cfg)?));
     if path.exists() {
         if let Some(raw) = read(&path) {
             if let Ok(f) = std::fs::File::options().append(true).open(&path) {
                 let _ = f.set_modified(std::time::SystemTime::now());
             }
-            tracing::info!(file = %path.display(), "featurized dataset from the cache");
+            let seconds = started.elapsed().as_secs_f64();
+            tracing::info!(file = %path.display(), seconds, "featurized dataset from the cache");
             return Ok(raw);
         }
         tracing::warn!(file = %path.display(), "cached featurized dataset unreadable: featurizing again");
     }
-    let started = std::time::Instant::now();
     let raw = super::read(cfg)?;
     tracing::info!(seconds = started.elapsed().as_secs_f64(), columns = raw.features, "dataset featurized");
     if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| write(&path, &raw)) {

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
-use sweep_spec::{Analyzer, Featurizer, Hashing, Tfidf};
+use sweep_file::{Analyzer, Featurizer, Hashing, Tfidf};
 
 use super::csr::Csr;
 use super::DataError;

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use sweep_spec::{DataSource, DatasetConfig};
+use sweep_file::{DataSource, DatasetConfig};
 
 pub use arff::{read_arff_rows, read_mulan};
 pub use csr::{Bag, Csr};
@@ -132,7 +132,7 @@ pub fn err_at(path: &Path, line: usize, msg: impl std::fmt::Display) -> DataErro
     DataError(format!("{}:{line}: {msg}", path.display()))
 }
 
-pub use sweep_spec::data_dir;
+pub use sweep_file::data_dir;
 
 fn resolve(p: &str) -> PathBuf {
     let p = PathBuf::from(p);

@@ -6,7 +6,7 @@
 //! are the sum of its labels' prototypes plus Gaussian noise, so every label is
 //! learnable but rare labels have few examples to learn from.
 
-use sweep_spec::SyntheticData;
+use sweep_file::SyntheticData;
 
 use super::{RawData, SplitMix64};
 

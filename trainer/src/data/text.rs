@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-use sweep_spec::{TextData, TextFormat};
+use sweep_file::{TextData, TextFormat};
 
 use super::featurize::Fitted;
 use super::{DataError, Features, RawData, Split};

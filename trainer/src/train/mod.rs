@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
-use sweep_spec::TrialConfig;
+use sweep_file::TrialConfig;
 use tch::Device;
 
 use crate::checkpoint::Checkpoint;

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use sweep_spec::TrialConfig;
+use sweep_file::TrialConfig;
 use tch::{Device, Kind, Tensor};
 
 use super::{Control, EpochReport, Member, TrainError, TrialResult};
@@ -85,7 +85,7 @@ impl<'a> Run<'a> {
     /// share a stack or their checkpoints do not fit.
     pub fn build(ds: &'a Dataset, members: Vec<Member<'a>>, device: Device) -> Result<Run<'a>, String> {
         let cfgs: Vec<TrialConfig> = members.iter().map(|m| m.config.clone()).collect();
-        if let Some(why) = sweep_spec::fuse_mismatch(&cfgs) {
+        if let Some(why) = sweep_file::fuse_mismatch(&cfgs) {
             return Err(format!("cannot train as one stack: {why}"));
         }
         if let Some(why) = resume_mismatch(&members) {
@@ -103,7 +103,7 @@ impl<'a> Run<'a> {
         let opt = AdamW::new(&stack.params(), &per(|c| c.train.lr), &per(|c| c.train.weight_decay));
         let seeds: Vec<u64> = cfgs.iter().map(|c| c.train.seed).collect();
         let dropout = DropoutRng::new(&seeds, &per(|c| c.model.dropout), device);
-        let loss_cfgs: Vec<&sweep_spec::LossConfig> = members.iter().map(|m| &m.config.loss).collect();
+        let loss_cfgs: Vec<&sweep_file::LossConfig> = members.iter().map(|m| &m.config.loss).collect();
         let loss = Loss::stacked(&loss_cfgs, &ds.train_positives, n, device);
         let batch = (members[0].config.train.batch_size as usize).min(n);
         let mut checkpoints = Vec::with_capacity(members.len());

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use sweep_spec::TrialConfig;
+use sweep_file::TrialConfig;
 use sweep_trainer::checkpoint::Checkpoint;
 use sweep_trainer::data::{self, Dataset};
 use sweep_trainer::train::{self, Control, TrainError, TrialResult};

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use sweep_spec::DatasetConfig;
+use sweep_file::DatasetConfig;
 use sweep_trainer::data;
 
 fn mulan(name: &str) -> Option<(PathBuf, PathBuf, PathBuf)> {
@@ -158,7 +158,7 @@ fn synthetic_data_is_long_tailed_and_deterministic() {
     let b = data::load(&cfg).unwrap();
     assert_eq!(dense(&a.train), dense(&b.train));
     assert_eq!(a.labels, 698);
-    let raw = data::generate(&sweep_spec::SyntheticData::default());
+    let raw = data::generate(&sweep_file::SyntheticData::default());
     let mut pos = vec![0u32; 698];
     for row in raw.train.y.chunks(698) {
         for (p, &v) in pos.iter_mut().zip(row) {

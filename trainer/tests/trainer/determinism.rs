@@ -2,7 +2,7 @@
 //! same process (the worker's `--slots`): a trial draws nothing from libtorch's global
 //! generator after its initialisation, which takes turns.
 
-use sweep_spec::TrialConfig;
+use sweep_file::TrialConfig;
 use sweep_trainer::{data, train};
 
 fn small() -> TrialConfig {

@@ -4,7 +4,7 @@
 //! fit on a small corpus with punctuation, Unicode, empty rows and repeated terms and
 //! applied to held-out rows; values from `reference/make_text.py` (scikit-learn 1.9.1).
 
-use sweep_spec::Featurizer;
+use sweep_file::Featurizer;
 use sweep_trainer::data::featurize::Fitted;
 use sweep_trainer::data::Csr;
 

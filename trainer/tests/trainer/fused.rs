@@ -4,7 +4,7 @@
 //! and seeds; each model stops early on its own; cancelling one leaves the others as
 //! they were.
 
-use sweep_spec::{LossKind, TrialConfig, WeightScheme};
+use sweep_file::{LossKind, TrialConfig, WeightScheme};
 use sweep_trainer::data::{self, Dataset};
 use sweep_trainer::train::{self, Control, TrainError, TrialResult};
 use tch::Device;
@@ -95,7 +95,7 @@ fn each_model_stops_on_its_own_and_a_cancel_stops_one() {
         c.train.patience = 1;
         c.train.lr = [3e-2, 1e-3, 1e-1, 3e-3][i];
         c.metric.name = "val.loss".into();
-        c.metric.goal = sweep_spec::Goal::Minimize;
+        c.metric.goal = sweep_file::Goal::Minimize;
     }
     cfgs[3].train.epochs = 3;
     let ds = data::load(&cfgs[0].dataset).unwrap();

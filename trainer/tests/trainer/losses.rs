@@ -4,7 +4,7 @@
 //! as `reference/losses.json`). The batch has a row with no positive label, a label with
 //! no positive, saturated logits, and training counts of 0 and n.
 
-use sweep_spec::LossConfig;
+use sweep_file::LossConfig;
 use sweep_trainer::loss::Loss;
 use tch::{Device, Kind, Tensor};
 

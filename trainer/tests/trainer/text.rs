@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use sweep_spec::{DataSource, DatasetConfig, TextData, TextFormat, TrialConfig};
+use sweep_file::{DataSource, DatasetConfig, TextData, TextFormat, TrialConfig};
 use sweep_trainer::data::{self, Features, RawData};
 use sweep_trainer::train::{self, Control};
 use tch::Device;
@@ -154,7 +154,7 @@ fn goemotions_reads_as_it_is_shipped() {
         train: f("train.tsv"),
         val: f("dev.tsv"),
         test: f("test.tsv"),
-        text: sweep_spec::TextFields::One("text".into()),
+        text: sweep_file::TextFields::One("text".into()),
         labels: "label".into(),
         label_names: f("labels.txt"),
         ..Default::default()

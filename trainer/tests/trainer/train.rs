@@ -2,7 +2,7 @@
 //! dataset that cannot load is a user error. (Determinism is in its own test binary:
 //! libtorch's RNG is process-global, so parallel tests would interleave draws.)
 
-use sweep_spec::TrialConfig;
+use sweep_file::TrialConfig;
 use sweep_trainer::{data, train};
 
 fn small() -> TrialConfig {
@@ -33,7 +33,7 @@ fn cancel_flag_stops_training() {
 #[test]
 fn missing_dataset_is_a_user_error() {
     let mut cfg = small();
-    cfg.dataset = sweep_spec::DatasetConfig::mulan("no-such-dataset");
+    cfg.dataset = sweep_file::DatasetConfig::mulan("no-such-dataset");
     let e = data::load(&cfg.dataset).unwrap_err().to_string();
     assert!(e.contains("no-such-dataset"), "{e}");
 }
@@ -44,11 +44,11 @@ fn missing_dataset_is_a_user_error() {
 fn every_loss_kind_trains() {
     let mut cfg = small();
     cfg.train.epochs = 3;
-    cfg.loss.class_weight.scheme = sweep_spec::WeightScheme::None;
+    cfg.loss.class_weight.scheme = sweep_file::WeightScheme::None;
     let ds = data::load(&cfg.dataset).unwrap();
     let control = train::Control::default();
     let mut val_losses = Vec::new();
-    for kind in [sweep_spec::LossKind::Bce, sweep_spec::LossKind::Asl, sweep_spec::LossKind::Db] {
+    for kind in [sweep_file::LossKind::Bce, sweep_file::LossKind::Asl, sweep_file::LossKind::Db] {
         cfg.loss.kind = kind;
         assert!(cfg.check().is_empty(), "{kind:?}: {:?}", cfg.check());
         let r = train::train_one(&ds, &cfg, tch::Device::Cpu, &mut |_| {}, &control).unwrap();

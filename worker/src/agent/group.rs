@@ -67,7 +67,7 @@ impl Agent {
 
     /// Trials per stack: the group's size, or with `--fuse auto` as many as fit in 80%
     /// of the GPU's free memory (NVML), at least one.
-    fn chunk_size(&self, ds: &sweep_trainer::data::Dataset, cfg: &sweep_spec::TrialConfig, n: usize) -> usize {
+    fn chunk_size(&self, ds: &sweep_trainer::data::Dataset, cfg: &sweep_file::TrialConfig, n: usize) -> usize {
         if self.fuse != Fuse::Auto {
             return n.max(1);
         }

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use sweep_file::TrialConfig;
 use sweep_proto as pb;
-use sweep_spec::TrialConfig;
 use sweep_trainer::train::TrainError;
 
 use super::running::{Key, Running};

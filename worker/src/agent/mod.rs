@@ -128,6 +128,6 @@ impl Agent {
 }
 
 /// A trial config as `sweep-worker train --config` reads it, checked like a sweep file's.
-pub fn parse_config(json: &str) -> Result<sweep_spec::TrialConfig, train::TrainError> {
+pub fn parse_config(json: &str) -> Result<sweep_file::TrialConfig, train::TrainError> {
     member::check(member::decode_json(json)?)
 }

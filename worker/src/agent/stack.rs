@@ -20,13 +20,13 @@ enum Msg {
 
 impl Agent {
     /// The trial's dataset, loaded once per process (off the async threads).
-    pub(super) async fn dataset(&self, cfg: &sweep_spec::TrialConfig) -> Result<Arc<Dataset>, TrainError> {
+    pub(super) async fn dataset(&self, cfg: &sweep_file::TrialConfig) -> Result<Arc<Dataset>, TrainError> {
         let (cache, dataset) = (self.cache.clone(), cfg.dataset.clone());
         let loaded =
             tokio::task::spawn_blocking(move || cache.get(&dataset).map_err(|e| TrainError::User(e.to_string())))
                 .await
                 .unwrap_or_else(|e| Err(TrainError::Transient(format!("dataset loader panicked: {e}"))));
-        if cfg.dataset.kind() == sweep_spec::DatasetKind::Text {
+        if cfg.dataset.kind() == sweep_file::DatasetKind::Text {
             // It may have written a featurized dataset into the cache directory.
             self.blobs.trim_to_limit();
         }
@@ -49,7 +49,7 @@ impl Agent {
             });
         }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let cfgs: Vec<sweep_spec::TrialConfig> = members.iter().map(|m| m.config.clone()).collect();
+        let cfgs: Vec<sweep_file::TrialConfig> = members.iter().map(|m| m.config.clone()).collect();
         let controls: Vec<Arc<train::Control>> = members.iter().map(|m| m.slot.running.control.clone()).collect();
         let (device, span, n) = (self.device, tracing::Span::current(), members.len());
         let work = tokio::task::spawn_blocking(move || {

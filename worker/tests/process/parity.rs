@@ -14,17 +14,17 @@ fn worker_matches_pytorch_on_bibtex_with_every_loss_kind() {
     let mut focal = bibtex_trial();
     (focal.loss.class_weight.cap, focal.loss.focal_gamma) = (7.0, 2.0);
     let mut asl = bibtex_trial();
-    (asl.loss.kind, asl.loss.class_weight.scheme) = (sweep_spec::LossKind::Asl, sweep_spec::WeightScheme::None);
+    (asl.loss.kind, asl.loss.class_weight.scheme) = (sweep_file::LossKind::Asl, sweep_file::WeightScheme::None);
     let mut db = bibtex_trial();
-    (db.loss.kind, db.loss.class_weight.scheme) = (sweep_spec::LossKind::Db, sweep_spec::WeightScheme::None);
+    (db.loss.kind, db.loss.class_weight.scheme) = (sweep_file::LossKind::Db, sweep_file::WeightScheme::None);
     for c in [focal, asl, db] {
         same_f1(&python, &c);
     }
 }
 
 /// A short bibtex trial, fully resolved (as `sweep validate -o json` prints one).
-fn bibtex_trial() -> sweep_spec::TrialConfig {
-    let mut c = sweep_spec::TrialConfig { dataset: sweep_spec::DatasetConfig::mulan("bibtex"), ..Default::default() };
+fn bibtex_trial() -> sweep_file::TrialConfig {
+    let mut c = sweep_file::TrialConfig { dataset: sweep_file::DatasetConfig::mulan("bibtex"), ..Default::default() };
     c.model.hidden = vec![256];
     c.train.epochs = 3;
     c.train.patience = 0;
@@ -33,7 +33,7 @@ fn bibtex_trial() -> sweep_spec::TrialConfig {
 }
 
 /// Trains `c` in the worker and in PyTorch and compares test F1.
-fn same_f1(python: &str, c: &sweep_spec::TrialConfig) {
+fn same_f1(python: &str, c: &sweep_file::TrialConfig) {
     let kind = c.loss.kind.as_str();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("trial.json");

@@ -1,7 +1,7 @@
 //! The sweep file format: the seed grid, identity, and every bad-input case with its
 //! file, line and field.
 
-use sweep_spec::{parse, Limits, Method};
+use sweep_file::{parse, Limits, Method};
 
 /// The refusal of a file, checked to be one readable message (no run of spaces left by a
 /// continued string literal).
@@ -24,7 +24,7 @@ fn seed_grid_expands_to_nine_resolved_trials() {
     assert_eq!(caps, [6.0, 6.0, 6.0, 7.0, 7.0, 7.0, 8.0, 8.0, 8.0]);
     let gammas: Vec<f64> = trials.iter().map(|t| t.config.loss.focal_gamma).collect();
     assert_eq!(gammas, [0.0, 2.0, 3.0, 0.0, 2.0, 3.0, 0.0, 2.0, 3.0]);
-    let sweep_spec::DataSource::Synthetic(generator) = &trials[0].config.dataset.source else { panic!("synthetic") };
+    let sweep_file::DataSource::Synthetic(generator) = &trials[0].config.dataset.source else { panic!("synthetic") };
     assert_eq!(generator.labels, 698);
     let hashes: std::collections::HashSet<_> = trials.iter().map(|t| &t.hash).collect();
     assert_eq!(hashes.len(), 9);
@@ -129,7 +129,7 @@ fn parse_checks_fields_and_expansion_checks_combinations() {
     let yaml = "name: x\nparameters:\n  loss.kind: {values: [bce, asl]}\n  loss.focal_gamma: {values: [0, 2]}\n";
     let spec = parse(yaml, "c.yaml", Limits::default()).expect("each value alone is valid");
     assert_eq!(spec.parameters().len(), 2);
-    let e = sweep_spec::parse_and_expand(yaml, "c.yaml", Limits::default()).expect_err("asl with focal_gamma 2");
+    let e = sweep_file::parse_and_expand(yaml, "c.yaml", Limits::default()).expect_err("asl with focal_gamma 2");
     let e = readable(e.to_string());
     assert!(
         e.starts_with("c.yaml: trial {\"loss.focal_gamma\":2,\"loss.kind\":\"asl\"}: loss.focal_gamma: only"),
@@ -139,7 +139,7 @@ fn parse_checks_fields_and_expansion_checks_combinations() {
     // say nothing to a MULAN dataset; that cell has no dataset named, found at expansion.
     let yaml = "name: x\nparameters:\n  dataset.kind: {values: [synthetic, mulan]}\n";
     parse(yaml, "c.yaml", Limits::default()).expect("each value alone is valid");
-    let e = sweep_spec::parse_and_expand(yaml, "c.yaml", Limits::default()).expect_err("one cell has no dataset");
+    let e = sweep_file::parse_and_expand(yaml, "c.yaml", Limits::default()).expect_err("one cell has no dataset");
     let e = readable(e.to_string());
     assert!(e.starts_with("c.yaml: trial {\"dataset.kind\":\"mulan\"}: dataset.name: a mulan dataset needs"), "{e}");
     // A generator setting that does say something is refused for another kind.
@@ -159,11 +159,11 @@ fn seed_grid_identities_are_unchanged_by_later_fields() {
     // Checkpointing changes no result: the same cell.
     let mut ck = trials[0].config.clone();
     ck.train.checkpoint_every = 2;
-    assert_eq!(sweep_spec::config_hash(&ck), trials[0].hash);
+    assert_eq!(sweep_file::config_hash(&ck), trials[0].hash);
     // A non-default loss is a different cell.
     let mut asl = trials[0].config.clone();
-    asl.loss.kind = sweep_spec::LossKind::Asl;
-    assert_ne!(sweep_spec::config_hash(&asl), trials[0].hash);
+    asl.loss.kind = sweep_file::LossKind::Asl;
+    assert_ne!(sweep_file::config_hash(&asl), trials[0].hash);
 }
 
 #[test]
@@ -187,7 +187,7 @@ fn loss_kinds_refuse_what_they_do_not_use() {
         ),
     ];
     for (yaml, want) in cases {
-        let e = match sweep_spec::parse_and_expand(yaml, "s.yaml", Limits::default()) {
+        let e = match sweep_file::parse_and_expand(yaml, "s.yaml", Limits::default()) {
             Ok(_) => panic!("should be refused: {yaml}"),
             Err(e) => readable(e.to_string()),
         };
@@ -195,10 +195,10 @@ fn loss_kinds_refuse_what_they_do_not_use() {
     }
     // What the kinds do accept: ASL with class weights, DB without, each swept.
     let ok = "name: x\nloss: {kind: asl}\nparameters:\n  loss.asl.gamma_neg: {values: [2, 4]}\n  loss.class_weight.cap: {values: [1, 5]}\n";
-    assert_eq!(sweep_spec::parse_and_expand(ok, "s.yaml", Limits::default()).unwrap().1.len(), 4);
+    assert_eq!(sweep_file::parse_and_expand(ok, "s.yaml", Limits::default()).unwrap().1.len(), 4);
     let ok =
         "name: x\nloss: {kind: db, class_weight: {scheme: none}}\nparameters:\n  loss.db.mu: {values: [0.2, 0.9]}\n";
-    assert_eq!(sweep_spec::parse_and_expand(ok, "s.yaml", Limits::default()).unwrap().1.len(), 2);
+    assert_eq!(sweep_file::parse_and_expand(ok, "s.yaml", Limits::default()).unwrap().1.len(), 2);
 }
 
 /// A user who names only the loss gets that loss's defaults: `db` without class weights
@@ -206,18 +206,18 @@ fn loss_kinds_refuse_what_they_do_not_use() {
 /// swept; an explicit scheme is the user's and is checked as given.
 #[test]
 fn the_class_weight_scheme_defaults_by_loss_kind() {
-    use sweep_spec::WeightScheme;
-    let scheme = |yaml: &str| -> Vec<(sweep_spec::LossKind, WeightScheme)> {
-        let (_, trials) = sweep_spec::parse_and_expand(yaml, "s.yaml", Limits::default()).unwrap();
+    use sweep_file::WeightScheme;
+    let scheme = |yaml: &str| -> Vec<(sweep_file::LossKind, WeightScheme)> {
+        let (_, trials) = sweep_file::parse_and_expand(yaml, "s.yaml", Limits::default()).unwrap();
         trials.iter().map(|t| (t.config.loss.kind, t.config.loss.class_weight.scheme)).collect()
     };
-    use sweep_spec::LossKind::{Asl, Bce, Db};
+    use sweep_file::LossKind::{Asl, Bce, Db};
     assert_eq!(scheme("name: x\nloss: {kind: db}\n"), [(Db, WeightScheme::None)]);
     assert_eq!(
         scheme("name: x\nparameters:\n  loss.kind: {values: [bce, asl, db]}\n"),
         [(Bce, WeightScheme::NegPos), (Asl, WeightScheme::NegPos), (Db, WeightScheme::None)]
     );
-    let e = sweep_spec::parse_and_expand(
+    let e = sweep_file::parse_and_expand(
         "name: x\nloss: {class_weight: {scheme: neg_pos}}\nparameters:\n  loss.kind: {values: [bce, db]}\n",
         "s.yaml",
         Limits::default(),
@@ -232,7 +232,7 @@ fn the_class_weight_scheme_defaults_by_loss_kind() {
 #[test]
 fn replicas_vary_both_seeds_and_count_against_the_cap() {
     let yaml = "name: r\nreplicas: 3\ntrain: {seed: 10}\nparameters:\n  loss.focal_gamma: {values: [0, 2]}\n";
-    let (_, trials) = sweep_spec::parse_and_expand(yaml, "r.yaml", Limits::default()).unwrap();
+    let (_, trials) = sweep_file::parse_and_expand(yaml, "r.yaml", Limits::default()).unwrap();
     assert_eq!(trials.len(), 6);
     let seeds: Vec<(f64, u64, u64)> =
         trials.iter().map(|t| (t.config.loss.focal_gamma, t.config.train.seed, t.config.dataset.split_seed)).collect();
