@@ -23,24 +23,8 @@ if [ -z "${BIN:-}" ]; then
   BIN=$PWD/target/release
 fi
 export SWEEP_DATA_DIR=${SWEEP_DATA_DIR:-$(cd .. && pwd)/shared/datasets}
-work=$(mktemp -d)
-pgdir=${SWEEP_BENCH_PGDIR:-/tmp/sweep-search-pg-$(id -u)}
-url=$(scripts/pg.sh start "$pgdir" 55452)
-# A database of its own per run: sweeps are identified by name, and a rerun must train.
-db="search_$(date +%s)_$$"
-psql=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql | sort -V | tail -1)
-"$psql" "$url" -qc "CREATE DATABASE $db"
-url=${url%/postgres}/$db
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-"$BIN/sweep-coordinator" migrate --database-url "$url" >/dev/null
-"$BIN/sweep-coordinator" token create --role admin --name search-bench --database-url "$url" --out "$work/token" >/dev/null
-"$BIN/sweep-coordinator" token create --role join --name search-bench --database-url "$url" --out "$work/join" >/dev/null
-"$BIN/sweep-coordinator" serve --listen 127.0.0.1:0 --database-url "$url" --port-file "$work/addr" \
-  --blob-store "$work/blobs" 2>"$work/coordinator.log" & pids+=($!)
-for _ in $(seq 300); do [ -s "$work/addr" ] && break; sleep 0.1; done
-export SWEEP_COORDINATOR=http://$(cat "$work/addr") SWEEP_TOKEN_FILE=$work/token
+source bench/cluster.sh
+bench_cluster search 55452
 threads=$(( $(nproc) / WORKERS )); [ "$threads" -ge 1 ] || threads=1
 for i in $(seq "$WORKERS"); do
   SWEEP_JOIN_TOKEN_FILE=$work/join "$BIN/sweep-worker" run --device cpu --threads "$threads" \

@@ -24,23 +24,8 @@ if [ -z "${BIN:-}" ]; then
 fi
 data=$SWEEP_DATA_DIR/text/goemotions
 [ -f "$data/train.tsv" ] || { echo "GoEmotions not found under $data (set SWEEP_DATA_DIR)" >&2; exit 1; }
-work=$(mktemp -d)
-pgdir=${SWEEP_BENCH_PGDIR:-/tmp/sweep-text-pg-$(id -u)}
-url=$(scripts/pg.sh start "$pgdir" 55453)
-db="text_$(date +%s)_$$"
-psql=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql | sort -V | tail -1)
-"$psql" "$url" -qc "CREATE DATABASE $db"
-url=${url%/postgres}/$db
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-"$BIN/sweep-coordinator" migrate --database-url "$url" >/dev/null
-"$BIN/sweep-coordinator" token create --role admin --name text-bench --database-url "$url" --out "$work/token" >/dev/null
-"$BIN/sweep-coordinator" token create --role join --name text-bench --database-url "$url" --out "$work/join" >/dev/null
-"$BIN/sweep-coordinator" serve --listen 127.0.0.1:0 --database-url "$url" --port-file "$work/addr" \
-  --blob-store "$work/blobs" --keep-models 10 2>"$work/coordinator.log" & pids+=($!)
-for _ in $(seq 300); do [ -s "$work/addr" ] && break; sleep 0.1; done
-export SWEEP_COORDINATOR=http://$(cat "$work/addr") SWEEP_TOKEN_FILE=$work/token
+source bench/cluster.sh
+bench_cluster text 55453 --keep-models 10
 SWEEP_JOIN_TOKEN_FILE=$work/join "$BIN/sweep-worker" run --device cpu --name text-1 \
   --cache-dir "$work/cache" 2>"$work/worker.log" & pids+=($!)
 

@@ -47,7 +47,7 @@ fn root() -> &'static Path {
 fn graph() -> (BTreeMap<String, BTreeSet<String>>, BTreeSet<String>) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--locked"])
+        .args(["metadata", "--format-version", "1", "--offline"])
         .current_dir(root())
         .output()
         .expect("cargo metadata");

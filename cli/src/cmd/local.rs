@@ -279,7 +279,8 @@ async fn start_coordinator(children: &mut Children, bins: &Bins, url: &str, data
     let _ = std::fs::remove_file(&addr_file);
     let log = data.join("coordinator.log");
     let mut cmd = Command::new(&bins.coordinator);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", url, "--port-file"]).arg(&addr_file);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", url, "--blob-store"]).arg(data.join("blobs"));
+    cmd.arg("--port-file").arg(&addr_file);
     children.spawn("coordinator", &mut cmd, &log)?;
     let start = Instant::now();
     loop {
@@ -328,9 +329,19 @@ async fn with_postgres(
     let addr = start_coordinator(&mut children, bins, &url, data).await?;
     start_workers(&mut children, bins, args, &addr, data)?;
     eprintln!("sweep local: coordinator {addr}, {} worker(s), data in {}", args.workers, data.display());
-    let mut client = Conn::local(addr, data.join("token")).connect().await?;
+    let conn = Conn::local(addr, data.join("token"));
+    // The data files go in as blobs, found as `sweep submit` finds them (beside the sweep
+    // file, then here, then under $SWEEP_DATA_DIR), so workers read what a remote one would.
+    let (_, trials) = sweep_file::parse_and_expand(&yaml, &source, sweep_file::Limits::default())?;
+    let sweep_path = args.file.clone().unwrap_or_default();
+    let data_blobs = super::submit::upload_data(&trials, &sweep_path, &sweep_file::data_dir(), &conn).await?;
+    let mut client = conn.connect().await?;
     let sub = client
-        .submit_sweep(pb::SubmitSweepRequest { spec_yaml: yaml, source_name: source, data_blobs: Default::default() })
+        .submit_sweep(pb::SubmitSweepRequest {
+            spec_yaml: yaml,
+            source_name: source,
+            data_blobs: data_blobs.into_iter().collect(),
+        })
         .await
         .map_err(|s| status_error("submit", s))?
         .into_inner();

@@ -36,7 +36,7 @@ fn locate(path: &str, sweep_dir: &Path, data_dir: &Path) -> Option<PathBuf> {
 
 /// Uploads every data file the trials read (once each, skipped when the store has it);
 /// returns path as written -> SHA-256.
-async fn upload_data(
+pub(super) async fn upload_data(
     trials: &[sweep_file::Trial],
     sweep_file: &Path,
     data_dir: &Path,

@@ -7,7 +7,7 @@ use std::path::Path;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::{Field, Row};
 
-use super::text::{columns_of, Fields, TextRow};
+use super::text::{locate, Fields, TextRow};
 use super::DataError;
 
 fn describe(f: &Field) -> String {
@@ -55,12 +55,7 @@ pub fn read_parquet(path: &Path, fields: &Fields) -> Result<Vec<TextRow>, DataEr
         .iter()
         .map(|f| f.name().to_string())
         .collect();
-    let text_cols = columns_of(path, &header, &fields.text, "text")?;
-    let label_col = match columns_of(path, &header, &[fields.labels], "labels") {
-        Ok(c) => Some(c[0]),
-        Err(_) if !fields.labels_required => None,
-        Err(e) => return Err(e),
-    };
+    let (text_cols, label_col) = locate(path, &header, fields)?;
     let mut rows = Vec::new();
     for (i, row) in reader.get_row_iter(None).map_err(|e| err(&e))?.enumerate() {
         let row: Row = row.map_err(|e| err(&e))?;

@@ -63,8 +63,36 @@ pub fn read_rows(path: &Path, format: TextFormat, fields: &Fields) -> Result<Vec
     }
 }
 
+/// Where the text fields and the labels field are among `header`: the labels field may
+/// be missing only where labels are not required (prediction input).
+pub(super) fn locate(
+    path: &Path,
+    header: &[String],
+    fields: &Fields,
+) -> Result<(Vec<usize>, Option<usize>), DataError> {
+    let text_cols = columns_of(path, header, &fields.text, "text")?;
+    let label_col = match columns_of(path, header, &[fields.labels], "labels") {
+        Ok(c) => Some(c[0]),
+        Err(_) if !fields.labels_required => None,
+        Err(e) => return Err(e),
+    };
+    Ok((text_cols, label_col))
+}
+
+/// The non-blank lines of a file with their numbers, each checked to be UTF-8.
+fn utf8_lines(path: &Path, bytes: &[u8]) -> Result<Vec<(usize, String)>, DataError> {
+    let mut out = Vec::new();
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let s = std::str::from_utf8(raw).map_err(|_| at(path, i + 1, "invalid UTF-8"))?;
+        if !s.trim().is_empty() {
+            out.push((i + 1, s.to_string()));
+        }
+    }
+    Ok(out)
+}
+
 /// The column index of each name, or an error listing the columns there are.
-pub(super) fn columns_of(path: &Path, header: &[String], names: &[&str], what: &str) -> Result<Vec<usize>, DataError> {
+fn columns_of(path: &Path, header: &[String], names: &[&str], what: &str) -> Result<Vec<usize>, DataError> {
     names
         .iter()
         .map(|n| {
@@ -93,12 +121,7 @@ fn read_delimited(path: &Path, delimiter: u8, fields: &Fields) -> Result<Vec<Tex
         }
     };
     let header: Vec<String> = reader.headers().map_err(csv_err)?.iter().map(str::to_string).collect();
-    let text_cols = columns_of(path, &header, &fields.text, "text")?;
-    let label_col = match columns_of(path, &header, &[fields.labels], "labels") {
-        Ok(c) => Some(c[0]),
-        Err(_) if !fields.labels_required => None,
-        Err(e) => return Err(e),
-    };
+    let (text_cols, label_col) = locate(path, &header, fields)?;
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(csv_err)?;
@@ -114,13 +137,8 @@ fn read_jsonl(path: &Path, fields: &Fields) -> Result<Vec<TextRow>, DataError> {
     use serde_json::Value;
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
     let mut rows = Vec::new();
-    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = i + 1;
-        let s = std::str::from_utf8(raw).map_err(|_| at(path, line, "invalid UTF-8"))?;
-        if s.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(s).map_err(|e| at(path, line, format!("not JSON: {e}")))?;
+    for (line, s) in utf8_lines(path, &bytes)? {
+        let v: Value = serde_json::from_str(&s).map_err(|e| at(path, line, format!("not JSON: {e}")))?;
         let obj = v.as_object().ok_or_else(|| at(path, line, "not a JSON object"))?;
         let present = || obj.keys().cloned().collect::<Vec<_>>().join(", ");
         let mut text = Vec::new();
@@ -184,12 +202,7 @@ fn read_fasttext(path: &Path) -> Result<Vec<TextRow>, DataError> {
     const PREFIX: &str = "__label__";
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
     let mut rows = Vec::new();
-    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = i + 1;
-        let s = std::str::from_utf8(raw).map_err(|_| at(path, line, "invalid UTF-8"))?;
-        if s.trim().is_empty() {
-            continue;
-        }
+    for (line, s) in utf8_lines(path, &bytes)? {
         let (labels, words): (Vec<&str>, Vec<&str>) = s.split_whitespace().partition(|t| t.starts_with(PREFIX));
         let labels = labels.iter().map(|l| l[PREFIX.len()..].to_string()).filter(|l| !l.is_empty()).collect();
         rows.push(TextRow { line, text: words.join(" "), labels });
