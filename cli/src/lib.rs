@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod cmd;
+pub mod objectives;
 pub mod output;
 pub mod replicas;
 pub mod report;

@@ -175,8 +175,10 @@ pub fn rank<'a>(trials: &'a [pb::Trial], metric: &str, goal: pb::Goal) -> Vec<&'
     v
 }
 
-/// The trials table (people).
+/// The trials table (people); a succeeded trial that misses the sweep's constraints
+/// shows as `succeeded (infeasible)`.
 pub fn print_trials(sweep: &pb::Sweep, ordered: &[&pb::Trial]) {
+    let rules = crate::objectives::Rules::of(sweep);
     let mut t = table(&[
         "trial",
         "state",
@@ -190,7 +192,10 @@ pub fn print_trials(sweep: &pb::Sweep, ordered: &[&pb::Trial]) {
     for tr in ordered {
         t.add_row(vec![
             tr.trial_id[..8].to_string(),
-            tr.state().name().to_string(),
+            match tr.state() {
+                pb::TrialState::Succeeded if !rules.feasible(tr) => "succeeded (infeasible)".to_string(),
+                state => state.name().to_string(),
+            },
             tr.attempt.to_string(),
             params_inline(&params(tr)),
             fmt_metric(tr.metrics.get(&sweep.metric_name)),
@@ -244,15 +249,21 @@ pub fn print_best(
     match configuration {
         Some(c) => {
             let ci = c.summary.ci95.map(|h| format!(" ± {h:.4} (95% CI)")).unwrap_or_default();
+            let (n, folds) = (c.summary.n, config["dataset"]["cv"]["folds"].as_u64().unwrap_or(0) as usize);
+            let runs = match folds {
+                0 => format!("{n} replicas"),
+                k if n > k => format!("{n} runs ({k}-fold cross-validation x {} replicas)", n / k),
+                k => format!("{n} runs ({k}-fold cross-validation)"),
+            };
             println!(
-                "best configuration of {}: mean {} = {:.4}{ci} over {} replicas  [{}]",
+                "best configuration of {}: mean {} = {:.4}{ci} over {runs}  [{}]",
                 sweep.name,
                 sweep.metric_name,
                 c.summary.mean,
-                c.summary.n,
                 params_inline(&c.params)
             );
-            println!("its best replica: trial {}  {} = {objective}", t.trial_id, sweep.metric_name);
+            let run = if folds > 0 { "run" } else { "replica" };
+            println!("its best {run}: trial {}  {} = {objective}", t.trial_id, sweep.metric_name);
         }
         None => println!(
             "best of {}: trial {}  {} = {objective}  [{}]",
@@ -279,6 +290,10 @@ pub fn print_best(
         ]);
     }
     println!("{tb}");
+    if config["dataset"].get("cv").is_some() {
+        println!("# cross-validated: the file below trains the deliverable, one model on all of train");
+        println!("# (less val_fraction for early stopping and thresholds); `sweep model get` gives a fold's model");
+    }
     println!("# a sweep file that re-runs this configuration:");
     print!("{}", rerun_yaml(&sweep.name, &config)?);
     Ok(())
@@ -287,9 +302,14 @@ pub fn print_best(
 /// A sweep file whose single trial is `config`: each section as the trial resolved it,
 /// the dataset with only the fields its kind uses (a config stored by an earlier
 /// version, which carried every kind's fields, is read and written back the same way).
+/// A cross-validated trial's file drops the folds: it trains the deliverable, one model
+/// on all of train (less `val_fraction` for early stopping and thresholds).
 pub fn rerun_yaml(name: &str, config: &Value) -> anyhow::Result<String> {
     let config = match serde_json::from_value::<sweep_file::TrialConfig>(config.clone()) {
-        Ok(c) => serde_json::to_value(c)?,
+        Ok(mut c) => {
+            (c.dataset.cv_folds, c.dataset.fold) = (0, 0);
+            serde_json::to_value(c)?
+        }
         Err(_) => config.clone(),
     };
     let mut doc = serde_json::Map::new();

@@ -1,5 +1,5 @@
-//! Configurations and their replicas: trials that differ only in `train.seed` and
-//! `dataset.split_seed` are one configuration. Ranked by the mean objective with a 95%
+//! Configurations and their replicas: trials that differ only in `train.seed`,
+//! `dataset.split_seed` and (cross-validated) `dataset.fold` are one configuration. Ranked by the mean objective with a 95%
 //! t-interval; the winner is tested against every other configuration with a paired
 //! t-test over the replicas they share (same seeds), Holm-corrected.
 
@@ -11,15 +11,18 @@ use sweep_search::stats::{holm, paired_t, summarize, Summary};
 
 use crate::output::params;
 
-/// The seeds replicas vary.
-const SEEDS: [&str; 2] = ["train.seed", "dataset.split_seed"];
+/// What replicas and folds vary.
+const SEEDS: [&str; 3] = ["train.seed", "dataset.split_seed", "dataset.fold"];
+
+/// A replica's seeds and fold: what pairs two configurations' runs.
+type SeedKey = (u64, u64, u64);
 
 /// One configuration's succeeded replicas.
 pub struct Configuration<'a> {
     /// The swept parameters without the seeds.
     pub params: Value,
-    /// Objective by (train seed, split seed).
-    pub by_seed: BTreeMap<(u64, u64), f64>,
+    /// Objective by (train seed, split seed, fold).
+    pub by_seed: BTreeMap<SeedKey, f64>,
     pub trials: Vec<&'a pb::Trial>,
     pub summary: Summary,
     /// Position of its first trial in grid order: ties go to the earlier configuration.
@@ -42,13 +45,16 @@ impl Configuration<'_> {
     }
 }
 
-fn seeds(t: &pb::Trial) -> (u64, u64) {
+fn seeds(t: &pb::Trial) -> SeedKey {
     let c: Value = serde_json::from_str(&t.config_json).unwrap_or_default();
-    (c["train"]["seed"].as_u64().unwrap_or(0), c["dataset"]["split_seed"].as_u64().unwrap_or(0))
+    let d = &c["dataset"];
+    (c["train"]["seed"].as_u64().unwrap_or(0), d["split_seed"].as_u64().unwrap_or(0), d["fold"].as_u64().unwrap_or(0))
 }
 
 /// Succeeded trials grouped into configurations, best mean first for the sweep's goal.
+/// With `constraints:`, a configuration counts only when every replica meets them.
 pub fn configurations<'a>(sweep: &pb::Sweep, trials: &'a [pb::Trial]) -> Vec<Configuration<'a>> {
+    let rules = crate::objectives::Rules::of(sweep);
     let mut groups: BTreeMap<String, (Value, Vec<&pb::Trial>, usize)> = BTreeMap::new();
     for (i, t) in trials.iter().enumerate().filter(|(_, t)| t.state() == pb::TrialState::Succeeded) {
         if !t.metrics.contains_key(&sweep.metric_name) {
@@ -62,8 +68,9 @@ pub fn configurations<'a>(sweep: &pb::Sweep, trials: &'a [pb::Trial]) -> Vec<Con
     }
     let mut out: Vec<Configuration> = groups
         .into_values()
+        .filter(|(_, trials, _)| trials.iter().all(|t| rules.feasible(t)))
         .map(|(params, trials, first)| {
-            let by_seed: BTreeMap<(u64, u64), f64> =
+            let by_seed: BTreeMap<SeedKey, f64> =
                 trials.iter().map(|t| (seeds(t), t.metrics[&sweep.metric_name])).collect();
             let values: Vec<f64> = trials.iter().map(|t| t.metrics[&sweep.metric_name]).collect();
             Configuration { params, by_seed, trials, summary: summarize(&values), first }
@@ -84,7 +91,7 @@ pub fn versus_winner(configs: &[Configuration]) -> Vec<Option<f64>> {
     let raw: Vec<Option<f64>> = others
         .iter()
         .map(|o| {
-            let shared: Vec<&(u64, u64)> = winner.by_seed.keys().filter(|k| o.by_seed.contains_key(k)).collect();
+            let shared: Vec<&SeedKey> = winner.by_seed.keys().filter(|k| o.by_seed.contains_key(k)).collect();
             let a: Vec<f64> = shared.iter().map(|k| winner.by_seed[k]).collect();
             let b: Vec<f64> = shared.iter().map(|k| o.by_seed[k]).collect();
             paired_t(&a, &b).map(|p| p.p_value)

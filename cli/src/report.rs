@@ -171,6 +171,73 @@ fn svg_groups(top: &[&pb::Trial]) -> String {
     svg
 }
 
+/// The test metric a validation objective is scored against on held-out data: the
+/// same name under `test.` (`train.loss` has none).
+fn test_counterpart(metric: &str) -> Option<String> {
+    metric.strip_prefix("val.").map(|m| format!("test.{m}"))
+}
+
+/// Each succeeded trial's selection score (validation, what the search saw) against
+/// the same metric on test, with the diagonal: how optimistic validation was.
+fn svg_val_vs_test(trials: &[pb::Trial], metric: &str) -> Option<String> {
+    let test = test_counterpart(metric)?;
+    let pts: Vec<(f64, f64)> = trials
+        .iter()
+        .filter(|t| t.state() == pb::TrialState::Succeeded)
+        .filter_map(|t| Some((*t.metrics.get(metric)?, *t.metrics.get(&test)?)))
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
+    if pts.is_empty() {
+        return None;
+    }
+    let lo = pts.iter().flat_map(|(x, y)| [*x, *y]).fold(f64::INFINITY, f64::min);
+    let hi = pts.iter().flat_map(|(x, y)| [*x, *y]).fold(f64::NEG_INFINITY, f64::max);
+    let pad = ((hi - lo) * 0.05).max(0.005);
+    let (lo, hi) = (lo - pad, hi + pad);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (420, 380)).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        if let Ok(mut chart) = ChartBuilder::on(&root)
+            .caption(format!("{metric} (selection) against {test}, per trial"), ("sans-serif", 13))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(45)
+            .build_cartesian_2d(lo..hi, lo..hi)
+        {
+            let _ = chart.configure_mesh().x_desc(metric).y_desc(test.as_str()).draw();
+            let _ = chart.draw_series(LineSeries::new([(lo, lo), (hi, hi)], BLACK.mix(0.3)));
+            let _ = chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, RGBColor(31, 119, 180).filled())));
+        }
+        let _ = root.present();
+    }
+    Some(svg)
+}
+
+/// With several objectives, the configurations on the Pareto front.
+fn pareto_table(h: &mut String, d: &ReportData) {
+    let rules = crate::objectives::Rules::of(&d.sweep);
+    if rules.objectives.len() < 2 {
+        return;
+    }
+    let configs = crate::replicas::configurations(&d.sweep, &d.trials);
+    let front = crate::objectives::front(&rules, &configs);
+    let v = crate::objectives::front_json(&rules, &configs, &front);
+    h.push_str("<h2>Pareto front</h2><p>Configurations no other beats on one objective without losing on another.</p><table id=\"pareto\"><tr><th>configuration</th>");
+    for m in &rules.objectives {
+        let _ = write!(h, "<th>{} {}</th>", esc(m.goal.as_str()), esc(&m.name));
+    }
+    h.push_str("<th>n</th></tr>");
+    for row in v["front"].as_array().into_iter().flatten() {
+        let _ = write!(h, "<tr><td class=l>{}</td>", esc(&params_inline(&row["params"])));
+        for m in &rules.objectives {
+            let _ = write!(h, "<td>{}</td>", fmt_metric(row["means"][&m.name].as_f64().as_ref()));
+        }
+        let _ = write!(h, "<td>{}</td></tr>", row["n"]);
+    }
+    h.push_str("</table>");
+}
+
 /// Fetches a sweep, its trials and their per-epoch history, and renders the report.
 pub async fn build(c: &mut crate::client::Client, sweep_id: &str) -> anyhow::Result<String> {
     use crate::client::status_error;
@@ -266,8 +333,12 @@ pub fn render(d: &ReportData) -> String {
         goal = esc(s.metric_goal().name()),
         metric = esc(metric)
     );
+    pareto_table(&mut h, d);
     configurations_table(&mut h, d);
     leaderboard_table(&mut h, &ranked, metric);
+    if let Some(svg) = svg_val_vs_test(&d.trials, metric) {
+        let _ = write!(h, "<h2>Selection against test</h2><div class=\"chart val-test\" id=\"val-test\">{svg}</div>");
+    }
     if let Some(svg) = svg_heatmap(&d.trials, metric) {
         let _ = write!(h, "<h2>Grid</h2><div class=\"chart heatmap\" id=\"heatmap\">{svg}</div>");
     }

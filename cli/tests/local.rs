@@ -31,9 +31,9 @@ fn sweep_local_runs_reports_and_leaves_nothing_running() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let report = dir.path().join("report.html");
-    let run = |name: &str, head: &str, report: Option<&Path>| {
+    let run_body = |name: &str, head: &str, body: &str, report: Option<&Path>| {
         let spec = dir.path().join(format!("{name}.yaml"));
-        std::fs::write(&spec, format!("name: {name}\n{head}{GRID}")).unwrap();
+        std::fs::write(&spec, format!("name: {name}\n{head}{body}")).unwrap();
         let mut cmd = Command::new(bin("sweep"));
         cmd.args(["local", spec.to_str().unwrap(), "--workers", "2", "--device", "cpu", "--data-dir"]).arg(&data);
         if let Some(r) = report {
@@ -45,6 +45,7 @@ fn sweep_local_runs_reports_and_leaves_nothing_running() {
         assert!(out.status.success(), "sweep local failed:\n{stderr}");
         (stdout, stderr)
     };
+    let run = |name: &str, head: &str, report: Option<&Path>| run_body(name, head, GRID, report);
     let (first, _) = run("local-one", "", Some(&report));
     assert!(first.contains("leaderboard of local-one (succeeded 4)"), "{first}");
     assert!(first.contains("# a sweep file that re-runs this configuration:"), "{first}");
@@ -63,6 +64,21 @@ fn sweep_local_runs_reports_and_leaves_nothing_running() {
     assert!(second.contains("(95% CI) over 2 replicas") && second.contains("its best replica: trial "), "{second}");
     assert!(processes_mentioning(&data_s).is_empty());
     assert!(processes_mentioning(&pg_dir).is_empty());
+
+    // Two objectives, a constraint, 3-fold stratified cross-validation: the Pareto front
+    // comes first, configurations are ranked by their mean over folds.
+    let head =
+        "metrics:\n  - {name: val.f1_micro}\n  - {name: val.f1_macro_tuned}\nconstraints: ['val.f1_micro >= 0.01']\n";
+    let body = GRID.replace("max_positives: 400}", "max_positives: 400, cv: {folds: 3}}");
+    let report3 = dir.path().join("report3.html");
+    let (third, _) = run_body("local-three", head, &body, Some(&report3));
+    assert!(third.contains("leaderboard of local-three (succeeded 12)"), "{third}");
+    assert!(third.contains(" over 3 runs (3-fold cross-validation)  ["), "{third}");
+    assert!(third.contains("# cross-validated: the file below trains the deliverable"), "{third}");
+    assert!(third.contains("Pareto front over val.f1_micro and val.f1_macro_tuned ("), "{third}");
+    let html3 = std::fs::read_to_string(&report3).unwrap();
+    assert!(html3.contains("<h2>Pareto front</h2>") && html3.contains("id=\"pareto\""), "the report's front");
+    assert!(processes_mentioning(&data_s).is_empty());
 
     render_in_chromium(&report, 4);
     if pg_dir.starts_with("/var/lib/sweep/") {
@@ -101,6 +117,7 @@ fn render_in_chromium(report: &Path, trials: usize) {
     assert_eq!(dom_s.matches("class=\"chart trial-chart\"").count(), trials, "one chart per trial");
     assert!(dom_s.contains("id=\"heatmap\""), "heatmap present");
     assert!(dom_s.contains("id=\"leaderboard\""));
+    assert!(dom_s.contains("id=\"val-test\""), "selection score against test, per trial");
     let stderr = String::from_utf8_lossy(&dom.stderr);
     let console_errors: Vec<&str> =
         stderr.lines().filter(|l| l.contains("CONSOLE") && (l.contains("ERROR") || l.contains("Uncaught"))).collect();

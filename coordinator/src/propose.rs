@@ -79,6 +79,28 @@ pub async fn top_up_or_warn(state: &AppState, sweep: Uuid) {
 }
 
 /// Tops a TPE sweep up; returns how many trials it added.
+/// What TPE learns from finished trials: (point, objective) with larger better. A trial
+/// that misses the sweep's constraints ranks below every one that meets them, the worse
+/// the further it misses (as Optuna's constrained TPE orders them), so it is never "good".
+fn learned(spec: &sweep_file::SweepSpec, rows: &[trials::ProposalInput], sign: f64) -> Vec<(Vec<f64>, f64)> {
+    let finished: Vec<(Vec<f64>, f64, f64)> = rows
+        .iter()
+        .filter(|r| matches!(r.state, TrialState::Succeeded | TrialState::Pruned))
+        .filter_map(|r| {
+            let violation = match (r.state, spec.constraints().is_empty()) {
+                (TrialState::Succeeded, false) => {
+                    let m = r.metrics.as_ref().and_then(|m| serde_json::from_value(m.clone()).ok()).unwrap_or_default();
+                    sweep_file::violation(spec.constraints(), &m)
+                }
+                _ => 0.0,
+            };
+            Some((encode(spec, &r.params)?, sign * r.objective?, violation))
+        })
+        .collect();
+    let floor = finished.iter().map(|(_, y, _)| *y).fold(f64::INFINITY, f64::min);
+    finished.into_iter().map(|(x, y, v)| if v == 0.0 { (x, y) } else { (x, floor - 1.0 - v.min(1e6)) }).collect()
+}
+
 pub async fn top_up(state: &AppState, sweep: Uuid) -> Result<usize> {
     let mut tx = state.db.begin().await?;
     let Some(row) = sweeps::lock_for_proposals(&mut tx, sweep).await? else { return Ok(0) };
@@ -97,11 +119,7 @@ pub async fn top_up(state: &AppState, sweep: Uuid) -> Result<usize> {
     let in_flight = (spec.tpe_startup() * u64::from(spec.replicas())) as usize;
     let open = rows.iter().filter(|r| !r.state.is_terminal()).count();
     let sign = if row.goal == Goal::Minimize { -1.0 } else { 1.0 };
-    let history: Vec<(Vec<f64>, f64)> = rows
-        .iter()
-        .filter(|r| matches!(r.state, TrialState::Succeeded | TrialState::Pruned))
-        .filter_map(|r| Some((encode(&spec, &r.params)?, sign * r.objective?)))
-        .collect();
+    let history = learned(&spec, &rows, sign);
     let mut proposer = Proposer {
         spec: &spec,
         dims: dims(&spec),

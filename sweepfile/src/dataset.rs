@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Map, Value};
 
 pub use crate::features::*;
+pub use crate::split::SplitMethod;
 
 /// Which reader a dataset uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +47,15 @@ pub struct DatasetConfig {
     /// the source has no validation split of its own).
     pub val_fraction: f64,
     pub split_seed: u64,
+    /// How the validation rows are chosen. Written out (and part of identity) only when
+    /// not `random`, so configurations stored before it existed keep their hashes.
+    pub split: SplitMethod,
+    /// Cross-validation (`cv: {folds: k}`): train is dealt into k stratified folds and
+    /// this trial validates on fold `fold`, training on the others; 0: no folds. Written
+    /// out only when set.
+    pub cv_folds: u32,
+    /// Which fold this trial validates on (set by expansion, one trial per fold).
+    pub fold: u32,
     /// The data files as blobs, by role (`train`, `test`, `xml`, `val`, `label_names`)
     /// -> SHA-256: set when `sweep submit` uploaded them; workers fetch them by hash and
     /// put local paths back before anything reads the config.
@@ -58,6 +68,9 @@ impl Default for DatasetConfig {
             source: DataSource::Synthetic(SyntheticData::default()),
             val_fraction: 0.1,
             split_seed: 0,
+            split: SplitMethod::Random,
+            cv_folds: 0,
+            fold: 0,
             blobs: BTreeMap::new(),
         }
     }
@@ -233,18 +246,13 @@ impl DatasetConfig {
     }
 
     /// Whether a data file of `role` is named, by path or by an uploaded blob.
-    fn has(&self, role: &str, path: &Option<String>) -> bool {
+    pub(crate) fn has(&self, role: &str, path: &Option<String>) -> bool {
         path.is_some() || self.blobs.contains_key(role)
     }
 
     /// Range checks and the files each kind needs, as (dotted field, problem).
     pub(crate) fn check(&self, bad: &mut Vec<(String, String)>) {
-        let v = self.val_fraction;
-        if !v.is_finite() {
-            bad.push(("dataset.val_fraction".into(), format!("{v} is not a finite number")));
-        } else if !(v > 0.0 && v < 1.0) {
-            bad.push(("dataset.val_fraction".into(), format!("{v} is out of range: must be in (0, 1)")));
-        }
+        self.check_split(bad);
         match &self.source {
             DataSource::Synthetic(s) => s.check(bad),
             DataSource::Mulan(m) => {
@@ -329,11 +337,7 @@ impl DatasetConfig {
             DataSource::Text(_) => return serde_json::to_value(self).expect("dataset serialises"),
         };
         m.insert("kind".into(), json!(self.kind().as_str()));
-        m.insert("val_fraction".into(), json!(self.val_fraction));
-        m.insert("split_seed".into(), json!(self.split_seed));
-        if !self.blobs.is_empty() {
-            m.insert("blobs".into(), json!(self.blobs));
-        }
+        self.insert_split(&mut m);
         Value::Object(m)
     }
 }
@@ -366,7 +370,7 @@ impl SyntheticData {
 }
 
 /// Keys every kind shares.
-const COMMON: [&str; 3] = ["val_fraction", "split_seed", "blobs"];
+const COMMON: [&str; 6] = ["val_fraction", "split_seed", "split", "cv", "fold", "blobs"];
 
 impl Serialize for DatasetConfig {
     /// Flat: `kind`, that kind's fields, then the split settings (and blobs when bound).
@@ -375,11 +379,7 @@ impl Serialize for DatasetConfig {
             Value::Object(m) => m,
             _ => unreachable!("a data source serialises to a map"),
         };
-        m.insert("val_fraction".into(), json!(self.val_fraction));
-        m.insert("split_seed".into(), json!(self.split_seed));
-        if !self.blobs.is_empty() {
-            m.insert("blobs".into(), json!(self.blobs));
-        }
+        self.insert_split(&mut m);
         m.serialize(s)
     }
 }
@@ -389,12 +389,7 @@ impl<'de> Deserialize<'de> for DatasetConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let mut m = Map::<String, Value>::deserialize(d)?;
         let mut out = DatasetConfig::default();
-        if let Some(v) = m.remove("val_fraction") {
-            out.val_fraction = serde_json::from_value(v).map_err(|e| D::Error::custom(format!("val_fraction: {e}")))?;
-        }
-        if let Some(v) = m.remove("split_seed") {
-            out.split_seed = serde_json::from_value(v).map_err(|e| D::Error::custom(format!("split_seed: {e}")))?;
-        }
+        out.take_split(&mut m).map_err(D::Error::custom)?;
         if let Some(v) = m.remove("blobs") {
             out.blobs = serde_json::from_value(v).map_err(|e| D::Error::custom(format!("blobs: {e}")))?;
         }
@@ -473,6 +468,25 @@ mod tests {
         assert!(e.to_string().starts_with("unknown field `labels` for a mulan dataset (it takes name, train"), "{e}");
         let synthetic: DatasetConfig = serde_json::from_value(json!({"labels": 60})).unwrap();
         assert_eq!(synthetic.kind(), DatasetKind::Synthetic);
+    }
+
+    /// `split: iterative` is written out and changes the identity; `random` (the default)
+    /// is not written, so configurations from before `split` existed keep theirs.
+    #[test]
+    fn the_split_method_is_written_only_when_not_random() {
+        let random = DatasetConfig::mulan("bibtex");
+        let explicit: DatasetConfig =
+            serde_json::from_value(json!({"kind": "mulan", "name": "bibtex", "split": "random"})).unwrap();
+        assert_eq!(explicit.identity_json(), random.identity_json());
+        let iterative: DatasetConfig =
+            serde_json::from_value(json!({"kind": "mulan", "name": "bibtex", "split": "iterative"})).unwrap();
+        assert_eq!(iterative.split, SplitMethod::Iterative);
+        assert_eq!(iterative.identity_json()["split"], "iterative");
+        assert_ne!(iterative.identity_json(), random.identity_json());
+        assert_eq!(serde_json::to_value(&iterative).unwrap()["split"], "iterative");
+        let e = serde_json::from_value::<DatasetConfig>(json!({"kind": "mulan", "name": "x", "split": "stratified"}))
+            .unwrap_err();
+        assert_eq!(e.to_string(), "split: unknown split \"stratified\" (expected random or iterative)");
     }
 
     /// What an earlier version stored for a MULAN trial still reads (every generator

@@ -42,7 +42,9 @@ impl SweepSpec {
             Method::Grid => self.grid_size(),
             Method::Random | Method::Tpe => self.run_cap.unwrap_or(0),
         };
-        configurations.saturating_mul(u64::from(self.replicas))
+        configurations
+            .saturating_mul(u64::from(self.replicas))
+            .saturating_mul(u64::from(self.base.dataset.cv_folds.max(1)))
     }
 
     /// Configurations a TPE sweep starts with (random draws); also how many it keeps in
@@ -90,23 +92,41 @@ impl SweepSpec {
 
     /// The replicas of one configuration: replica r adds r to `train.seed` and to
     /// `dataset.split_seed` (so replica r of every configuration shares its seeds, which
-    /// is what pairs them), and records both in the params.
+    /// is what pairs them), and records both in the params. With `dataset.cv`, each
+    /// replica is one trial per fold (`dataset.fold` in the params): the folds of a split
+    /// seed are the same rows for every configuration.
     fn replicate(
         &self,
         params: BTreeMap<String, serde_json::Value>,
         config: TrialConfig,
     ) -> Vec<(BTreeMap<String, serde_json::Value>, TrialConfig)> {
-        if self.replicas <= 1 {
-            return vec![(params, config)];
+        let replicas: Vec<(BTreeMap<String, serde_json::Value>, TrialConfig)> = if self.replicas <= 1 {
+            vec![(params, config)]
+        } else {
+            (0..u64::from(self.replicas))
+                .map(|r| {
+                    let (mut params, mut config) = (params.clone(), config.clone());
+                    config.train.seed = config.train.seed.wrapping_add(r);
+                    config.dataset.split_seed = config.dataset.split_seed.wrapping_add(r);
+                    params.insert("train.seed".into(), serde_json::json!(config.train.seed));
+                    params.insert("dataset.split_seed".into(), serde_json::json!(config.dataset.split_seed));
+                    (params, config)
+                })
+                .collect()
+        };
+        let folds = replicas.first().map_or(0, |(_, c)| c.dataset.cv_folds);
+        if folds == 0 {
+            return replicas;
         }
-        (0..u64::from(self.replicas))
-            .map(|r| {
-                let (mut params, mut config) = (params.clone(), config.clone());
-                config.train.seed = config.train.seed.wrapping_add(r);
-                config.dataset.split_seed = config.dataset.split_seed.wrapping_add(r);
-                params.insert("train.seed".into(), serde_json::json!(config.train.seed));
-                params.insert("dataset.split_seed".into(), serde_json::json!(config.dataset.split_seed));
-                (params, config)
+        replicas
+            .into_iter()
+            .flat_map(|(params, config)| {
+                (0..folds).map(move |f| {
+                    let (mut params, mut config) = (params.clone(), config.clone());
+                    config.dataset.fold = f;
+                    params.insert("dataset.fold".into(), serde_json::json!(f));
+                    (params, config)
+                })
             })
             .collect()
     }

@@ -14,13 +14,16 @@ mod expand;
 mod features;
 mod fuse;
 mod locate;
+mod objective;
 mod parse;
 mod spec;
+mod split;
 
 pub use config::*;
 pub use data::{bind_data, data_dir, data_files, is_remote, set_data_file, sibling_xml};
 pub use error::{SpecError, SpecErrors};
 pub use expand::{config_hash, parse_and_expand};
 pub use fuse::{fuse_mismatch, FuseKey};
+pub use objective::{dominates, feasible, pareto_front, violation, Bound, Constraint};
 pub use parse::parse;
 pub use spec::{Distribution, Limits, Method, ParamSpec, SweepSpec, Trial, METRICS};

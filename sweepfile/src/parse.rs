@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::config::{EarlyStop, Metric, TrialConfig};
 use crate::error::{SpecError, SpecErrors};
 use crate::locate::line_of;
-use crate::spec::{Distribution, Limits, Method, ParamSpec, SweepSpec, METRICS};
+use crate::spec::{Distribution, Limits, Method, ParamSpec, SweepSpec};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,7 +19,13 @@ struct RawSpec {
     #[serde(default)]
     method: Method,
     #[serde(default)]
-    metric: Metric,
+    metric: Option<Metric>,
+    /// Several objectives at once (ranked as a Pareto front); the first is the primary.
+    #[serde(default)]
+    metrics: Option<Vec<Metric>>,
+    /// `val.<metric> >= x` / `<= x`: what a trial must meet to count.
+    #[serde(default)]
+    constraints: Vec<String>,
     #[serde(default)]
     seed: u64,
     #[serde(default = "default_max_attempts")]
@@ -90,9 +96,11 @@ pub fn parse(source: &str, source_name: &str, limits: Limits) -> Result<SweepSpe
     let raw: RawSpec = serde_norway::from_str(source).map_err(|e| yaml_error(source, source_name, e))?;
     let mut cx = Ctx { source, source_name, errors: Vec::new() };
     check_header(&mut cx, &raw);
+    let objectives = check_objectives(&mut cx, &raw);
+    let constraints = check_constraints(&mut cx, &raw.constraints);
     let scheme_given = scheme_given(source, &raw);
     let mut base = TrialConfig {
-        metric: raw.metric.clone(),
+        metric: objectives[0].clone(),
         dataset: raw.dataset,
         model: raw.model,
         train: raw.train,
@@ -119,7 +127,9 @@ pub fn parse(source: &str, source_name: &str, limits: Limits) -> Result<SweepSpe
         early_stop: check_early_stop(&mut cx, raw.early_stop, base.train.epochs),
         name: raw.name,
         method: raw.method,
-        metric: raw.metric,
+        metric: objectives[0].clone(),
+        objectives,
+        constraints,
         seed: raw.seed,
         max_attempts: raw.max_attempts,
         base,
@@ -212,9 +222,12 @@ fn check_header(cx: &mut Ctx<'_>, raw: &RawSpec) {
     if raw.max_attempts == 0 || raw.max_attempts > 100 {
         cx.err(&["max_attempts"], "max_attempts", format!("{} is out of range: must be in [1, 100]", raw.max_attempts));
     }
-    check_metric(cx, &raw.metric);
     if raw.replicas == 0 || raw.replicas > 100 {
         cx.err(&["replicas"], "replicas", format!("{} is out of range: must be in [1, 100]", raw.replicas));
+    }
+    for path in raw.parameters.keys().filter(|p| *p == "dataset.fold" || p.starts_with("dataset.cv")) {
+        let msg = format!("`{path}` is not swept: `dataset.cv: {{folds: k}}` makes one trial per fold");
+        cx.err(&["parameters", path], format!("parameters.{path}"), msg);
     }
     for seed in ["train.seed", "dataset.split_seed"] {
         if raw.replicas > 1 && raw.parameters.contains_key(seed) {
@@ -280,27 +293,58 @@ fn check_grid_size(cx: &mut Ctx<'_>, spec: &SweepSpec, limits: Limits) {
     }
 }
 
-fn check_metric(cx: &mut Ctx<'_>, metric: &Metric) {
-    let ok = match metric.name.split_once('.') {
-        Some(("val", m)) => METRICS.contains(&m),
-        Some(("train", "loss")) => true,
-        _ => false,
+/// The objectives: `metric:` (one) or `metrics:` (two or three, ranked as a Pareto
+/// front; the first is the primary, which early stopping within a trial follows).
+fn check_objectives(cx: &mut Ctx<'_>, raw: &RawSpec) -> Vec<Metric> {
+    let objectives = match (&raw.metric, &raw.metrics) {
+        (Some(_), Some(_)) => {
+            cx.err(&["metrics"], "metrics", "give `metric` (one objective) or `metrics` (several), not both");
+            return vec![Metric::default()];
+        }
+        (Some(m), None) => vec![m.clone()],
+        (None, None) => vec![Metric::default()],
+        (None, Some(ms)) => {
+            if !(2..=3).contains(&ms.len()) {
+                let msg = format!("{} objectives: `metrics` takes two or three (use `metric` for one)", ms.len());
+                cx.err(&["metrics"], "metrics", msg);
+            }
+            let mut names: Vec<&str> = ms.iter().map(|m| m.name.as_str()).collect();
+            names.sort_unstable();
+            if names.windows(2).any(|w| w[0] == w[1]) {
+                cx.err(&["metrics"], "metrics", "an objective is named twice");
+            }
+            if raw.method == Method::Tpe {
+                cx.err(&["method"], "method", "tpe optimises one objective; search several with grid or random");
+            }
+            if raw.early_stop.is_some() {
+                cx.err(&["early_stop"], "early_stop", "early_stop prunes on one objective; remove it or use `metric`");
+            }
+            if ms.is_empty() {
+                return vec![Metric::default()];
+            }
+            ms.clone()
+        }
     };
-    if !ok {
-        let msg = if metric.name.starts_with("test.") {
-            format!(
-                "`{}`: the objective must be a validation metric (val.*); test metrics are reported, never optimised",
-                metric.name
-            )
-        } else {
-            format!(
-                "unknown metric `{}`; expected train.loss or val.<m> with <m> one of {}",
-                metric.name,
-                METRICS.join(", ")
-            )
-        };
-        cx.err(&["metric", "name"], "metric.name", msg);
+    for (i, m) in objectives.iter().enumerate() {
+        if let Err(msg) = crate::objective::check_metric_name(&m.name, "the objective") {
+            match &raw.metrics {
+                Some(_) => cx.err(&["metrics"], format!("metrics[{i}].name"), msg),
+                None => cx.err(&["metric", "name"], "metric.name", msg),
+            }
+        }
     }
+    objectives
+}
+
+fn check_constraints(cx: &mut Ctx<'_>, raw: &[String]) -> Vec<crate::objective::Constraint> {
+    let mut out = Vec::new();
+    for (i, c) in raw.iter().enumerate() {
+        match c.parse() {
+            Ok(c) => out.push(c),
+            Err(msg) => cx.err(&["constraints"], format!("constraints[{i}]"), msg),
+        }
+    }
+    out
 }
 
 /// A problem with one parameter: the key under it that is at fault (if any) and what.
@@ -333,8 +377,15 @@ fn check_param(
     }
 }
 
+/// Fields written out only when not at their default (so older identities hold), which
+/// a sweep may still vary.
+const ELIDED_AT_DEFAULT: &[&str] = &["dataset.split"];
+
 fn check_path(base: &serde_json::Value, path: &str) -> Result<(), Problem> {
     let segments: Vec<&str> = path.split('.').collect();
+    if ELIDED_AT_DEFAULT.contains(&path) {
+        return Ok(());
+    }
     match lookup(base, &segments) {
         Some(v) if SECTIONS.contains(&segments[0]) && !v.is_object() => Ok(()),
         Some(v) if v.is_object() => problem(None, format!("`{path}` is a section; name one of its fields")),

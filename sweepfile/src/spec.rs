@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Metric, TrialConfig};
+use crate::objective::Constraint;
 
 /// Limits the coordinator (or `sweep validate`) enforces on a sweep.
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +83,10 @@ pub struct SweepSpec {
     pub(crate) name: String,
     pub(crate) method: Method,
     pub(crate) metric: Metric,
+    /// Every objective (the first is `metric`); more than one: ranked as a Pareto front.
+    pub(crate) objectives: Vec<Metric>,
+    /// What a trial must meet to count.
+    pub(crate) constraints: Vec<Constraint>,
     pub(crate) seed: u64,
     pub(crate) max_attempts: u32,
     pub(crate) run_cap: Option<u64>,
@@ -109,6 +114,18 @@ impl SweepSpec {
     /// The objective.
     pub fn metric(&self) -> &Metric {
         &self.metric
+    }
+    /// Every objective, the primary first: one unless the file names `metrics:`.
+    pub fn objectives(&self) -> &[Metric] {
+        &self.objectives
+    }
+    /// What a trial must meet to count (`constraints:`).
+    pub fn constraints(&self) -> &[Constraint] {
+        &self.constraints
+    }
+    /// Whether a trial's final metrics meet every constraint.
+    pub fn feasible(&self, metrics: &BTreeMap<String, f64>) -> bool {
+        crate::objective::feasible(&self.constraints, metrics)
     }
     /// Seed of random search.
     pub fn seed(&self) -> u64 {
@@ -169,4 +186,8 @@ pub const METRICS: &[&str] = &[
     "f1_macro_head",
     "f1_macro_medium",
     "f1_macro_tail",
+    // The label groups' macro-F1 with per-label tuned thresholds.
+    "f1_macro_head_tuned",
+    "f1_macro_medium_tuned",
+    "f1_macro_tail_tuned",
 ];

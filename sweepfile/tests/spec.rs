@@ -244,3 +244,101 @@ fn replicas_vary_both_seeds_and_count_against_the_cap() {
     assert!(e.contains("s.yaml:2: replicas: replicas vary train.seed themselves"), "{e}");
     assert!(err("name: r\nreplicas: 0\n").contains("replicas: 0 is out of range"));
 }
+
+/// `metrics:` (two or three objectives, the first primary) and `constraints:`; every
+/// refusal says file, line and field.
+#[test]
+fn objectives_and_constraints_parse_and_refuse_clearly() {
+    let yaml = "name: m\nmetrics:\n  - {name: val.f1_micro, goal: maximize}\n  - {name: val.f1_macro_tail}\nconstraints: ['val.f1_micro >= 0.45', 'train.loss <= 3']\nparameters:\n  loss.focal_gamma: {values: [0, 2]}\n";
+    let spec = parse(yaml, "m.yaml", Limits::default()).unwrap();
+    let names: Vec<&str> = spec.objectives().iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["val.f1_micro", "val.f1_macro_tail"]);
+    assert_eq!(spec.metric().name, "val.f1_micro", "the first objective is the primary");
+    assert_eq!(spec.expand().unwrap()[0].config.metric.name, "val.f1_micro", "trials early-stop on the primary");
+    let c: Vec<String> = spec.constraints().iter().map(ToString::to_string).collect();
+    assert_eq!(c, ["val.f1_micro >= 0.45", "train.loss <= 3"]);
+    let metrics = |f1: f64| std::collections::BTreeMap::from([("val.f1_micro".into(), f1), ("train.loss".into(), 1.0)]);
+    assert!(spec.feasible(&metrics(0.5)) && !spec.feasible(&metrics(0.4)));
+    // A tail objective alone.
+    let tail = parse("name: t\nmetric: {name: val.f1_macro_tail_tuned}\n", "t.yaml", Limits::default()).unwrap();
+    assert_eq!(tail.objectives().len(), 1);
+
+    let cases: &[(&str, &str)] = &[
+        (
+            "name: x\nmetric: {name: val.f1_micro}\nmetrics: [{name: val.f1_macro}, {name: val.f1_micro}]\n",
+            "s.yaml:3: metrics: give `metric` (one objective) or `metrics` (several), not both",
+        ),
+        ("name: x\nmetrics: [{name: val.f1_macro}]\n", "s.yaml:2: metrics: 1 objectives: `metrics` takes two or three"),
+        ("name: x\nmetrics: [{name: val.f1_macro}, {name: val.f1_macro}]\n", "an objective is named twice"),
+        ("name: x\nmetrics: [{name: val.f1_macro}, {name: test.f1_micro}]\n", "s.yaml:2: metrics[1].name: `test.f1_micro`"),
+        (
+            "name: x\nmethod: tpe\nrun_cap: 5\nmetrics: [{name: val.f1_macro}, {name: val.f1_micro}]\nparameters:\n  train.lr: {min: 0.001, max: 0.1}\n",
+            "s.yaml:2: method: tpe optimises one objective",
+        ),
+        ("name: x\nconstraints: ['val.f1_micro > 0.4']\n", "s.yaml:2: constraints[0]: `val.f1_micro > 0.4`: write"),
+        ("name: x\nconstraints:\n  - val.f1_micro >= 0.4\n  - val.f1_micro >= lots\n", "constraints[1]: `val.f1_micro >= lots`: `lots` is not a number"),
+        ("name: x\nconstraints: ['test.f1_micro >= 0.4']\n", "a constraint must be a validation metric"),
+        ("name: x\ndataset: {kind: mulan, name: bibtex, split: stratified}\n", "split: unknown split \"stratified\" (expected random or iterative)"),
+    ];
+    for (yaml, want) in cases {
+        let e = err(yaml);
+        assert!(e.contains(want), "for {yaml:?}\n got: {e}\nwant: {want}");
+    }
+}
+
+/// `dataset.split: iterative` is a new cell; a file without `split` keeps the identities
+/// it had (the seed grid's recorded hashes are checked above); the split is sweepable.
+#[test]
+fn the_split_method_is_part_of_identity_only_when_iterative() {
+    let base = "name: s\ndataset: {kind: mulan, name: bibtex}\n";
+    let random = parse(base, "s.yaml", Limits::default()).unwrap().expand().unwrap();
+    let explicit = parse(&base.replace("bibtex}", "bibtex, split: random}"), "s.yaml", Limits::default()).unwrap();
+    assert_eq!(explicit.expand().unwrap()[0].hash, random[0].hash);
+    let iterative = parse(&base.replace("bibtex}", "bibtex, split: iterative}"), "s.yaml", Limits::default()).unwrap();
+    let it = iterative.expand().unwrap();
+    assert_eq!(it[0].config.dataset.split, sweep_file::SplitMethod::Iterative);
+    assert_ne!(it[0].hash, random[0].hash);
+    let swept = format!("{base}parameters:\n  dataset.split: {{values: [random, iterative]}}\n");
+    let both = parse(&swept, "s.yaml", Limits::default()).unwrap().expand().unwrap();
+    assert_eq!(both.iter().map(|t| t.hash.clone()).collect::<Vec<_>>(), [random[0].hash.clone(), it[0].hash.clone()]);
+}
+
+/// `dataset.cv: {folds: k}`: each replica of each configuration is k trials, one per
+/// fold (in the params, so they group as one configuration); bad settings refused.
+#[test]
+fn cross_validation_makes_one_trial_per_fold() {
+    let yaml = "name: cv\nreplicas: 2\ndataset: {kind: mulan, name: bibtex, cv: {folds: 5}}\nparameters:\n  loss.focal_gamma: {values: [0, 2]}\n";
+    let spec = parse(yaml, "cv.yaml", Limits::default()).unwrap();
+    assert_eq!(spec.planned_trials(), 20);
+    let trials = spec.expand().unwrap();
+    assert_eq!(trials.len(), 20, "2 configurations x 2 replicas x 5 folds");
+    let folds: Vec<u64> = trials[..5].iter().map(|t| t.params["dataset.fold"].as_u64().unwrap()).collect();
+    assert_eq!(folds, [0, 1, 2, 3, 4]);
+    assert!(trials
+        .iter()
+        .all(|t| t.config.dataset.cv_folds == 5 && t.config.dataset.fold as u64 == t.params["dataset.fold"]));
+    let hashes: std::collections::HashSet<&String> = trials.iter().map(|t| &t.hash).collect();
+    assert_eq!(hashes.len(), 20);
+    // Without cv nothing about folds enters the config or its identity.
+    let plain = parse("name: p\ndataset: {kind: mulan, name: bibtex}\n", "p.yaml", Limits::default()).unwrap();
+    let v = serde_json::to_value(&plain.expand().unwrap()[0].config).unwrap();
+    assert!(v["dataset"].get("cv").is_none() && v["dataset"].get("fold").is_none(), "{v}");
+    let cases: &[(&str, &str)] = &[
+        ("name: x\ndataset: {kind: mulan, name: bibtex, cv: {folds: 1}}\n", "s.yaml:2: dataset.cv.folds: 1 is out of range: must be in [2, 20]"),
+        ("name: x\ndataset: {kind: mulan, name: bibtex, cv: {folds: 21}}\n", "must be in [2, 20]"),
+        ("name: x\ndataset: {kind: mulan, name: bibtex, cv: 5}\n", "cv: invalid type"),
+        ("name: x\ndataset: {kind: mulan, name: bibtex, fold: 2}\n", "dataset.fold: folds come with `cv: {folds: k}`"),
+        (
+            "name: x\ndataset: {kind: mulan, name: bibtex, cv: {folds: 3}}\nparameters:\n  dataset.fold: {values: [0, 1]}\n",
+            "s.yaml:4: parameters.dataset.fold: `dataset.fold` is not swept",
+        ),
+        (
+            "name: x\ndataset: {kind: text, train: a.tsv, val: b.tsv, test: c.tsv, text: t, labels: l, cv: {folds: 3}}\n",
+            "dataset.cv: the data has its own validation file",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let e = err(yaml);
+        assert!(e.contains(want), "for {yaml:?}\n got: {e}\nwant: {want}");
+    }
+}

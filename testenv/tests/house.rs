@@ -43,11 +43,20 @@ fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
+/// The host's target triple (`rustc -vV`): the graph is this platform's, so `--offline`
+/// needs only the packages a build here downloaded (not, say, Android-only ones).
+fn host() -> String {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = std::process::Command::new(rustc).arg("-vV").output().expect("rustc -vV");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines().find_map(|l| l.strip_prefix("host: ")).expect("rustc -vV names the host").to_string()
+}
+
 /// (package name -> its normal and build dependencies' names) for the workspace's graph.
 fn graph() -> (BTreeMap<String, BTreeSet<String>>, BTreeSet<String>) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["metadata", "--format-version", "1", "--offline", "--filter-platform", &host()])
         .current_dir(root())
         .output()
         .expect("cargo metadata");

@@ -140,12 +140,22 @@ impl TestApp {
     }
 
     pub async fn complete(&self, worker: &str, t: &pb::LeasedTrial, f1: f64) -> Result<(), tonic::Status> {
+        self.complete_with(worker, t, &[("val.f1_micro", f1)]).await
+    }
+
+    /// Completes a trial reporting these final metrics.
+    pub async fn complete_with(
+        &self,
+        worker: &str,
+        t: &pb::LeasedTrial,
+        metrics: &[(&str, f64)],
+    ) -> Result<(), tonic::Status> {
         self.agent()
             .complete(with_token(
                 worker,
                 pb::CompleteRequest {
                     trial: Some(pb::TrialRef { trial_id: t.trial_id.clone(), attempt: t.attempt }),
-                    metrics: [("val.f1_micro".to_string(), f1)].into(),
+                    metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
                     result_json: "{}".into(),
                     lease_next: 0,
                     pruned: false,

@@ -57,6 +57,12 @@ pub fn confirm_yaml(
     Ok(serde_norway::to_string(&doc)?)
 }
 
+/// The name of `sweep`'s confirmation sweep (what `sweep best` looks it up by).
+pub fn confirm_name(sweep: &sweep_proto::Sweep) -> String {
+    let short = &sweep.sweep_id[..8.min(sweep.sweep_id.len())];
+    format!("{}-confirm-{short}", sweep.name)
+}
+
 pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
     anyhow::ensure!(a.top >= 1, "--top must be at least 1");
     anyhow::ensure!((2..=100).contains(&a.replicas), "--replicas: 2 to 100 (intervals need at least 2)");
@@ -73,8 +79,7 @@ pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
         .max()
         .unwrap_or(0);
     let fresh = used + 1;
-    let short = &sweep.sweep_id[..8.min(sweep.sweep_id.len())];
-    let name = format!("{}-confirm-{short}", sweep.name);
+    let name = confirm_name(&sweep);
     let description = format!(
         "confirms sweep {} ({}): its top {} configurations, {} replicas each, on seeds from {fresh}",
         sweep.sweep_id,

@@ -8,19 +8,21 @@ use crate::error::Result;
 use crate::states::TrialState;
 use sweep_file::Goal;
 
-/// What TPE learns from a trial: its swept values, where it is, its objective.
+/// What TPE learns from a trial: its swept values, where it is, its objective (and its
+/// final metrics, for the sweep's constraints).
 #[derive(Debug, sqlx::FromRow)]
 pub struct ProposalInput {
     pub params: serde_json::Value,
     pub state: TrialState,
     pub objective: Option<f64>,
+    pub metrics: Option<serde_json::Value>,
     pub params_hash: String,
     pub seq: i32,
 }
 
 /// Every trial of a sweep, as TPE reads them.
 pub async fn proposal_inputs(conn: &mut PgConnection, sweep: Uuid) -> Result<Vec<ProposalInput>> {
-    Ok(sqlx::query_as("SELECT params, state, objective, params_hash, seq FROM trials WHERE sweep_id = $1")
+    Ok(sqlx::query_as("SELECT params, state, objective, metrics, params_hash, seq FROM trials WHERE sweep_id = $1")
         .bind(sweep)
         .fetch_all(&mut *conn)
         .await?)
@@ -125,21 +127,34 @@ pub async fn changed_since(
     .await?)
 }
 
-/// The succeeded trial with the best objective for the sweep's goal.
-pub async fn best(db: impl PgExecutor<'_>, sweep: Uuid, goal: Goal) -> Result<Option<TrialRow>> {
+/// The succeeded trial with the best objective for the sweep's goal, among those that
+/// meet `constraints` (every succeeded trial when there are none).
+pub async fn best(
+    db: impl PgExecutor<'_>,
+    sweep: Uuid,
+    goal: Goal,
+    constraints: &[sweep_file::Constraint],
+) -> Result<Option<TrialRow>> {
     let order = match goal {
         Goal::Minimize => "ASC",
         Goal::Maximize => "DESC",
     };
-    Ok(sqlx::query_as(&format!(
+    let limit = if constraints.is_empty() { "LIMIT 1" } else { "" };
+    let rows: Vec<TrialRow> = sqlx::query_as(&format!(
         "SELECT {TRIAL_COLUMNS} FROM {TRIAL_FROM}
          WHERE t.sweep_id = $1 AND t.state = $2 AND t.objective IS NOT NULL
-         ORDER BY t.objective {order}, t.seq LIMIT 1"
+         ORDER BY t.objective {order}, t.seq {limit}"
     ))
     .bind(sweep)
     .bind(TrialState::Succeeded)
-    .fetch_optional(db)
-    .await?)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().find(|r| sweep_file::feasible(constraints, &final_metrics(r))))
+}
+
+/// A trial's final metrics as numbers (none before it succeeds).
+pub fn final_metrics(r: &TrialRow) -> std::collections::BTreeMap<String, f64> {
+    r.metrics.as_ref().and_then(|m| serde_json::from_value(m.clone()).ok()).unwrap_or_default()
 }
 
 /// Per-epoch metrics of a trial, every attempt.

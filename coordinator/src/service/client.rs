@@ -124,8 +124,13 @@ impl pb::client_service_server::ClientService for ClientApi {
         auth::client(&self.state.db, &req).await?;
         let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
         let sweep = sweeps::get(&self.state.db, id).await?;
-        let best = trials::best(&self.state.db, id, sweep.metric_goal).await?.ok_or_else(|| {
-            CoordinatorError::NotFound(format!("a succeeded trial with {} in sweep {id}", sweep.metric_name))
+        let constraints = match self.state.parsed_sweep(id, &sweep.spec_yaml) {
+            Ok(spec) => spec.constraints().to_vec(),
+            Err(_) => vec![], // a file an earlier version stored: it had no constraints
+        };
+        let best = trials::best(&self.state.db, id, sweep.metric_goal, &constraints).await?.ok_or_else(|| {
+            let meeting = if constraints.is_empty() { String::new() } else { " meeting its constraints".into() };
+            CoordinatorError::NotFound(format!("a succeeded trial with {}{meeting} in sweep {id}", sweep.metric_name))
         })?;
         Ok(Response::new(convert::trial(best)))
     }

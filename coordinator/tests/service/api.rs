@@ -289,6 +289,37 @@ async fn best_trial_follows_the_goal() {
     assert_eq!(best.metrics["val.f1_micro"], 0.7);
 }
 
+/// With `constraints:`, the best trial is the best of those meeting them, whatever the
+/// infeasible ones score; when none meets them, the answer says so.
+#[tokio::test]
+async fn best_trial_meets_the_constraints() {
+    let app = app!();
+    let yaml = format!("{GRID}constraints: ['val.f1_micro <= 0.5', 'val.f1_macro >= 0.2']\n");
+    let sweep = app.submit(&yaml).await;
+    let w = app.worker("a").await;
+    let ts = app.lease(&w, 9).await;
+    let micro = [0.2, 0.7, 0.4, 0.1, 0.3, 0.6, 0.5, 0.05, 0.15];
+    let macro_ = [0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.1, 0.3, 0.3];
+    for (i, t) in ts.iter().enumerate() {
+        app.complete_with(&w, t, &[("val.f1_micro", micro[i]), ("val.f1_macro", macro_[i])]).await.unwrap();
+    }
+    let best = |id: String| async {
+        app.client().best_trial(with_token(&app.admin, pb::BestTrialRequest { sweep_id: id })).await
+    };
+    // 0.7 and 0.6 are over the cap; 0.5 misses the macro floor: 0.4 is the best that counts.
+    let b = best(sweep.sweep_id.clone()).await.unwrap().into_inner();
+    assert_eq!((b.trial_id.as_str(), b.metrics["val.f1_micro"]), (ts[2].trial_id.as_str(), 0.4));
+
+    let none = format!("{}constraints: ['val.f1_micro >= 0.9']\n", GRID.replace("name: g\n", "name: strict\n"));
+    let strict = app.submit(&none).await;
+    for t in app.lease(&w, 9).await {
+        app.complete(&w, &t, 0.5).await.unwrap();
+    }
+    let e = best(strict.sweep_id).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().contains("meeting its constraints"), "{}", e.message());
+}
+
 #[tokio::test]
 async fn nothing_is_served_without_a_credential() {
     let app = app!();

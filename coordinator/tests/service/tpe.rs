@@ -29,7 +29,16 @@ fn objective(params: &serde_json::Value) -> f64 {
 
 /// Runs the sweep one trial at a time; returns the params in the order they ran.
 async fn run_sequentially(app: &sweep_testkit::app::TestApp) -> Vec<serde_json::Value> {
-    let submitted = app.submit(TPE).await;
+    run_reporting(app, TPE, |p| vec![("val.f1_micro", objective(p))]).await
+}
+
+/// Runs `yaml` one trial at a time, each reporting `metrics` of its params.
+async fn run_reporting(
+    app: &sweep_testkit::app::TestApp,
+    yaml: &str,
+    metrics: impl Fn(&serde_json::Value) -> Vec<(&'static str, f64)>,
+) -> Vec<serde_json::Value> {
+    let submitted = app.submit(yaml).await;
     assert_eq!(submitted.trials_total, 10, "TPE starts with 10 random draws");
     let w = app.worker("w").await;
     let mut ran = Vec::new();
@@ -37,7 +46,7 @@ async fn run_sequentially(app: &sweep_testkit::app::TestApp) -> Vec<serde_json::
         let leased = app.lease(&w, 1).await;
         let Some(t) = leased.first() else { break };
         let params: serde_json::Value = serde_json::from_str(&t.params_json).unwrap();
-        app.complete(&w, t, objective(&params)).await.unwrap();
+        app.complete_with(&w, t, &metrics(&params)).await.unwrap();
         ran.push(params);
     }
     ran
@@ -70,4 +79,26 @@ async fn tpe_proposes_up_to_run_cap_without_repeats_reproducibly_and_finds_the_p
     let sweeps = a.client().list_sweeps(sweep_testkit::app::with_token(&a.admin, pb::ListSweepsRequest {})).await;
     let s = &sweeps.unwrap().into_inner().sweeps[0];
     assert_eq!((s.state(), s.total), (pb::SweepState::Finished, 30));
+}
+
+/// Constrained TPE: where the objective peaks (gamma 2) the trials miss the constraint
+/// (`val.f1_macro >= 0.5`), so they rank below every feasible trial and the proposals
+/// move away from them; unconstrained, the proposals go to the peak.
+#[tokio::test]
+async fn constrained_tpe_ranks_infeasible_trials_last_and_proposes_elsewhere() {
+    let Some(free) = sweep_testkit::app::spawn().await else { return };
+    let unconstrained = run_sequentially(&free).await;
+    let Some(app) = sweep_testkit::app::spawn().await else { return };
+    let yaml = format!("{TPE}constraints: ['val.f1_macro >= 0.5']\n");
+    let ran = run_reporting(&app, &yaml, |p| {
+        let feasible = p["loss.focal_gamma"].as_i64() != Some(2);
+        vec![("val.f1_micro", objective(p)), ("val.f1_macro", if feasible { 0.6 } else { 0.4 })]
+    })
+    .await;
+    assert_eq!(ran.len(), 30);
+    let at_peak = |ps: &[serde_json::Value]| ps.iter().filter(|p| p["loss.focal_gamma"].as_i64() == Some(2)).count();
+    let (with, without) = (at_peak(&ran[10..]), at_peak(&unconstrained[10..]));
+    eprintln!("proposals at the infeasible peak (gamma 2): {with} of 20 constrained, {without} of 20 unconstrained");
+    assert!(with < without, "constrained {with}, unconstrained {without}");
+    assert!(with <= 4, "{with} of 20 proposals where every trial has missed the constraint");
 }

@@ -10,6 +10,7 @@ mod cache;
 mod csr;
 pub mod featurize;
 mod parquet;
+pub mod stratify;
 mod synthetic;
 pub mod text;
 mod xc;
@@ -19,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use sweep_file::{DataSource, DatasetConfig};
+use sweep_file::{DataSource, DatasetConfig, SplitMethod};
 
 pub use arff::{read_arff_rows, read_mulan};
 pub use csr::{Bag, Csr};
@@ -123,6 +124,21 @@ pub struct Dataset {
     pub unseen_labels: BTreeMap<String, usize>,
 }
 
+impl Dataset {
+    /// Labels with training positives and none in validation: their thresholds and
+    /// validation F1 are guesses (`dataset.split: iterative` keeps this near zero).
+    pub fn labels_without_val_positives(&self) -> usize {
+        let l = self.labels;
+        let mut seen = vec![false; l];
+        for row in self.val.y.chunks(l) {
+            for (s, &v) in seen.iter_mut().zip(row) {
+                *s |= v != 0;
+            }
+        }
+        seen.iter().zip(&self.train_positives).filter(|(s, &n)| !**s && n > 0).count()
+    }
+}
+
 /// A bad dataset: the trial's fault, never retried.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -146,7 +162,7 @@ fn resolve(p: &str) -> PathBuf {
 /// Loads (or generates) the dataset a trial names and carves the validation split.
 /// Paths are local here: a worker has already put its fetched blobs in their place.
 pub fn load(cfg: &DatasetConfig) -> Result<Dataset, DataError> {
-    split(&read(cfg)?, cfg.val_fraction, cfg.split_seed)
+    split(&read(cfg)?, &SplitSettings::of(cfg))
 }
 
 /// Reads (or generates) a dataset, featurizing text, before any validation split.
@@ -224,26 +240,75 @@ impl SplitMix64 {
     }
 }
 
+/// How train is split for validation (when the source has no validation split).
+#[derive(Debug, Clone, Copy)]
+pub struct SplitSettings {
+    pub val_fraction: f64,
+    pub seed: u64,
+    pub method: SplitMethod,
+    /// Cross-validation: (folds, the fold validated on); folds are always stratified.
+    pub cv: Option<(u32, u32)>,
+}
+
+impl SplitSettings {
+    pub fn of(cfg: &DatasetConfig) -> SplitSettings {
+        let cv = (cfg.cv_folds > 0).then_some((cfg.cv_folds, cfg.fold));
+        SplitSettings { val_fraction: cfg.val_fraction, seed: cfg.split_seed, method: cfg.split, cv }
+    }
+
+    /// A random split (what every configuration without `split:` gets).
+    pub fn random(val_fraction: f64, seed: u64) -> SplitSettings {
+        SplitSettings { val_fraction, seed, method: SplitMethod::Random, cv: None }
+    }
+
+    /// The training rows and the validation rows (each ascending) of `train`.
+    pub fn rows(&self, train: &Split, labels: usize) -> (Vec<usize>, Vec<usize>) {
+        if let Some((folds, fold)) = self.cv {
+            // k stratified folds of the seed: the same rows for every configuration.
+            let fractions = vec![1.0 / f64::from(folds); folds as usize];
+            let subset = stratify::iterative(&train.y, train.n, labels, &fractions, self.seed);
+            let (val, rest): (Vec<usize>, Vec<usize>) = (0..train.n).partition(|&r| subset[r] == fold as usize);
+            return (rest, val);
+        }
+        match self.method {
+            SplitMethod::Random => {
+                let perm = SplitMix64(self.seed).permutation(train.n);
+                let n_val = ((train.n as f64 * self.val_fraction) as usize).max(1).min(train.n);
+                let (mut val_rows, mut train_rows) = (perm[..n_val].to_vec(), perm[n_val..].to_vec());
+                val_rows.sort_unstable();
+                train_rows.sort_unstable();
+                (train_rows, val_rows)
+            }
+            SplitMethod::Iterative => {
+                let f = self.val_fraction;
+                let subset = stratify::iterative(&train.y, train.n, labels, &[1.0 - f, f], self.seed);
+                (0..train.n).partition(|&r| subset[r] == 0)
+            }
+        }
+    }
+}
+
 /// The validation split: the source's own, or `val_fraction` of the training rows
-/// carved off by `seed`; dense features are standardised with the remaining training
-/// rows' statistics.
-pub fn split(raw: &RawData, val_fraction: f64, seed: u64) -> Result<Dataset, DataError> {
+/// carved off (by a seeded permutation or by iterative stratification); dense features
+/// are standardised with the remaining training rows' statistics.
+pub fn split(raw: &RawData, how: &SplitSettings) -> Result<Dataset, DataError> {
     let (d, l) = (raw.features, raw.label_names.len());
     if l == 0 {
         return Err(DataError(format!("{}: the dataset has no labels", raw.name)));
     }
     let (mut train, mut val) = match &raw.val {
+        Some(_) if how.cv.is_some() => {
+            return Err(DataError(format!(
+                "{}: dataset.cv: the data has its own validation split; folds are carved from train",
+                raw.name
+            )))
+        }
         Some(val) => (raw.train.clone(), val.clone()),
         None => {
-            let perm = SplitMix64(seed).permutation(raw.train.n);
-            let n_val = ((raw.train.n as f64 * val_fraction) as usize).max(1);
-            if n_val >= raw.train.n {
+            let (train_rows, val_rows) = how.rows(&raw.train, l);
+            if train_rows.is_empty() || val_rows.is_empty() {
                 return Err(DataError(format!("{}: {} training rows are too few to split", raw.name, raw.train.n)));
             }
-            let mut val_rows = perm[..n_val].to_vec();
-            let mut train_rows = perm[n_val..].to_vec();
-            val_rows.sort_unstable();
-            train_rows.sort_unstable();
             (raw.train.take(&train_rows, d, l), raw.train.take(&val_rows, d, l))
         }
     };
@@ -334,8 +399,9 @@ impl DatasetCache {
         }
         // Loaded outside the lock; two trials racing on a new dataset both load it once.
         let raw = self.raw(cfg)?;
-        let d = Arc::new(split(&raw, cfg.val_fraction, cfg.split_seed)?);
-        tracing::info!(dataset = %d.name, train = d.train.n, val = d.val.n, test = d.test.n, labels = d.labels, features = d.features, "dataset loaded");
+        let d = Arc::new(split(&raw, &SplitSettings::of(cfg))?);
+        tracing::info!(dataset = %d.name, train = d.train.n, val = d.val.n, test = d.test.n, labels = d.labels, features = d.features,
+            split = cfg.split.as_str(), labels_without_val_positives = d.labels_without_val_positives(), "dataset loaded");
         Ok(self.split.lock().expect("cache lock").entry(key).or_insert(d).clone())
     }
 

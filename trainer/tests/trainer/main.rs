@@ -8,5 +8,6 @@ mod determinism;
 mod featurize;
 mod fused;
 mod losses;
+mod split;
 mod text;
 mod train;

@@ -284,7 +284,10 @@ fn text_trains_through_the_sparse_layer_as_dense_rows_would_and_fused_as_alone()
     write(&dir.path().join("test.tsv"), TextFormat::Tsv, &corpus(100, 4));
     let cfg = small_text_trial(text_config(dir.path(), "tsv"));
     let raw = data::read(&cfg.dataset).unwrap();
-    let (sparse_ds, dense_ds) = (data::split(&raw, 0.1, 0).unwrap(), data::split(&densified(&raw), 0.1, 0).unwrap());
+    let (sparse_ds, dense_ds) = {
+        let how = data::SplitSettings::random(0.1, 0);
+        (data::split(&raw, &how).unwrap(), data::split(&densified(&raw), &how).unwrap())
+    };
     let run = |ds: &data::Dataset, c: &TrialConfig| {
         train::train_one(ds, c, Device::Cpu, &mut |_| {}, &Control::default()).unwrap()
     };

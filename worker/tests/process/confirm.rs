@@ -60,4 +60,31 @@ async fn confirm_reruns_the_top_configurations_on_fresh_seeds() {
     assert_eq!(best["n"], 3, "{best}");
     let status = json(c.cli(&["status", &id, "-o", "json"]));
     assert!(status.to_string().contains("to-confirm-confirm-"), "{status}");
+
+    // The source's `sweep best` now says how its winner held up: the score it was
+    // selected on against its mean on the fresh seeds, computed here from the trials.
+    let again = json(c.cli(&["best", &source, "-o", "json"]));
+    let held = &again["confirmation"];
+    assert_eq!(held["sweep_id"], id.as_str(), "{again}");
+    assert_eq!(held["selected"].as_f64().unwrap(), ranked["mean"].as_f64().unwrap());
+    let winner = &top2[0];
+    let fresh: Vec<f64> = trials
+        .iter()
+        .filter(|t| {
+            let mut p = t["params"].clone();
+            let o = p.as_object_mut().unwrap();
+            o.remove("train.seed");
+            o.remove("dataset.split_seed");
+            &p == winner
+        })
+        .map(|t| t["metrics"]["val.f1_micro"].as_f64().unwrap())
+        .collect();
+    let mean = fresh.iter().sum::<f64>() / fresh.len() as f64;
+    assert_eq!((held["fresh_n"].as_u64().unwrap(), fresh.len()), (3, 3));
+    assert!((held["fresh_mean"].as_f64().unwrap() - mean).abs() < 1e-12, "{held} against {mean}");
+    let gap = held["gap"].as_f64().unwrap();
+    assert!((gap - (ranked["mean"].as_f64().unwrap() - mean)).abs() < 1e-12, "{held}");
+    let table = c.cli(&["best", &source]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("winner's curse: the search selected it at val.f1_micro = "), "{text}");
 }
