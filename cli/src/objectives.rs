@@ -197,4 +197,21 @@ mod tests {
             got.iter().map(|id| trials.iter().find(|t| t.trial_id == *id).unwrap().metrics["val.f1_micro"]).collect();
         assert!(primary.windows(2).all(|w| w[0] >= w[1]), "{primary:?}");
     }
+
+    /// Cross-validated: the folds of a configuration are one configuration, its interval
+    /// the corrected resampled one (5 folds: variance factor 1/n + 1/4).
+    #[test]
+    fn folds_group_into_their_configuration_with_the_corrected_interval() {
+        let (s, trials) = sweep("dataset: {cv: {folds: 5}}\n", 2);
+        assert_eq!(trials.len(), 10);
+        let configs = configurations(&s, &trials);
+        assert_eq!(configs.len(), 2);
+        for c in &configs {
+            let values: Vec<f64> = c.trials.iter().map(|t| t.metrics["val.f1_micro"]).collect();
+            assert_eq!(values.len(), 5, "one run per fold");
+            let corrected = sweep_search::stats::summarize_resampled(&values, 0.25);
+            assert_eq!(c.summary, corrected);
+            assert!(corrected.ci95 > sweep_search::stats::summarize(&values).ci95);
+        }
+    }
 }

@@ -1,13 +1,15 @@
 //! Configurations and their replicas: trials that differ only in `train.seed`,
-//! `dataset.split_seed` and (cross-validated) `dataset.fold` are one configuration. Ranked by the mean objective with a 95%
-//! t-interval; the winner is tested against every other configuration with a paired
-//! t-test over the replicas they share (same seeds), Holm-corrected.
+//! `dataset.split_seed` and (cross-validated) `dataset.fold` are one configuration.
+//! Ranked by the mean objective with a 95% t-interval; the winner is tested against every other configuration with a paired
+//! t-test over the replicas they share (same seeds), Holm-corrected. Cross-validated
+//! runs get Nadeau and Bengio's corrected resampled interval and test (their training
+//! sets overlap).
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use sweep_proto as pb;
-use sweep_search::stats::{holm, paired_t, summarize, Summary};
+use sweep_search::stats::{holm, paired_t_resampled, summarize_resampled, Summary};
 
 use crate::output::params;
 
@@ -27,6 +29,9 @@ pub struct Configuration<'a> {
     pub summary: Summary,
     /// Position of its first trial in grid order: ties go to the earlier configuration.
     first: usize,
+    /// Validation rows per training row of one run when cross-validated (k folds:
+    /// 1/(k-1)), else 0: the variance correction of overlapping training sets.
+    test_train: f64,
 }
 
 impl Configuration<'_> {
@@ -42,6 +47,15 @@ impl Configuration<'_> {
             }
         }
         best
+    }
+}
+
+/// 1/(k-1) for a trial of k-fold cross-validation, else 0.
+fn test_train(t: &pb::Trial) -> f64 {
+    let c: Value = serde_json::from_str(&t.config_json).unwrap_or_default();
+    match c["dataset"]["cv"]["folds"].as_u64() {
+        Some(k) if k >= 2 => 1.0 / (k - 1) as f64,
+        _ => 0.0,
     }
 }
 
@@ -73,7 +87,15 @@ pub fn configurations<'a>(sweep: &pb::Sweep, trials: &'a [pb::Trial]) -> Vec<Con
             let by_seed: BTreeMap<SeedKey, f64> =
                 trials.iter().map(|t| (seeds(t), t.metrics[&sweep.metric_name])).collect();
             let values: Vec<f64> = trials.iter().map(|t| t.metrics[&sweep.metric_name]).collect();
-            Configuration { params, by_seed, trials, summary: summarize(&values), first }
+            let test_train = test_train(trials[0]);
+            Configuration {
+                params,
+                by_seed,
+                trials,
+                summary: summarize_resampled(&values, test_train),
+                first,
+                test_train,
+            }
         })
         .collect();
     let minimize = sweep.metric_goal() == pb::Goal::Minimize;
@@ -94,7 +116,7 @@ pub fn versus_winner(configs: &[Configuration]) -> Vec<Option<f64>> {
             let shared: Vec<&SeedKey> = winner.by_seed.keys().filter(|k| o.by_seed.contains_key(k)).collect();
             let a: Vec<f64> = shared.iter().map(|k| winner.by_seed[k]).collect();
             let b: Vec<f64> = shared.iter().map(|k| o.by_seed[k]).collect();
-            paired_t(&a, &b).map(|p| p.p_value)
+            paired_t_resampled(&a, &b, winner.test_train).map(|p| p.p_value)
         })
         .collect();
     let tested: Vec<f64> = raw.iter().flatten().copied().collect();

@@ -287,8 +287,9 @@ fn configurations_table(h: &mut String, d: &ReportData) {
     }
 }
 
-/// Every trial, best first, with the objective and the test F1 columns.
-fn leaderboard_table(h: &mut String, ranked: &[&pb::Trial], metric: &str) {
+/// Every trial, best first, with the objective and the test F1 columns; a succeeded
+/// trial that misses the sweep's constraints says so.
+fn leaderboard_table(h: &mut String, ranked: &[&pb::Trial], metric: &str, rules: &crate::objectives::Rules) {
     h.push_str(
         "<h2>Leaderboard</h2><table id=\"leaderboard\"><tr><th>#</th><th>trial</th><th>state</th><th>params</th>",
     );
@@ -304,7 +305,10 @@ fn leaderboard_table(h: &mut String, ranked: &[&pb::Trial], metric: &str) {
             "<tr><td>{}</td><td class=l>{}</td><td class=l>{}</td><td class=l>{}</td>",
             i + 1,
             &t.trial_id[..8],
-            esc(t.state().name()),
+            match t.state() {
+                pb::TrialState::Succeeded if !rules.feasible(t) => "succeeded (infeasible)",
+                state => state.name(),
+            },
             esc(&params_inline(&params(t)))
         );
         for c in cols {
@@ -335,7 +339,7 @@ pub fn render(d: &ReportData) -> String {
     );
     pareto_table(&mut h, d);
     configurations_table(&mut h, d);
-    leaderboard_table(&mut h, &ranked, metric);
+    leaderboard_table(&mut h, &ranked, metric, &crate::objectives::Rules::of(s));
     if let Some(svg) = svg_val_vs_test(&d.trials, metric) {
         let _ = write!(h, "<h2>Selection against test</h2><div class=\"chart val-test\" id=\"val-test\">{svg}</div>");
     }

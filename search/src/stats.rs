@@ -1,6 +1,8 @@
 //! Replica statistics, as scipy computes them (checked against its values in the tests):
 //! `scipy.stats.t.interval(0.95, n-1, mean, sem)`, `scipy.stats.ttest_rel` (two-sided) and
-//! Holm's step-down adjustment.
+//! Holm's step-down adjustment; for cross-validated runs, Nadeau and Bengio's corrected
+//! resampled t (2003): runs on folds of one training set share most of their training
+//! rows, so their variance is scaled by 1/n + n_test/n_train instead of 1/n.
 
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
@@ -17,6 +19,12 @@ pub struct Summary {
 
 /// Mean, spread and 95% confidence interval of `xs` (at least one value).
 pub fn summarize(xs: &[f64]) -> Summary {
+    summarize_resampled(xs, 0.0)
+}
+
+/// As [`summarize`], for runs whose training sets overlap: `test_train` is the ratio of
+/// validation to training rows of one run (k folds: 1/(k-1)); 0 is [`summarize`].
+pub fn summarize_resampled(xs: &[f64], test_train: f64) -> Summary {
     let n = xs.len();
     assert!(n > 0, "summarize needs at least one value");
     let mean = xs.iter().sum::<f64>() / n as f64;
@@ -24,7 +32,8 @@ pub fn summarize(xs: &[f64]) -> Summary {
         return Summary { n, mean, sd: 0.0, ci95: None };
     }
     let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
-    Summary { n, mean, sd, ci95: Some(t_quantile(0.975, n - 1) * sd / (n as f64).sqrt()) }
+    let se = sd * (1.0 / n as f64 + test_train).sqrt();
+    Summary { n, mean, sd, ci95: Some(t_quantile(0.975, n - 1) * se) }
 }
 
 fn t_quantile(p: f64, dof: usize) -> f64 {
@@ -44,6 +53,12 @@ pub struct Paired {
 /// None with fewer than two pairs. Identical differences give t = ±inf and p = 0 (or,
 /// when they are all zero, no evidence: t = 0, p = 1).
 pub fn paired_t(a: &[f64], b: &[f64]) -> Option<Paired> {
+    paired_t_resampled(a, b, 0.0)
+}
+
+/// The corrected resampled paired t-test (Nadeau and Bengio 2003) for runs whose
+/// training sets overlap; `test_train` as in [`summarize_resampled`] (0: [`paired_t`]).
+pub fn paired_t_resampled(a: &[f64], b: &[f64], test_train: f64) -> Option<Paired> {
     assert_eq!(a.len(), b.len(), "paired samples must have the same length");
     let n = a.len();
     if n < 2 {
@@ -51,7 +66,7 @@ pub fn paired_t(a: &[f64], b: &[f64]) -> Option<Paired> {
     }
     let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
     let s = summarize(&d);
-    let se = s.sd / (n as f64).sqrt();
+    let se = s.sd * (1.0 / n as f64 + test_train).sqrt();
     let (t, p_value) = if se == 0.0 {
         if s.mean == 0.0 {
             (0.0, 1.0)

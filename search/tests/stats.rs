@@ -1,6 +1,6 @@
 //! Replica statistics against scipy's values (`reference/make_stats.py` prints them).
 
-use sweep_search::stats::{holm, paired_t, summarize};
+use sweep_search::stats::{holm, paired_t, paired_t_resampled, summarize, summarize_resampled};
 
 fn close(got: f64, want: f64) {
     assert!((got - want).abs() <= 1e-9 * want.abs().max(1.0), "{got} vs scipy {want}");
@@ -41,4 +41,24 @@ fn holm_adjusts_step_down_and_keeps_order() {
     }
     assert_eq!(holm(&[0.5, 0.9]), vec![1.0, 1.0]);
     assert!(holm(&[]).is_empty());
+}
+
+/// Cross-validated runs: the corrected resampled t-test and interval (variance factor
+/// 1/n + 1/(k-1) for k folds), against the formula computed with numpy and scipy's t.
+#[test]
+fn the_corrected_resampled_test_and_interval_match_the_formula() {
+    let (a, b) = ([0.60, 0.62, 0.58, 0.65, 0.61, 0.63], [0.59, 0.60, 0.59, 0.61, 0.60, 0.60]);
+    let p = paired_t_resampled(&a, &b, 0.25).unwrap();
+    close(p.t, 1.474419561548971);
+    close(p.p_value, 0.20037609624592767);
+    close(summarize_resampled(&a, 0.25).ci95.unwrap(), 0.0403043405152441);
+    let a = [0.71, 0.69, 0.74, 0.70, 0.72, 0.68, 0.73, 0.70, 0.71, 0.72];
+    let b = [0.70, 0.67, 0.71, 0.70, 0.69, 0.67, 0.70, 0.69, 0.70, 0.70];
+    let p = paired_t_resampled(&a, &b, 0.25).unwrap();
+    close(p.t, 2.712535727086623);
+    close(p.p_value, 0.023898072235390696);
+    close(summarize_resampled(&a, 0.25).ci95.unwrap(), 0.024434089985235295);
+    // No overlap: the plain test.
+    assert_eq!(paired_t_resampled(&a, &b, 0.0), paired_t(&a, &b));
+    assert!(paired_t_resampled(&a, &b, 0.25).unwrap().p_value > paired_t(&a, &b).unwrap().p_value);
 }
