@@ -1,5 +1,8 @@
 # Sourced by the benchmarks that go through the whole system (bench/search.sh,
-# bench/text.sh): `bench_cluster NAME PORT [coordinator flags...]` starts (or reuses) a
+# bench/text.sh, bench/trust.sh). `bench_binaries` sets BIN: the prebuilt set it names,
+# or (unset) the setup and a release build of this checkout. `bench_workers NAME N`
+# starts N CPU workers splitting the cores (after bench_cluster; logs in $work).
+# `bench_cluster NAME PORT [coordinator flags...]` starts (or reuses) a
 # private Postgres on PORT, makes a database of its own for this run (sweeps are
 # identified by name, and a rerun must train), migrates it, makes an admin and a join
 # token, starts a coordinator with a blob store, and exports SWEEP_COORDINATOR and
@@ -23,4 +26,21 @@ bench_cluster() {
     --blob-store "$work/blobs" "$@" 2>"$work/coordinator.log" & pids+=($!)
   for _ in $(seq 300); do [ -s "$work/addr" ] && break; sleep 0.1; done
   export SWEEP_COORDINATOR=http://$(cat "$work/addr") SWEEP_TOKEN_FILE=$work/token
+}
+
+bench_binaries() {
+  if [ -z "${BIN:-}" ]; then
+    scripts/setup.sh >&2
+    cargo build --release --workspace --bins >&2
+    BIN=$PWD/target/release
+  fi
+}
+
+bench_workers() {
+  local name=$1 n=$2 i threads
+  threads=$(( $(nproc) / n )); [ "$threads" -ge 1 ] || threads=1
+  for i in $(seq "$n"); do
+    SWEEP_JOIN_TOKEN_FILE=$work/join "$BIN/sweep-worker" run --device cpu --threads "$threads" \
+      --name "$name-$i" --cache-dir "$work/cache-$i" 2>"$work/worker-$i.log" & pids+=($!)
+  done
 }

@@ -17,19 +17,11 @@ while [ $# -gt 0 ]; do case $1 in
   --workers) WORKERS=$2; shift 2;; --searches) SEARCHES=$2; shift 2;;
   *) echo "unknown argument $1" >&2; exit 2;; esac; done
 source scripts/env.sh
-if [ -z "${BIN:-}" ]; then
-  scripts/setup.sh >&2
-  cargo build --release --workspace --bins >&2
-  BIN=$PWD/target/release
-fi
-export SWEEP_DATA_DIR=${SWEEP_DATA_DIR:-$(cd .. && pwd)/shared/datasets}
 source bench/cluster.sh
+bench_binaries
+export SWEEP_DATA_DIR=${SWEEP_DATA_DIR:-$(cd .. && pwd)/shared/datasets}
 bench_cluster search 55452
-threads=$(( $(nproc) / WORKERS )); [ "$threads" -ge 1 ] || threads=1
-for i in $(seq "$WORKERS"); do
-  SWEEP_JOIN_TOKEN_FILE=$work/join "$BIN/sweep-worker" run --device cpu --threads "$threads" \
-    --name "search-$i" --cache-dir "$work/cache-$i" 2>"$work/worker-$i.log" & pids+=($!)
-done
+bench_workers search "$WORKERS"
 common="metric: {name: val.f1_micro, goal: maximize}
 dataset: {kind: mulan, name: bibtex}
 model: {hidden: [512], dropout: 0.2}

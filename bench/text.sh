@@ -17,14 +17,10 @@ cd "$(dirname "$0")/.."
 EPOCHS=8
 while [ $# -gt 0 ]; do case $1 in --epochs) EPOCHS=$2; shift 2;; *) echo "unknown argument $1" >&2; exit 2;; esac; done
 source scripts/env.sh
-if [ -z "${BIN:-}" ]; then
-  scripts/setup.sh >&2
-  cargo build --release --workspace --bins >&2
-  BIN=$PWD/target/release
-fi
+source bench/cluster.sh
+bench_binaries
 data=$SWEEP_DATA_DIR/text/goemotions
 [ -f "$data/train.tsv" ] || { echo "GoEmotions not found under $data (set SWEEP_DATA_DIR)" >&2; exit 1; }
-source bench/cluster.sh
 bench_cluster text 55453 --keep-models 10
 SWEEP_JOIN_TOKEN_FILE=$work/join "$BIN/sweep-worker" run --device cpu --name text-1 \
   --cache-dir "$work/cache" 2>"$work/worker.log" & pids+=($!)

@@ -26,18 +26,10 @@ while [ $# -gt 0 ]; do case $1 in
   --replicas) REPLICAS=$2; shift 2;; --out) OUT=$2; shift 2;;
   *) echo "unknown argument $1" >&2; exit 2;; esac; done
 source scripts/env.sh
-if [ -z "${BIN:-}" ]; then
-  scripts/setup.sh >&2
-  cargo build --release --workspace --bins >&2
-  BIN=$PWD/target/release
-fi
 source bench/cluster.sh
+bench_binaries
 bench_cluster trust 55454
-threads=$(( $(nproc) / WORKERS )); [ "$threads" -ge 1 ] || threads=1
-for i in $(seq "$WORKERS"); do
-  SWEEP_JOIN_TOKEN_FILE=$work/join "$BIN/sweep-worker" run --device cpu --threads "$threads" \
-    --name "trust-$i" --cache-dir "$work/cache-$i" 2>"$work/worker-$i.log" & pids+=($!)
-done
+bench_workers trust "$WORKERS"
 common="model: {hidden: [256], dropout: 0.2}
 train: {epochs: $EPOCHS, batch_size: 128, lr: 0.001, weight_decay: 0.01, patience: 5}"
 run() { # NAME YAML-BODY -> sweep id, after it ends

@@ -38,7 +38,7 @@ impl Rules {
 
     /// Whether a trial meets every constraint (always, without constraints).
     pub fn feasible(&self, t: &pb::Trial) -> bool {
-        self.constraints.is_empty() || sweep_file::feasible(&self.constraints, &metrics(t))
+        sweep_file::feasible(&self.constraints, |k| t.metrics.get(k).copied())
     }
 
     /// The constraints as written, for messages.
@@ -47,34 +47,35 @@ impl Rules {
     }
 }
 
-fn metrics(t: &pb::Trial) -> BTreeMap<String, f64> {
-    t.metrics.iter().map(|(k, v)| (k.clone(), *v)).collect()
-}
-
 /// A configuration's mean of `metric` over its replicas (NaN when one lacks it).
 fn mean(c: &Configuration, metric: &str) -> f64 {
     let sum: f64 = c.trials.iter().map(|t| t.metrics.get(metric).copied().unwrap_or(f64::NAN)).sum();
     sum / c.trials.len() as f64
 }
 
+/// A configuration's mean of each objective, in `rules`' order.
+pub fn means(rules: &Rules, c: &Configuration) -> Vec<f64> {
+    rules.objectives.iter().map(|m| mean(c, &m.name)).collect()
+}
+
 /// The configurations on the Pareto front of `rules`' objectives (means over replicas),
 /// as indices into `configs`; those lacking an objective's value are left out.
 pub fn front(rules: &Rules, configs: &[Configuration]) -> Vec<usize> {
-    let points: Vec<(usize, Vec<f64>)> = configs
+    let (index, values): (Vec<usize>, Vec<Vec<f64>>) = configs
         .iter()
         .enumerate()
-        .map(|(i, c)| (i, rules.objectives.iter().map(|m| mean(c, &m.name)).collect::<Vec<f64>>()))
+        .map(|(i, c)| (i, means(rules, c)))
         .filter(|(_, p)| p.iter().all(|v| v.is_finite()))
-        .collect();
-    let values: Vec<Vec<f64>> = points.iter().map(|(_, p)| p.clone()).collect();
-    sweep_file::pareto_front(&values, &rules.objectives).into_iter().map(|k| points[k].0).collect()
+        .unzip();
+    sweep_file::pareto_front(&values, &rules.objectives).into_iter().map(|k| index[k]).collect()
 }
 
 /// The front as JSON: each configuration's parameters, its mean per objective and n.
 pub fn front_json(rules: &Rules, configs: &[Configuration], front: &[usize]) -> Value {
     let one = |&i: &usize| {
         let c = &configs[i];
-        let means: BTreeMap<&str, f64> = rules.objectives.iter().map(|m| (m.name.as_str(), mean(c, &m.name))).collect();
+        let means: BTreeMap<&str, f64> =
+            rules.objectives.iter().map(|m| m.name.as_str()).zip(means(rules, c)).collect();
         json!({"params": c.params, "means": means, "n": c.summary.n, "trial_ids": c.trials.iter().map(|t| &t.trial_id).collect::<Vec<_>>()})
     };
     json!({
@@ -93,7 +94,7 @@ pub fn print_front(rules: &Rules, configs: &[Configuration], front: &[usize]) {
     for &i in front {
         let c = &configs[i];
         let mut row = vec![params_inline(&c.params)];
-        row.extend(rules.objectives.iter().map(|m| fmt_metric(Some(&mean(c, &m.name)))));
+        row.extend(means(rules, c).iter().map(|v| fmt_metric(Some(v))));
         row.push(c.summary.n.to_string());
         t.add_row(row);
     }
@@ -159,7 +160,7 @@ mod tests {
             .iter()
             .filter(|t| ok(t))
             .max_by(|a, b| a.metrics["val.f1_micro"].total_cmp(&b.metrics["val.f1_micro"]));
-        let configs = configurations(&s, &trials);
+        let configs = configurations(&s, &trials, &Rules::of(&s));
         assert_eq!(configs.len(), trials.iter().filter(|t| ok(t)).count());
         assert!(configs.iter().all(|c| c.trials.iter().all(|t| rules.feasible(t) && ok(t))));
         assert_eq!(configs[0].trials[0].trial_id, brute.unwrap().trial_id);
@@ -176,7 +177,7 @@ mod tests {
         let head = "metrics:\n  - {name: val.f1_micro, goal: maximize}\n  - {name: val.loss, goal: minimize}\nconstraints: ['val.f1_macro_tail >= 0.2']\n";
         let (s, trials) = sweep(head, 300);
         let rules = Rules::of(&s);
-        let configs = configurations(&s, &trials);
+        let configs = configurations(&s, &trials, &Rules::of(&s));
         let got: Vec<&str> = front(&rules, &configs).iter().map(|&i| configs[i].trials[0].trial_id.as_str()).collect();
         // Every pair, on the feasible trials (each configuration here is one trial).
         let feasible: Vec<&pb::Trial> = trials.iter().filter(|t| t.metrics["val.f1_macro_tail"] >= 0.2).collect();
@@ -204,7 +205,7 @@ mod tests {
     fn folds_group_into_their_configuration_with_the_corrected_interval() {
         let (s, trials) = sweep("dataset: {cv: {folds: 5}}\n", 2);
         assert_eq!(trials.len(), 10);
-        let configs = configurations(&s, &trials);
+        let configs = configurations(&s, &trials, &Rules::of(&s));
         assert_eq!(configs.len(), 2);
         for c in &configs {
             let values: Vec<f64> = c.trials.iter().map(|t| t.metrics["val.f1_micro"]).collect();

@@ -177,8 +177,7 @@ pub fn rank<'a>(trials: &'a [pb::Trial], metric: &str, goal: pb::Goal) -> Vec<&'
 
 /// The trials table (people); a succeeded trial that misses the sweep's constraints
 /// shows as `succeeded (infeasible)`.
-pub fn print_trials(sweep: &pb::Sweep, ordered: &[&pb::Trial]) {
-    let rules = crate::objectives::Rules::of(sweep);
+pub fn print_trials(sweep: &pb::Sweep, ordered: &[&pb::Trial], rules: &crate::objectives::Rules) {
     let mut t = table(&[
         "trial",
         "state",

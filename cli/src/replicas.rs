@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use sweep_proto as pb;
 use sweep_search::stats::{holm, paired_t_resampled, summarize_resampled, Summary};
 
+use crate::objectives::Rules;
 use crate::output::params;
 
 /// What replicas and folds vary.
@@ -50,25 +51,27 @@ impl Configuration<'_> {
     }
 }
 
-/// 1/(k-1) for a trial of k-fold cross-validation, else 0.
-fn test_train(t: &pb::Trial) -> f64 {
-    let c: Value = serde_json::from_str(&t.config_json).unwrap_or_default();
-    match c["dataset"]["cv"]["folds"].as_u64() {
-        Some(k) if k >= 2 => 1.0 / (k - 1) as f64,
-        _ => 0.0,
-    }
-}
-
-fn seeds(t: &pb::Trial) -> SeedKey {
+/// A run's seeds and fold, and its validation rows per training row (k-fold
+/// cross-validation: 1/(k-1), else 0), from one read of its config.
+fn run_of(t: &pb::Trial) -> (SeedKey, f64) {
     let c: Value = serde_json::from_str(&t.config_json).unwrap_or_default();
     let d = &c["dataset"];
-    (c["train"]["seed"].as_u64().unwrap_or(0), d["split_seed"].as_u64().unwrap_or(0), d["fold"].as_u64().unwrap_or(0))
+    let key = (
+        c["train"]["seed"].as_u64().unwrap_or(0),
+        d["split_seed"].as_u64().unwrap_or(0),
+        d["fold"].as_u64().unwrap_or(0),
+    );
+    let test_train = match d["cv"]["folds"].as_u64() {
+        Some(k) if k >= 2 => 1.0 / (k - 1) as f64,
+        _ => 0.0,
+    };
+    (key, test_train)
 }
 
 /// Succeeded trials grouped into configurations, best mean first for the sweep's goal.
-/// With `constraints:`, a configuration counts only when every replica meets them.
-pub fn configurations<'a>(sweep: &pb::Sweep, trials: &'a [pb::Trial]) -> Vec<Configuration<'a>> {
-    let rules = crate::objectives::Rules::of(sweep);
+/// With `constraints:` (in `rules`), a configuration counts only when every replica
+/// meets them.
+pub fn configurations<'a>(sweep: &pb::Sweep, trials: &'a [pb::Trial], rules: &Rules) -> Vec<Configuration<'a>> {
     let mut groups: BTreeMap<String, (Value, Vec<&pb::Trial>, usize)> = BTreeMap::new();
     for (i, t) in trials.iter().enumerate().filter(|(_, t)| t.state() == pb::TrialState::Succeeded) {
         if !t.metrics.contains_key(&sweep.metric_name) {
@@ -84,10 +87,10 @@ pub fn configurations<'a>(sweep: &pb::Sweep, trials: &'a [pb::Trial]) -> Vec<Con
         .into_values()
         .filter(|(_, trials, _)| trials.iter().all(|t| rules.feasible(t)))
         .map(|(params, trials, first)| {
-            let by_seed: BTreeMap<SeedKey, f64> =
-                trials.iter().map(|t| (seeds(t), t.metrics[&sweep.metric_name])).collect();
+            let runs: Vec<(SeedKey, f64)> = trials.iter().map(|t| run_of(t)).collect();
             let values: Vec<f64> = trials.iter().map(|t| t.metrics[&sweep.metric_name]).collect();
-            let test_train = test_train(trials[0]);
+            let by_seed: BTreeMap<SeedKey, f64> = runs.iter().map(|r| r.0).zip(values.iter().copied()).collect();
+            let test_train = runs[0].1;
             Configuration {
                 params,
                 by_seed,

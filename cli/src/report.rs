@@ -9,7 +9,9 @@ use std::fmt::Write as _;
 use plotters::prelude::*;
 use sweep_proto as pb;
 
+use crate::objectives::Rules;
 use crate::output::{fmt_metric, params, params_inline, rank};
+use crate::replicas::Configuration;
 
 pub struct ReportData {
     pub sweep: pb::Sweep,
@@ -215,25 +217,22 @@ fn svg_val_vs_test(trials: &[pb::Trial], metric: &str) -> Option<String> {
 }
 
 /// With several objectives, the configurations on the Pareto front.
-fn pareto_table(h: &mut String, d: &ReportData) {
-    let rules = crate::objectives::Rules::of(&d.sweep);
+fn pareto_table(h: &mut String, rules: &Rules, configs: &[Configuration]) {
     if rules.objectives.len() < 2 {
         return;
     }
-    let configs = crate::replicas::configurations(&d.sweep, &d.trials);
-    let front = crate::objectives::front(&rules, &configs);
-    let v = crate::objectives::front_json(&rules, &configs, &front);
     h.push_str("<h2>Pareto front</h2><p>Configurations no other beats on one objective without losing on another.</p><table id=\"pareto\"><tr><th>configuration</th>");
     for m in &rules.objectives {
         let _ = write!(h, "<th>{} {}</th>", esc(m.goal.as_str()), esc(&m.name));
     }
     h.push_str("<th>n</th></tr>");
-    for row in v["front"].as_array().into_iter().flatten() {
-        let _ = write!(h, "<tr><td class=l>{}</td>", esc(&params_inline(&row["params"])));
-        for m in &rules.objectives {
-            let _ = write!(h, "<td>{}</td>", fmt_metric(row["means"][&m.name].as_f64().as_ref()));
+    for i in crate::objectives::front(rules, configs) {
+        let c = &configs[i];
+        let _ = write!(h, "<tr><td class=l>{}</td>", esc(&params_inline(&c.params)));
+        for v in crate::objectives::means(rules, c) {
+            let _ = write!(h, "<td>{}</td>", fmt_metric(Some(&v)));
         }
-        let _ = write!(h, "<td>{}</td></tr>", row["n"]);
+        let _ = write!(h, "<td>{}</td></tr>", c.summary.n);
     }
     h.push_str("</table>");
 }
@@ -257,11 +256,10 @@ pub async fn build(c: &mut crate::client::Client, sweep_id: &str) -> anyhow::Res
 }
 
 /// The configurations table, when some configuration has replicas.
-fn configurations_table(h: &mut String, d: &ReportData) {
-    let (s, metric) = (&d.sweep, &d.sweep.metric_name);
-    let configs = crate::replicas::configurations(s, &d.trials);
+fn configurations_table(h: &mut String, d: &ReportData, configs: &[Configuration]) {
+    let metric = &d.sweep.metric_name;
     if configs.iter().any(|c| c.summary.n >= 2) {
-        let p = crate::replicas::versus_winner(&configs);
+        let p = crate::replicas::versus_winner(configs);
         let _ = write!(
             h,
             "<h2>Configurations</h2><p>Replicas grouped, ranked by mean {m} with its 95% interval; p: paired \
@@ -289,7 +287,7 @@ fn configurations_table(h: &mut String, d: &ReportData) {
 
 /// Every trial, best first, with the objective and the test F1 columns; a succeeded
 /// trial that misses the sweep's constraints says so.
-fn leaderboard_table(h: &mut String, ranked: &[&pb::Trial], metric: &str, rules: &crate::objectives::Rules) {
+fn leaderboard_table(h: &mut String, ranked: &[&pb::Trial], metric: &str, rules: &Rules) {
     h.push_str(
         "<h2>Leaderboard</h2><table id=\"leaderboard\"><tr><th>#</th><th>trial</th><th>state</th><th>params</th>",
     );
@@ -337,9 +335,12 @@ pub fn render(d: &ReportData) -> String {
         goal = esc(s.metric_goal().name()),
         metric = esc(metric)
     );
-    pareto_table(&mut h, d);
-    configurations_table(&mut h, d);
-    leaderboard_table(&mut h, &ranked, metric, &crate::objectives::Rules::of(s));
+    // What ranks trials (constraints, objectives) and the configurations, worked out once.
+    let rules = Rules::of(s);
+    let configs = crate::replicas::configurations(s, &d.trials, &rules);
+    pareto_table(&mut h, &rules, &configs);
+    configurations_table(&mut h, d, &configs);
+    leaderboard_table(&mut h, &ranked, metric, &rules);
     if let Some(svg) = svg_val_vs_test(&d.trials, metric) {
         let _ = write!(h, "<h2>Selection against test</h2><div class=\"chart val-test\" id=\"val-test\">{svg}</div>");
     }

@@ -9,6 +9,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sweep_proto as pb;
 
 use crate::client::{status_error, Client};
+use crate::objectives::Rules;
 use crate::output::{fmt_metric, params, params_inline, rank};
 
 pub async fn watch(client: &mut Client, sweep_id: &str) -> anyhow::Result<pb::Sweep> {
@@ -31,8 +32,11 @@ pub async fn watch(client: &mut Client, sweep_id: &str) -> anyhow::Result<pb::Sw
     let mut trials: BTreeMap<String, pb::Trial> = BTreeMap::new();
     let mut last_state: BTreeMap<String, (pb::TrialState, u32)> = BTreeMap::new();
     let mut last = None;
+    // What ranks trials (constraints, objectives): from the sweep's file, read once.
+    let mut rules = None;
     while let Some(ev) = stream.message().await.map_err(|s| status_error("watch", s))? {
         let Some(sweep) = ev.sweep else { continue };
+        let rules = rules.get_or_insert_with(|| Rules::of(&sweep));
         for t in ev.changed {
             trials.insert(t.trial_id.clone(), t);
         }
@@ -42,7 +46,7 @@ pub async fn watch(client: &mut Client, sweep_id: &str) -> anyhow::Result<pb::Sw
             bar.set_length(sweep.total);
             bar.set_position(done);
             bar.set_message(crate::output::counts_line(&sweep));
-            detail.set_message(screen(&trials, &sweep));
+            detail.set_message(screen(&trials, &sweep, rules));
         } else {
             for t in trials.values() {
                 let key = (t.state(), t.epoch);
@@ -73,7 +77,7 @@ pub async fn watch(client: &mut Client, sweep_id: &str) -> anyhow::Result<pb::Sw
     last.ok_or_else(|| anyhow::anyhow!("watch: the stream ended before the first event"))
 }
 
-fn screen(trials: &BTreeMap<String, pb::Trial>, sweep: &pb::Sweep) -> String {
+fn screen(trials: &BTreeMap<String, pb::Trial>, sweep: &pb::Sweep, rules: &Rules) -> String {
     let mut lines = Vec::new();
     for t in trials.values().filter(|t| t.state() == pb::TrialState::Leased) {
         let epochs = serde_json::from_str::<serde_json::Value>(&t.config_json)
@@ -93,7 +97,7 @@ fn screen(trials: &BTreeMap<String, pb::Trial>, sweep: &pb::Sweep) -> String {
     }
     let all: Vec<pb::Trial> = trials.values().filter(|t| t.state() == pb::TrialState::Succeeded).cloned().collect();
     // With replicas the ranking is by configuration (mean over its replicas so far).
-    let configs = crate::replicas::configurations(sweep, &all);
+    let configs = crate::replicas::configurations(sweep, &all, rules);
     if configs.iter().any(|c| c.summary.n >= 2) {
         lines.push(format!("  top configurations by mean {}:", sweep.metric_name));
         for (i, c) in configs.iter().take(5).enumerate() {
@@ -149,7 +153,7 @@ mod tests {
         // gamma 0 has the single best trial (0.9) but the lower mean.
         let ts = [trial("a", 0, 0, 0.9), trial("b", 0, 1, 0.3), trial("c", 2, 0, 0.7), trial("d", 2, 1, 0.7)];
         let map: BTreeMap<String, pb::Trial> = ts.iter().map(|t| (t.trial_id.clone(), t.clone())).collect();
-        let s = screen(&map, &sweep);
+        let s = screen(&map, &sweep, &Rules::of(&sweep));
         assert!(s.contains("top configurations by mean val.f1_micro"), "{s}");
         let first = s.lines().find(|l| l.trim_start().starts_with("1.")).unwrap();
         assert!(first.contains("0.7000") && first.contains("loss.focal_gamma=2") && first.contains("n=2"), "{s}");

@@ -89,8 +89,7 @@ fn learned(spec: &sweep_file::SweepSpec, rows: &[trials::ProposalInput], sign: f
         .filter_map(|r| {
             let violation = match (r.state, spec.constraints().is_empty()) {
                 (TrialState::Succeeded, false) => {
-                    let m = r.metrics.as_ref().and_then(|m| serde_json::from_value(m.clone()).ok()).unwrap_or_default();
-                    sweep_file::violation(spec.constraints(), &m)
+                    sweep_file::violation(spec.constraints(), |k| trials::metric_of(&r.metrics, k))
                 }
                 _ => 0.0,
             };

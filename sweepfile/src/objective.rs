@@ -2,7 +2,6 @@
 //! (`val.f1_micro >= 0.45`), and several objectives at once (`metrics:`), ranked as a
 //! Pareto front. A trial's metrics are its final ones (`val.*` at its best epoch).
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -58,10 +57,10 @@ impl std::str::FromStr for Constraint {
 }
 
 impl Constraint {
-    /// How far `metrics` are on the wrong side of the bound (0 when met); a trial without
-    /// the metric violates it by infinity.
-    pub fn violation(&self, metrics: &BTreeMap<String, f64>) -> f64 {
-        match metrics.get(&self.metric) {
+    /// How far the metric's value is on the wrong side of the bound (0 when met); a
+    /// trial without the metric violates it by infinity.
+    pub fn violation(&self, value: Option<f64>) -> f64 {
+        match value {
             Some(v) if v.is_finite() => match self.bound {
                 Bound::AtLeast => (self.value - v).max(0.0),
                 Bound::AtMost => (v - self.value).max(0.0),
@@ -71,14 +70,16 @@ impl Constraint {
     }
 }
 
-/// The sum of `constraints`' violations by `metrics`: 0 for a feasible trial.
-pub fn violation(constraints: &[Constraint], metrics: &BTreeMap<String, f64>) -> f64 {
-    constraints.iter().map(|c| c.violation(metrics)).sum()
+/// The sum of `constraints`' violations by a trial whose metrics `value_of` looks up by
+/// name: 0 for a feasible trial. A lookup, so each caller reads its own store (the
+/// wire's map, a JSON column) without copying it.
+pub fn violation(constraints: &[Constraint], value_of: impl Fn(&str) -> Option<f64>) -> f64 {
+    constraints.iter().map(|c| c.violation(value_of(&c.metric))).sum()
 }
 
-/// Whether `metrics` meet every constraint.
-pub fn feasible(constraints: &[Constraint], metrics: &BTreeMap<String, f64>) -> bool {
-    violation(constraints, metrics) == 0.0
+/// Whether a trial whose metrics `value_of` looks up meets every constraint.
+pub fn feasible(constraints: &[Constraint], value_of: impl Fn(&str) -> Option<f64>) -> bool {
+    violation(constraints, value_of) == 0.0
 }
 
 /// A metric an objective or constraint may name: `val.<m>` or `train.loss`; test
@@ -150,6 +151,8 @@ pub fn pareto_front(points: &[Vec<f64>], metrics: &[Metric]) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn m(name: &str, goal: Goal) -> Metric {
@@ -177,10 +180,11 @@ mod tests {
     fn violations_add_up_and_a_missing_metric_is_infeasible() {
         let cs: Vec<Constraint> =
             ["val.f1_micro >= 0.45", "val.loss <= 1"].iter().map(|s| s.parse().unwrap()).collect();
-        let metrics = |a: f64, b: f64| BTreeMap::from([("val.f1_micro".to_string(), a), ("val.loss".to_string(), b)]);
-        assert!(feasible(&cs, &metrics(0.45, 1.0)));
-        assert!((violation(&cs, &metrics(0.40, 1.5)) - 0.55).abs() < 1e-12);
-        assert!(!feasible(&cs, &BTreeMap::from([("val.f1_micro".to_string(), 0.9)])));
+        let metrics = |a: f64, b: f64| BTreeMap::from([("val.f1_micro", a), ("val.loss", b)]);
+        let (met, missed, lacking) = (metrics(0.45, 1.0), metrics(0.40, 1.5), BTreeMap::from([("val.f1_micro", 0.9)]));
+        assert!(feasible(&cs, |k| met.get(k).copied()));
+        assert!((violation(&cs, |k| missed.get(k).copied()) - 0.55).abs() < 1e-12);
+        assert!(!feasible(&cs, |k| lacking.get(k).copied()));
     }
 
     /// The two-objective pass gives exactly what every pair says, ties and duplicates

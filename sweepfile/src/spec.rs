@@ -123,9 +123,9 @@ impl SweepSpec {
     pub fn constraints(&self) -> &[Constraint] {
         &self.constraints
     }
-    /// Whether a trial's final metrics meet every constraint.
-    pub fn feasible(&self, metrics: &BTreeMap<String, f64>) -> bool {
-        crate::objective::feasible(&self.constraints, metrics)
+    /// Whether a trial whose final metrics `value_of` looks up meets every constraint.
+    pub fn feasible(&self, value_of: impl Fn(&str) -> Option<f64>) -> bool {
+        crate::objective::feasible(&self.constraints, value_of)
     }
     /// Seed of random search.
     pub fn seed(&self) -> u64 {

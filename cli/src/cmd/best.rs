@@ -18,7 +18,7 @@ pub struct Args {
 pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
     let mut c = conn.connect().await?;
     let (sweep, trials) = sweep_and_trials(&mut c, &a.sweep_id, "best").await?;
-    show(&mut c, &sweep, &trials, fmt).await
+    show(&mut c, &sweep, &trials, &Rules::of(&sweep), fmt).await
 }
 
 /// The winner of `sweep`: by mean over replicas when configurations have them, with the
@@ -26,12 +26,17 @@ pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
 /// constraints, only configurations meeting them rank; with several objectives, the
 /// Pareto front comes first (the winner is then the best on the primary objective);
 /// when a `sweep confirm` of it exists, how the winner held up on fresh seeds.
-pub async fn show(c: &mut Client, sweep: &pb::Sweep, trials: &[pb::Trial], fmt: Format) -> anyhow::Result<()> {
-    let rules = Rules::of(sweep);
-    let configs = replicas::configurations(sweep, trials);
+pub async fn show(
+    c: &mut Client,
+    sweep: &pb::Sweep,
+    trials: &[pb::Trial],
+    rules: &Rules,
+    fmt: Format,
+) -> anyhow::Result<()> {
+    let configs = replicas::configurations(sweep, trials, rules);
     let succeeded = trials.iter().filter(|t| t.state() == pb::TrialState::Succeeded);
     let infeasible = succeeded.filter(|t| !rules.feasible(t)).count();
-    let front = (rules.objectives.len() > 1).then(|| objectives::front(&rules, &configs));
+    let front = (rules.objectives.len() > 1).then(|| objectives::front(rules, &configs));
     if configs.is_empty() && infeasible > 0 {
         let msg = format!(
             "no succeeded trial of {} meets its constraints ({}): {infeasible} miss them",
@@ -71,7 +76,7 @@ pub async fn show(c: &mut Client, sweep: &pb::Sweep, trials: &[pb::Trial], fmt: 
                 v["infeasible_trials"] = json!(infeasible);
             }
             if let Some(front) = &front {
-                v["pareto"] = objectives::front_json(&rules, &configs, front);
+                v["pareto"] = objectives::front_json(rules, &configs, front);
             }
             if let Some(h) = &held_up {
                 v["confirmation"] = h.json();
@@ -86,7 +91,7 @@ pub async fn show(c: &mut Client, sweep: &pb::Sweep, trials: &[pb::Trial], fmt: 
                 );
             }
             if let Some(front) = &front {
-                objectives::print_front(&rules, &configs, front);
+                objectives::print_front(rules, &configs, front);
             }
             output::print_configurations(sweep, &configs, &p, false);
             eprintln!("{}", verdict["verdict"].as_str().unwrap_or_default());
@@ -141,7 +146,7 @@ async fn confirmation(c: &mut Client, sweep: &pb::Sweep, winner: &Configuration<
         return Ok(None);
     };
     let (confirm, trials) = sweep_and_trials(c, &confirm.sweep_id, "best").await?;
-    let configs = replicas::configurations(&confirm, &trials);
+    let configs = replicas::configurations(&confirm, &trials, &Rules::of(&confirm));
     Ok(configs.iter().find(|k| k.params == winner.params).map(|k| HeldUp {
         confirm_sweep: confirm.sweep_id.clone(),
         selected: winner.summary.mean,

@@ -68,7 +68,7 @@ pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
     anyhow::ensure!((2..=100).contains(&a.replicas), "--replicas: 2 to 100 (intervals need at least 2)");
     let mut c = conn.connect().await?;
     let (sweep, trials) = sweep_and_trials(&mut c, &a.sweep_id, "confirm").await?;
-    let configs = replicas::configurations(&sweep, &trials);
+    let configs = replicas::configurations(&sweep, &trials, &crate::objectives::Rules::of(&sweep));
     anyhow::ensure!(!configs.is_empty(), "sweep {} has no succeeded trial to confirm", a.sweep_id);
     let top: Vec<Value> = configs.iter().take(a.top).map(|c| c.params.clone()).collect();
     let configs_json: Vec<Value> = trials.iter().filter_map(|t| serde_json::from_str(&t.config_json).ok()).collect();

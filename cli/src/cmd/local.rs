@@ -368,9 +368,10 @@ async fn with_postgres(
 pub async fn print_summary(client: &mut crate::client::Client, sweep_id: &str) -> anyhow::Result<()> {
     let (sweep, trials) = crate::client::sweep_and_trials(client, sweep_id, "status").await?;
     println!("\nleaderboard of {} ({}):", sweep.name, output::counts_line(&sweep));
-    output::print_trials(&sweep, &rank(&trials, &sweep.metric_name, sweep.metric_goal()));
+    let rules = crate::objectives::Rules::of(&sweep);
+    output::print_trials(&sweep, &rank(&trials, &sweep.metric_name, sweep.metric_goal()), &rules);
     if trials.iter().any(|t| t.state() == pb::TrialState::Succeeded) {
-        super::best::show(client, &sweep, &trials, output::Format::Table).await?;
+        super::best::show(client, &sweep, &trials, &rules, output::Format::Table).await?;
     }
     let all = client.list_sweeps(pb::ListSweepsRequest {}).await.map_err(|s| status_error("status", s))?.into_inner();
     println!("\nsweeps in this data directory:");

@@ -20,8 +20,9 @@ pub struct Args {
 pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
     let mut c = conn.connect().await?;
     let (sweep, trials) = sweep_and_trials(&mut c, &a.sweep_id, "trials").await?;
+    let rules = crate::objectives::Rules::of(&sweep);
     if a.by_config {
-        let configs = crate::replicas::configurations(&sweep, &trials);
+        let configs = crate::replicas::configurations(&sweep, &trials, &rules);
         let p = crate::replicas::versus_winner(&configs);
         match fmt {
             Format::Json => {
@@ -53,7 +54,6 @@ pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
         Format::Json => {
             let mut v = output::trials_json(&ordered);
             // With constraints, each succeeded trial says whether it meets them.
-            let rules = crate::objectives::Rules::of(&sweep);
             if !rules.constraints.is_empty() {
                 let rows = v["trials"].as_array_mut().expect("a list");
                 for (row, t) in rows.iter_mut().zip(&ordered) {
@@ -63,7 +63,7 @@ pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
             }
             output::print_json(&v)
         }
-        Format::Table => output::print_trials(&sweep, &ordered),
+        Format::Table => output::print_trials(&sweep, &ordered, &rules),
     }
     Ok(())
 }

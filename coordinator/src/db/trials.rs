@@ -149,12 +149,12 @@ pub async fn best(
     .bind(TrialState::Succeeded)
     .fetch_all(db)
     .await?;
-    Ok(rows.into_iter().find(|r| sweep_file::feasible(constraints, &final_metrics(r))))
+    Ok(rows.into_iter().find(|r| sweep_file::feasible(constraints, |k| metric_of(&r.metrics, k))))
 }
 
-/// A trial's final metrics as numbers (none before it succeeds).
-pub fn final_metrics(r: &TrialRow) -> std::collections::BTreeMap<String, f64> {
-    r.metrics.as_ref().and_then(|m| serde_json::from_value(m.clone()).ok()).unwrap_or_default()
+/// One of a trial's final metrics from its `metrics` column (none before it succeeds).
+pub fn metric_of(metrics: &Option<serde_json::Value>, name: &str) -> Option<f64> {
+    metrics.as_ref()?.get(name)?.as_f64()
 }
 
 /// Per-epoch metrics of a trial, every attempt.

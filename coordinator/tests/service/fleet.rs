@@ -125,6 +125,13 @@ async fn register(c: &Cluster, token: &str) -> Result<(), tonic::Status> {
     api.register(req).await.map(|_| ())
 }
 
+/// `fleet up` of `count` g5.xlarge instances of `ami`, then `extra`.
+fn ec2_up<'a>(ami: &'a str, count: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["fleet", "up", "--instance-type", "g5.xlarge", "--count", count, "--image", ami];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn join_token_in(script: &str) -> String {
     let line = script.lines().find(|l| l.starts_with("printf '%s\\n' 'swp_ijoin_")).expect("a join token line");
     line.split('\'').nth(3).unwrap().to_string()
@@ -136,19 +143,7 @@ async fn fleet_up_launches_tagged_spot_instances_with_safe_user_data_and_down_te
     let (c, moto, aws, ami) = need!(emulated().await);
     let _coord = ec2_coordinator(&c, &moto.url(), &[]);
 
-    let out = ok(c.cli(&[
-        "fleet",
-        "up",
-        "--instance-type",
-        "g5.xlarge",
-        "--count",
-        "3",
-        "--spot",
-        "--image",
-        &ami,
-        "-o",
-        "json",
-    ]));
+    let out = ok(c.cli(&ec2_up(&ami, "3", &["--spot", "-o", "json"])));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let fleet = v["fleet_id"].as_str().expect("{\"fleet_id\": ...}").to_string();
 
@@ -223,22 +218,7 @@ async fn a_vanished_instance_is_replaced_and_a_drained_fleet_scales_in() {
     let (c, moto, aws, ami) = need!(emulated().await);
     let _coord = ec2_coordinator(&c, &moto.url(), &[]);
     let sweep = c.submit(2, 1, sweep_testkit::procs::TINY);
-    let fleet = ok(c.cli(&[
-        "fleet",
-        "up",
-        "--instance-type",
-        "g5.xlarge",
-        "--count",
-        "2",
-        "--image",
-        &ami,
-        "--sweep",
-        &sweep,
-        "--idle-minutes",
-        "0.05",
-    ]))
-    .trim()
-    .to_string();
+    let fleet = ok(c.cli(&ec2_up(&ami, "2", &["--sweep", &sweep, "--idle-minutes", "0.05"]))).trim().to_string();
     assert_eq!(live(&aws, &fleet).await.len(), 2);
 
     // Terminated behind the coordinator's back (a spot reclaim looks the same): replaced.
@@ -288,7 +268,7 @@ async fn a_coordinator_killed_mid_launch_adopts_its_instances_and_never_exceeds_
         let ami = ami.clone();
         std::thread::spawn(move || {
             std::process::Command::new(bin("sweep"))
-                .args(["fleet", "up", "--instance-type", "g5.xlarge", "--count", "3", "--image", &ami])
+                .args(ec2_up(&ami, "3", &[]))
                 .args(["--coordinator", &addr])
                 .env("SWEEP_TOKEN_FILE", token)
                 .output()
@@ -349,8 +329,7 @@ async fn an_expired_join_token_is_refused_and_its_instance_replaced() {
     let _serial = SERIAL.lock().await;
     let (c, moto, aws, ami) = need!(emulated().await);
     let _coord = ec2_coordinator(&c, &moto.url(), &["--fleet-join-ttl-secs", "2"]);
-    let fleet =
-        ok(c.cli(&["fleet", "up", "--instance-type", "g5.xlarge", "--count", "1", "--image", &ami])).trim().to_string();
+    let fleet = ok(c.cli(&ec2_up(&ami, "1", &[]))).trim().to_string();
     let first = live(&aws, &fleet).await[0].instance_id().unwrap().to_string();
     let token = join_token_in(&user_data(&aws, &first).await);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -601,52 +580,24 @@ async fn a_launch_that_fails_leaves_nothing_and_a_fleet_ends_at_its_max_hours() 
     let _coord = ec2_coordinator(&c, &moto.url(), &[]);
     // EC2 refuses the launch itself (no such security group): one line, the fleet is
     // recorded as failed, nothing runs.
-    let err = fails(c.cli(&[
-        "fleet",
-        "up",
-        "--instance-type",
-        "g5.xlarge",
-        "--count",
-        "2",
-        "--image",
-        &ami,
-        "--security-group",
-        "sg-00000000000000000",
-    ]));
+    let err = fails(c.cli(&ec2_up(&ami, "2", &["--security-group", "sg-00000000000000000"])));
     assert!(err.contains("fleet up failed") && err.contains("sg-00000000000000000"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     let failed: (String, Option<String>) =
         sqlx::query_as("SELECT state, error FROM fleets").fetch_one(&c.db).await.unwrap();
     assert_eq!(failed.0, "failed");
     let running = aws.describe_instances().send().await.unwrap();
-    let live = running.reservations().iter().flat_map(|r| r.instances()).filter(|i| is_live(i)).count();
-    assert_eq!(live, 0, "nothing left running after a failed fleet up");
+    let left = running.reservations().iter().flat_map(|r| r.instances()).filter(|i| is_live(i)).count();
+    assert_eq!(left, 0, "nothing left running after a failed fleet up");
 
     // --max-hours 0.001 (3.6 s): everything ends, and the fleet says why.
-    let fleet = ok(c.cli(&[
-        "fleet",
-        "up",
-        "--instance-type",
-        "g5.xlarge",
-        "--count",
-        "2",
-        "--image",
-        &ami,
-        "--max-hours",
-        "0.001",
-    ]))
-    .trim()
-    .to_string();
-    assert_eq!(live_count(&aws, &fleet).await, 2);
-    until("max hours", Duration::from_secs(30), || async { live_count(&aws, &fleet).await == 0 }).await;
+    let fleet = ok(c.cli(&ec2_up(&ami, "2", &["--max-hours", "0.001"]))).trim().to_string();
+    assert_eq!(live(&aws, &fleet).await.len(), 2);
+    until("max hours", Duration::from_secs(30), || async { live(&aws, &fleet).await.is_empty() }).await;
     let status: serde_json::Value =
         serde_json::from_str(&ok(c.cli(&["fleet", "status", &fleet, "-o", "json"]))).unwrap();
     assert_eq!(status["state"], "expired");
     for i in status["instances"].as_array().unwrap() {
         assert!(i["end_reason"].as_str().unwrap().contains("max hours"), "{i}");
     }
-}
-
-async fn live_count(aws: &aws_sdk_ec2::Client, fleet: &str) -> usize {
-    live(aws, fleet).await.len()
 }
