@@ -14,7 +14,7 @@ use crate::output::{fmt_metric, params, params_inline, rank};
 
 pub async fn watch(client: &mut Client, sweep_id: &str) -> anyhow::Result<pb::Sweep> {
     let mut stream = client
-        .watch_sweep(pb::WatchSweepRequest { sweep_id: sweep_id.to_string() })
+        .watch_sweep(pb::WatchSweepRequest { sweep_id: sweep_id.to_string(), omit_config: false })
         .await
         .map_err(|s| status_error("watch", s))?
         .into_inner();

@@ -8,6 +8,7 @@ pub mod error;
 pub mod fleet;
 pub mod maintenance;
 pub mod metrics;
+pub mod notify;
 pub mod propose;
 pub mod service;
 pub mod settings;
@@ -15,6 +16,7 @@ pub mod startup;
 pub mod state;
 pub mod states;
 pub mod tls;
+pub mod web;
 
 pub use error::CoordinatorError;
 pub use settings::Settings;

@@ -85,27 +85,14 @@ impl Coordinator {
             }
             builder = builder.tls_config(tls).context("tls config")?;
         }
-        // Reaper and liveness on one coordinator at a time; the sampler (read-only) on each.
-        let leader = Some(Arc::new(Leadership::new(&settings.database_url)?));
-        let mut maintenance = tokio::task::JoinSet::new();
-        maintenance.spawn(crate::maintenance::run(LeaseReaper(self.state.clone()), leader.clone(), shutdown.clone()));
-        maintenance.spawn(crate::maintenance::run(Liveness(self.state.clone()), leader.clone(), shutdown.clone()));
-        maintenance.spawn(crate::maintenance::run(
-            crate::maintenance::CheckpointSweeper(self.state.clone()),
-            leader.clone(),
-            shutdown.clone(),
-        ));
-        let reconciler = crate::fleet::reconcile::Reconciler(self.state.clone());
-        maintenance.spawn(crate::maintenance::run(reconciler, leader, shutdown.clone()));
-        if let Some(addr) = settings.metrics_listen {
-            sweep_client::telemetry::serve_metrics(addr)?;
-            let sampler = crate::metrics::Sampler { state: self.state.clone(), every: Duration::from_secs(2) };
-            maintenance.spawn(crate::maintenance::run(sampler, None, shutdown.clone()));
-        }
+        let maintenance = self.maintenance(&shutdown)?;
         tracing::info!(addr = %self.addr, tls = settings.tls_cert.is_some(), blobs = %self.state.blobs.location,
             "coordinator listening");
         builder
-            .add_routes(crate::fleet::artifacts::routes(self.state.clone()))
+            // The worker artifact and the dashboard, over HTTP/1.1 on this port.
+            .add_routes(tonic::service::Routes::from(
+                crate::fleet::artifacts::routes(self.state.clone()).merge(crate::web::routes(self.state.clone())),
+            ))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)
@@ -118,6 +105,33 @@ impl Coordinator {
         maintenance.join_all().await;
         tracing::info!("coordinator stopped");
         Ok(())
+    }
+
+    /// The background work: reaper, liveness, checkpoint sweeper and fleet reconciler on
+    /// one coordinator at a time; change notices and the metrics sampler on each.
+    fn maintenance(&self, shutdown: &CancellationToken) -> anyhow::Result<tokio::task::JoinSet<()>> {
+        let settings = &self.state.settings;
+        let leader = Some(Arc::new(Leadership::new(&settings.database_url)?));
+        let mut maintenance = tokio::task::JoinSet::new();
+        maintenance.spawn(crate::maintenance::run(LeaseReaper(self.state.clone()), leader.clone(), shutdown.clone()));
+        maintenance.spawn(crate::maintenance::run(Liveness(self.state.clone()), leader.clone(), shutdown.clone()));
+        maintenance.spawn(crate::maintenance::run(
+            crate::maintenance::CheckpointSweeper(self.state.clone()),
+            leader.clone(),
+            shutdown.clone(),
+        ));
+        if let Some(changes) = self.state.take_announcements() {
+            maintenance.spawn(crate::notify::announce(self.state.clone(), changes, shutdown.clone()));
+        }
+        maintenance.spawn(crate::notify::listen(self.state.clone(), shutdown.clone()));
+        let reconciler = crate::fleet::reconcile::Reconciler(self.state.clone());
+        maintenance.spawn(crate::maintenance::run(reconciler, leader, shutdown.clone()));
+        if let Some(addr) = settings.metrics_listen {
+            sweep_client::telemetry::serve_metrics(addr)?;
+            let sampler = crate::metrics::Sampler { state: self.state.clone(), every: Duration::from_secs(2) };
+            maintenance.spawn(crate::maintenance::run(sampler, None, shutdown.clone()));
+        }
+        Ok(maintenance)
     }
 }
 

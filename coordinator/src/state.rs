@@ -20,6 +20,11 @@ pub struct AppState {
     pub work: Notify,
     /// Which sweep changed; the watch streams follow it.
     pub changes: broadcast::Sender<Uuid>,
+    /// This coordinator, in the change notices it sends other coordinators.
+    pub instance: Uuid,
+    /// Changes to announce to other coordinators (`notify::announce` sends them).
+    announce: tokio::sync::mpsc::UnboundedSender<Uuid>,
+    announced: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Uuid>>>,
     pub worker_auth: crate::auth::WorkerCache,
     /// Providers, the worker binary and the coordinator's address, for fleets.
     pub fleets: crate::fleet::Fleets,
@@ -36,6 +41,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(db: PgPool, settings: Settings) -> anyhow::Result<Arc<Self>> {
         let (changes, _) = broadcast::channel(4096);
+        let (announce, announced) = tokio::sync::mpsc::unbounded_channel();
         let worker_auth = crate::auth::WorkerCache::new(Duration::from_millis(settings.lease_ms as u64));
         let fleets = crate::fleet::Fleets::new(&settings)?;
         let blobs = crate::blobs::Blobs::open(
@@ -48,6 +54,9 @@ impl AppState {
             settings,
             work: Notify::new(),
             changes,
+            instance: Uuid::new_v4(),
+            announce,
+            announced: std::sync::Mutex::new(Some(announced)),
             worker_auth,
             fleets,
             blobs,
@@ -87,7 +96,20 @@ impl AppState {
         Ok(spec)
     }
 
+    /// A change this coordinator made: its watch streams wake now, other coordinators'
+    /// through Postgres (`notify`).
     pub fn changed(&self, sweep: Uuid) {
+        self.wake(sweep);
+        let _ = self.announce.send(sweep);
+    }
+
+    /// Wakes the watch streams following `sweep`.
+    pub fn wake(&self, sweep: Uuid) {
         let _ = self.changes.send(sweep);
+    }
+
+    /// The receiving end of the announcements, once (for `notify::announce`).
+    pub fn take_announcements(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Uuid>> {
+        self.announced.lock().expect("announcements").take()
     }
 }

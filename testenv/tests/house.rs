@@ -18,7 +18,10 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], &'static [&'stati
         ("sweep-client", (&["sweep-proto"][..], &["sqlx", "tch"][..])),
         (
             "sweep-coordinator",
-            (&["sweep-proto", "sweep-file", "sweep-search", "sweep-client"][..], &["tch", "sweep-trainer"][..]),
+            (
+                &["sweep-proto", "sweep-file", "sweep-search", "sweep-client", "sweep-view"][..],
+                &["tch", "sweep-trainer"][..],
+            ),
         ),
         (
             "sweep-worker",
@@ -30,9 +33,13 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], &'static [&'stati
         (
             "sweep-cli",
             (
-                &["sweep-proto", "sweep-file", "sweep-search", "sweep-client"][..],
+                &["sweep-proto", "sweep-file", "sweep-search", "sweep-client", "sweep-view"][..],
                 &["sqlx", "tch", "sweep-trainer", "sweep-coordinator"][..],
             ),
+        ),
+        (
+            "sweep-view",
+            (&["sweep-proto", "sweep-file", "sweep-search"][..], &["sqlx", "tch", "aws-sdk-ec2", "sweep-client"][..]),
         ),
         ("sweep-testenv", (&["sweep-file"][..], &["tokio", "tonic", "sqlx", "tch"][..])),
         ("sweep-testkit", (&["sweep-coordinator", "sweep-proto", "sweep-file", "sweep-testenv"][..], &["tch"][..])),

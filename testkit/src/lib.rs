@@ -6,8 +6,12 @@
 //! - [`app`]: the coordinator in-process on port 0, spoken to over real gRPC.
 //! - [`procs`]: the real binaries as processes (coordinator, workers, CLI), a TCP proxy
 //!   that can cut a link, small datasets that train in moments.
+//! - [`http`] and [`browser`]: the dashboard as scripts and people see it (plain HTTP,
+//!   headless Chromium over the DevTools protocol).
 
 pub mod app;
+pub mod browser;
+pub mod http;
 pub mod procs;
 
 pub use sweep_testenv::{data_file, mulan_dir, skip, small_config, tool, torch_python};

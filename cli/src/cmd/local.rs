@@ -329,7 +329,7 @@ async fn with_postgres(
     let addr = start_coordinator(&mut children, bins, &url, data).await?;
     start_workers(&mut children, bins, args, &addr, data)?;
     eprintln!("sweep local: coordinator {addr}, {} worker(s), data in {}", args.workers, data.display());
-    let conn = Conn::local(addr, data.join("token"));
+    let conn = Conn::local(addr.clone(), data.join("token"));
     // The data files go in as blobs, found as `sweep submit` finds them (beside the sweep
     // file, then here, then under $SWEEP_DATA_DIR), so workers read what a remote one would.
     let (_, trials) = sweep_file::parse_and_expand(&yaml, &source, sweep_file::Limits::default())?;
@@ -346,6 +346,11 @@ async fn with_postgres(
         .map_err(|s| status_error("submit", s))?
         .into_inner();
     eprintln!("sweep local: sweep {} ({} trials, {} new)", sub.sweep_id, sub.trials_total, sub.trials_added);
+    eprintln!(
+        "sweep local: live at {addr}/sweeps/{} (sign in with the token in {})",
+        sub.sweep_id,
+        data.join("token").display()
+    );
     let watched = tokio::select! {
         r = crate::watch::watch(&mut client, &sub.sweep_id) => r.map(Some),
         _ = interrupted.cancelled() => Ok(None),

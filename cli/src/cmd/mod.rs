@@ -11,6 +11,7 @@ pub mod retry;
 pub mod status;
 pub mod submit;
 pub mod trials;
+pub mod ui;
 pub mod validate;
 pub mod watch;
 pub mod workers;
@@ -40,6 +41,8 @@ pub enum Cmd {
     Retry(retry::Args),
     /// Registered workers: alive, gone (silent for three lease lengths) or revoked.
     Workers,
+    /// The dashboard's address (a sweep's page with ID), served by the coordinator.
+    Ui(ui::Args),
     /// Write a self-contained HTML report: leaderboard, curves, grid heatmap, label groups.
     Report(report::Args),
     /// Re-run the top configurations of a sweep on fresh seeds, as a linked sweep.
@@ -71,6 +74,7 @@ pub async fn run(cmd: Cmd, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
         Cmd::Retry(a) => retry::run(a, conn, fmt).await,
         Cmd::Workers => workers::run(conn, fmt).await,
         Cmd::Report(a) => report::run(a, conn).await,
+        Cmd::Ui(a) => ui::run(a, conn, fmt).await,
         Cmd::Local(a) => local::run(a).await,
         Cmd::Fleet { cmd } => fleet::run(cmd, conn, fmt).await,
         Cmd::Model { cmd } => model::run(cmd, conn, fmt).await,

@@ -51,18 +51,7 @@ pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
         }
     };
     match fmt {
-        Format::Json => {
-            let mut v = output::trials_json(&ordered);
-            // With constraints, each succeeded trial says whether it meets them.
-            if !rules.constraints.is_empty() {
-                let rows = v["trials"].as_array_mut().expect("a list");
-                for (row, t) in rows.iter_mut().zip(&ordered) {
-                    let ok = t.state() == pb::TrialState::Succeeded;
-                    row["feasible"] = if ok { rules.feasible(t).into() } else { serde_json::Value::Null };
-                }
-            }
-            output::print_json(&v)
-        }
+        Format::Json => output::print_json(&output::trials_json_ruled(&ordered, &rules)),
         Format::Table => output::print_trials(&sweep, &ordered, &rules),
     }
     Ok(())

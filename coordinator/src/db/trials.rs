@@ -85,8 +85,10 @@ pub struct TrialRow {
     pub seq: i32,
     pub state: TrialState,
     pub attempt: i32,
-    pub params: serde_json::Value,
-    pub config: serde_json::Value,
+    /// JSON text.
+    pub params: String,
+    /// JSON text.
+    pub config: String,
     pub metrics: Option<serde_json::Value>,
     pub latest: Option<serde_json::Value>,
     pub objective: Option<f64>,
@@ -100,10 +102,13 @@ pub struct TrialRow {
     pub preempted_count: i32,
 }
 
-const TRIAL_COLUMNS: &str = "t.id, t.sweep_id, t.seq, t.state, t.attempt, t.params, t.config, t.metrics, t.latest,
+// params and config as Postgres renders them: the API hands them on as text, and decoding
+// 10,000 configs into JSON trees only to print them again cost more than the query.
+pub(crate) const TRIAL_COLUMNS: &str = "t.id, t.sweep_id, t.seq, t.state, t.attempt, t.params::text AS params,
+    t.config::text AS config, t.metrics, t.latest,
     t.objective, t.error, w.name AS worker, t.epoch, t.lost_count, t.error_count, t.updated_at, t.model_blob,
     t.preempted_count";
-const TRIAL_FROM: &str = "trials t LEFT JOIN workers w ON w.id = COALESCE(t.lease_owner, t.finished_by)";
+pub(crate) const TRIAL_FROM: &str = "trials t LEFT JOIN workers w ON w.id = COALESCE(t.lease_owner, t.finished_by)";
 
 pub async fn list(db: impl PgExecutor<'_>, sweep: Uuid) -> Result<Vec<TrialRow>> {
     Ok(sqlx::query_as(&format!("SELECT {TRIAL_COLUMNS} FROM {TRIAL_FROM} WHERE t.sweep_id = $1 ORDER BY t.seq"))
@@ -112,14 +117,17 @@ pub async fn list(db: impl PgExecutor<'_>, sweep: Uuid) -> Result<Vec<TrialRow>>
         .await?)
 }
 
-/// Trials of a sweep changed at or after `since` (for the watch stream).
+/// Trials of a sweep changed at or after `since` (for the watch stream); with
+/// `config: false`, each with an empty config (its text is never read).
 pub async fn changed_since(
     db: impl PgExecutor<'_>,
     sweep: Uuid,
     since: chrono::DateTime<chrono::Utc>,
+    config: bool,
 ) -> Result<Vec<TrialRow>> {
+    let columns = if config { TRIAL_COLUMNS.to_string() } else { TRIAL_COLUMNS.replace("t.config::text", "''::text") };
     Ok(sqlx::query_as(&format!(
-        "SELECT {TRIAL_COLUMNS} FROM {TRIAL_FROM} WHERE t.sweep_id = $1 AND t.updated_at >= $2 ORDER BY t.seq"
+        "SELECT {columns} FROM {TRIAL_FROM} WHERE t.sweep_id = $1 AND t.updated_at >= $2 ORDER BY t.seq"
     ))
     .bind(sweep)
     .bind(since)

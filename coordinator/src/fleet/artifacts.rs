@@ -28,6 +28,6 @@ async fn worker(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-pub fn routes(state: Arc<AppState>) -> tonic::service::Routes {
-    tonic::service::Routes::from(axum::Router::new().route(WORKER_PATH, get(worker)).with_state(state))
+pub fn routes(state: Arc<AppState>) -> axum::Router {
+    axum::Router::new().route(WORKER_PATH, get(worker)).with_state(state)
 }

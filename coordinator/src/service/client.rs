@@ -243,6 +243,7 @@ impl pb::client_service_server::ClientService for ClientApi {
     async fn watch_sweep(&self, req: Request<pb::WatchSweepRequest>) -> Result<Response<EventStream>, Status> {
         auth::client(&self.state.db, &req).await?;
         let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
+        let with_config = !req.get_ref().omit_config;
         self.sweep_summary(id).await?; // 404 before the stream starts
         let state = self.state.clone();
         let api = self.clone();
@@ -254,7 +255,7 @@ impl pb::client_service_server::ClientService for ClientApi {
             loop {
                 let event = async {
                     let now = trials::db_now(&state.db).await?;
-                    let changed = trials::changed_since(&state.db, id, since).await?;
+                    let changed = trials::changed_since(&state.db, id, since, with_config).await?;
                     since = now - chrono::Duration::milliseconds(50);
                     let sweep = api.sweep_summary(id).await?;
                     let finished = sweep.state() != pb::SweepState::Running;

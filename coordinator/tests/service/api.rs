@@ -416,7 +416,10 @@ async fn watch_streams_until_the_sweep_ends() {
     let sweep = app.submit(&GRID.replace("[6, 7, 8]", "[7]")).await;
     let mut stream = app
         .client()
-        .watch_sweep(with_token(&app.admin, pb::WatchSweepRequest { sweep_id: sweep.sweep_id.clone() }))
+        .watch_sweep(with_token(
+            &app.admin,
+            pb::WatchSweepRequest { sweep_id: sweep.sweep_id.clone(), omit_config: false },
+        ))
         .await
         .unwrap()
         .into_inner();

@@ -4,6 +4,7 @@
 
 mod api;
 mod blobs;
+mod dashboard;
 mod deploy;
 mod fleet;
 mod tls;

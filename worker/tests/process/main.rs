@@ -3,6 +3,7 @@
 
 mod blobs;
 mod confirm;
+mod dashboard;
 mod e2e;
 mod faults;
 mod fused;
