@@ -23,7 +23,7 @@ pub fn print_json(v: &Value) {
 }
 
 pub fn print_sweeps(sweeps: &[pb::Sweep]) {
-    let mut t = table(&["sweep", "name", "state", "objective", "trials", "progress"]);
+    let mut t = table(&["sweep", "name", "state", "objective", "trials", "progress", "USD"]);
     for s in sweeps {
         t.add_row(vec![
             s.sweep_id.clone(),
@@ -32,6 +32,7 @@ pub fn print_sweeps(sweeps: &[pb::Sweep]) {
             format!("{} {}", s.metric_goal().name(), s.metric_name),
             s.total.to_string(),
             counts_line(s),
+            format!("{:.2}", s.cost_usd),
         ]);
     }
     println!("{t}");
@@ -150,6 +151,17 @@ pub fn print_best(
             params_inline(&params(t))
         ),
     }
+    if sweep.cost_usd > 0.0 {
+        let reach = if t.spent_to_reach_usd > 0.0 {
+            format!(", ${:.2} of it by the time this trial finished", t.spent_to_reach_usd)
+        } else {
+            String::new()
+        };
+        println!(
+            "cost: the sweep has spent ${:.2} on fleet instances{reach}; this trial ${:.2}",
+            sweep.cost_usd, t.cost_usd
+        );
+    }
     let mut tb = table(&["metric", "val", "test"]);
     for m in [
         "f1_micro",
@@ -181,7 +193,7 @@ fn live(f: &pb::Fleet) -> usize {
 }
 
 pub fn print_fleets(fleets: &[pb::Fleet]) {
-    let mut t = table(&["fleet", "provider", "type", "spot", "state", "live/desired", "instance-h", "error"]);
+    let mut t = table(&["fleet", "provider", "type", "spot", "state", "live/desired", "instance-h", "USD", "error"]);
     for f in fleets {
         let spec = f.spec.clone().unwrap_or_default();
         t.add_row(vec![
@@ -192,6 +204,7 @@ pub fn print_fleets(fleets: &[pb::Fleet]) {
             f.state().name().to_string(),
             format!("{}/{}", live(f), f.desired),
             format!("{:.2}", f.instance_hours),
+            format!("{:.2}", f.cost_usd),
             f.error.clone(),
         ]);
     }
@@ -211,7 +224,7 @@ fn uptime(hours: f64) -> String {
 pub fn print_fleet(f: &pb::Fleet) {
     let spec = f.spec.clone().unwrap_or_default();
     println!(
-        "fleet {}  {} {}{}  {}  {}/{} live  {:.2} instance-hours",
+        "fleet {}  {} {}{}  {}  {}/{} live  {:.2} instance-hours  ${:.2} at ${}/h ({})",
         f.fleet_id,
         spec.provider,
         spec.instance_type,
@@ -219,12 +232,15 @@ pub fn print_fleet(f: &pb::Fleet) {
         f.state().name(),
         live(f),
         f.desired,
-        f.instance_hours
+        f.instance_hours,
+        f.cost_usd,
+        f.price_per_hour,
+        f.price_source
     );
     if !f.error.is_empty() {
         println!("last error: {}", f.error);
     }
-    let mut t = table(&["instance", "provider id", "state", "worker", "trials", "uptime", "ended because"]);
+    let mut t = table(&["instance", "provider id", "state", "worker", "trials", "uptime", "USD", "ended because"]);
     for i in &f.instances {
         t.add_row(vec![
             i.instance_id[..8].to_string(),
@@ -233,6 +249,7 @@ pub fn print_fleet(f: &pb::Fleet) {
             i.worker_name.clone(),
             i.trial_ids.iter().map(|t| &t[..8]).collect::<Vec<_>>().join(","),
             uptime(i.hours),
+            format!("{:.2}", i.cost_usd),
             i.end_reason.clone(),
         ]);
     }

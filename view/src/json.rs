@@ -27,6 +27,7 @@ pub fn trial_json(t: &pb::Trial) -> Value {
         "error_count": t.error_count,
         "preempted_count": t.preempted_count,
         "model_sha256": if t.model_sha256.is_empty() { Value::Null } else { json!(t.model_sha256) },
+        "cost_usd": t.cost_usd,
     })
 }
 
@@ -41,6 +42,7 @@ pub fn sweep_json(s: &pb::Sweep) -> Value {
         "total": s.total,
         "counts": counts,
         "created_unix_ms": s.created_unix_ms,
+        "cost_usd": s.cost_usd,
     })
 }
 
@@ -102,10 +104,12 @@ pub fn trials_json_ruled(trials: &[&pb::Trial], rules: &crate::objectives::Rules
     v
 }
 
-/// The best trial with its resolved config.
+/// The best trial with its resolved config (and, from `BestTrial`, what the sweep had
+/// spent when it finished).
 pub fn best_json(t: &pb::Trial) -> Value {
     let mut v = trial_json(t);
     v["config"] = serde_json::from_str(&t.config_json).unwrap_or_default();
+    v["spent_to_reach_usd"] = json!(t.spent_to_reach_usd);
     v
 }
 
@@ -197,6 +201,9 @@ pub fn fleet_json(f: &pb::Fleet) -> Value {
         "idle_since": ms_to_rfc3339(f.idle_since_unix_ms),
         "error": if f.error.is_empty() { Value::Null } else { json!(f.error) },
         "instance_hours": f.instance_hours,
+        "price_per_hour": f.price_per_hour,
+        "price_source": f.price_source,
+        "cost_usd": f.cost_usd,
         "instances": f.instances.iter().map(|i| json!({
             "instance_id": i.instance_id,
             "provider_id": i.provider_id,
@@ -208,6 +215,7 @@ pub fn fleet_json(f: &pb::Fleet) -> Value {
             "terminated": ms_to_rfc3339(i.terminated_unix_ms),
             "end_reason": if i.end_reason.is_empty() { Value::Null } else { json!(i.end_reason) },
             "hours": i.hours,
+            "cost_usd": i.cost_usd,
         })).collect::<Vec<_>>(),
     })
 }

@@ -57,14 +57,13 @@ pub async fn show(
     let verdict = replicas::verdict_json(&configs, &p);
     // The winning configuration's best replica; the coordinator's answer (or its error)
     // when nothing has succeeded yet.
-    let t = match configs.first() {
-        Some(winner) => winner.best_replica(sweep).clone(),
-        None => c
-            .best_trial(pb::BestTrialRequest { sweep_id: sweep.sweep_id.clone() })
-            .await
-            .map_err(|s| status_error("best", s))?
-            .into_inner(),
-    };
+    // Asked of the coordinator either way: it adds what the sweep had spent by then.
+    let trial_id = configs.first().map(|w| w.best_replica(sweep).trial_id.clone()).unwrap_or_default();
+    let t = c
+        .best_trial(pb::BestTrialRequest { sweep_id: sweep.sweep_id.clone(), trial_id })
+        .await
+        .map_err(|s| status_error("best", s))?
+        .into_inner();
     match fmt {
         Format::Json => {
             let mut v = output::best_json(&t);

@@ -69,6 +69,10 @@ pub struct UpArgs {
     /// Instance profile name or ARN.
     #[arg(long, default_value = "")]
     instance_profile: String,
+    /// USD per instance-hour, for the fleet's cost (default: EC2's spot price history
+    /// for --spot, else the coordinator's dated on-demand table; local: free).
+    #[arg(long, default_value_t = 0.0)]
+    price_per_hour: f64,
     /// Launch more than 4 instances without asking.
     #[arg(long)]
     yes: bool,
@@ -138,6 +142,7 @@ async fn up(a: UpArgs, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
         max_hours: a.max_hours,
         idle_minutes: a.idle_minutes,
         sweep_ids: a.sweeps,
+        price_per_hour: a.price_per_hour,
     };
     let r = c.create_fleet(req).await.map_err(|s| status_error("fleet up", s))?.into_inner();
     match fmt {
@@ -145,13 +150,15 @@ async fn up(a: UpArgs, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
         Format::Table => {
             if let Some(f) = &r.fleet {
                 eprintln!(
-                    "fleet {}: {} x {} launching ({}), idle after {} min, ends after {} h",
+                    "fleet {}: {} x {} launching ({}), idle after {} min, ends after {} h; ${}/instance-hour ({})",
                     r.fleet_id,
                     f.desired,
                     f.spec.as_ref().map(|s| s.instance_type.as_str()).unwrap_or(""),
                     f.spec.as_ref().map(|s| s.provider.as_str()).unwrap_or(""),
                     f.idle_minutes,
-                    f.max_hours
+                    f.max_hours,
+                    f.price_per_hour,
+                    f.price_source
                 );
             }
             println!("{}", r.fleet_id);

@@ -54,7 +54,7 @@ pub async fn run(cmd: Cmd, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
 async fn find(c: &mut crate::client::Client, trial: &str, sweep: Option<&str>) -> anyhow::Result<pb::Trial> {
     if trial == "best" {
         let sweep_id = sweep.ok_or_else(|| anyhow::anyhow!("`best` needs --sweep ID"))?;
-        let t = c.best_trial(pb::BestTrialRequest { sweep_id: sweep_id.into() }).await;
+        let t = c.best_trial(pb::BestTrialRequest { sweep_id: sweep_id.into(), trial_id: String::new() }).await;
         return Ok(t.map_err(|s| status_error("model get", s))?.into_inner());
     }
     let sweeps: Vec<String> = match sweep {

@@ -75,12 +75,15 @@ pub struct FleetRow {
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
+    /// USD per instance-hour, and where that price came from.
+    pub price_per_hour: f64,
+    pub price_source: String,
     /// The database clock when the row was read (hours and idle time go by it).
     pub now: DateTime<Utc>,
 }
 
 const FLEET_COLUMNS: &str = "id, spec, desired, max_count, max_hours, idle_minutes, sweeps, state, idle_since, error,
-                             created_at, ended_at, now() AS now";
+                             created_at, ended_at, price_per_hour, price_source, now() AS now";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct InstanceRow {
@@ -119,13 +122,15 @@ pub struct NewFleet<'a> {
     pub max_hours: f64,
     pub idle_minutes: f64,
     pub sweeps: &'a [Uuid],
+    pub price: &'a crate::fleet::prices::Price,
 }
 
 pub async fn create(db: impl PgExecutor<'_>, f: &NewFleet<'_>) -> Result<Uuid> {
     let id = Uuid::new_v4();
     sqlx::query(
-        "INSERT INTO fleets (id, provider, spec, desired, max_count, max_hours, idle_minutes, sweeps)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO fleets (id, provider, spec, desired, max_count, max_hours, idle_minutes, sweeps,
+                             price_per_hour, price_source)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(id)
     .bind(f.spec.provider.as_str())
@@ -135,6 +140,8 @@ pub async fn create(db: impl PgExecutor<'_>, f: &NewFleet<'_>) -> Result<Uuid> {
     .bind(f.max_hours)
     .bind(f.idle_minutes)
     .bind(f.sweeps)
+    .bind(f.price.usd_per_hour)
+    .bind(&f.price.source)
     .execute(db)
     .await?;
     Ok(id)

@@ -108,6 +108,33 @@ impl Ec2 {
     }
 }
 
+impl Ec2 {
+    /// The current spot price of the spec's type in its region: the highest over the
+    /// region's zones (the subnet picks the zone), with where and when; None when EC2
+    /// lists none.
+    pub async fn spot_price(&self, spec: &FleetSpec) -> ProviderResult<Option<(f64, String)>> {
+        let c = self.client(&spec.region).await?;
+        let out = c
+            .describe_spot_price_history()
+            .instance_types(InstanceType::from(spec.instance_type.as_str()))
+            .product_descriptions("Linux/UNIX")
+            .start_time(aws_sdk_ec2::primitives::DateTime::from(std::time::SystemTime::now()))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeSpotPriceHistory", e))?;
+        let highest = out
+            .spot_price_history()
+            .iter()
+            .filter_map(|h| {
+                let usd: f64 = h.spot_price()?.parse().ok()?;
+                let when = h.timestamp().map(ToString::to_string).unwrap_or_default();
+                Some((usd, format!("{} at {when}", h.availability_zone().unwrap_or("a zone"))))
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        Ok(highest.map(|(usd, at)| (usd, format!("{at} (the highest zone of {})", spec.region))))
+    }
+}
+
 /// A plausible region name (`us-east-1`, `ap-southeast-2`, `us-gov-west-1`).
 fn region_ok(r: &str) -> bool {
     let parts: Vec<&str> = r.split('-').collect();

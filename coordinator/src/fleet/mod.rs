@@ -11,6 +11,7 @@ pub mod artifacts;
 pub mod bootstrap;
 pub mod ec2;
 pub mod local;
+pub mod prices;
 pub mod reconcile;
 
 use std::future::Future;

@@ -11,7 +11,7 @@ use tracing::instrument;
 
 use super::{convert, parse_id, AppState};
 use crate::auth;
-use crate::db::{sweeps, trials, workers};
+use crate::db::{costs, sweeps, trials, workers};
 use crate::error::{CoordinatorError, Result};
 use crate::states::TrialState;
 
@@ -27,7 +27,21 @@ impl ClientApi {
     async fn sweep_summary(&self, id: uuid::Uuid) -> Result<pb::Sweep> {
         let row = sweeps::get(&self.state.db, id).await?;
         let counts = sweeps::counts(&self.state.db, id).await?;
-        Ok(convert::sweep(row, counts))
+        let mut s = convert::sweep(row, counts);
+        s.cost_usd = costs::sweep(&self.state.db, id, None).await?;
+        Ok(s)
+    }
+
+    /// Trials of one sweep as the API shows them, each with its cost.
+    async fn priced(&self, sweep: uuid::Uuid, rows: Vec<trials::TrialRow>) -> Result<Vec<pb::Trial>> {
+        let costs = costs::trials(&self.state.db, sweep).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let cost = costs.get(&r.id).copied().unwrap_or(0.0);
+                pb::Trial { cost_usd: cost, ..convert::trial(r) }
+            })
+            .collect())
     }
 
     async fn submit(&self, req: pb::SubmitSweepRequest) -> Result<pb::SubmitSweepResponse> {
@@ -101,8 +115,10 @@ impl pb::client_service_server::ClientService for ClientApi {
         auth::client(&self.state.db, &req).await?;
         let mut out = Vec::new();
         for row in sweeps::list(&self.state.db).await? {
-            let counts = sweeps::counts(&self.state.db, row.id).await?;
-            out.push(convert::sweep(row, counts));
+            let id = row.id;
+            let counts = sweeps::counts(&self.state.db, id).await?;
+            let cost_usd = costs::sweep(&self.state.db, id, None).await?;
+            out.push(pb::Sweep { cost_usd, ..convert::sweep(row, counts) });
         }
         Ok(Response::new(pb::ListSweepsResponse { sweeps: out }))
     }
@@ -116,7 +132,7 @@ impl pb::client_service_server::ClientService for ClientApi {
         let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
         sweeps::get(&self.state.db, id).await?;
         let rows = trials::list(&self.state.db, id).await?;
-        Ok(Response::new(pb::ListTrialsResponse { trials: rows.into_iter().map(convert::trial).collect() }))
+        Ok(Response::new(pb::ListTrialsResponse { trials: self.priced(id, rows).await? }))
     }
 
     #[instrument(skip_all)]
@@ -128,11 +144,26 @@ impl pb::client_service_server::ClientService for ClientApi {
             Ok(spec) => spec.constraints().to_vec(),
             Err(_) => vec![], // a file an earlier version stored: it had no constraints
         };
-        let best = trials::best(&self.state.db, id, sweep.metric_goal, &constraints).await?.ok_or_else(|| {
-            let meeting = if constraints.is_empty() { String::new() } else { " meeting its constraints".into() };
-            CoordinatorError::NotFound(format!("a succeeded trial with {}{meeting} in sweep {id}", sweep.metric_name))
-        })?;
-        Ok(Response::new(convert::trial(best)))
+        let asked = &req.get_ref().trial_id;
+        let best = if asked.is_empty() {
+            trials::best(&self.state.db, id, sweep.metric_goal, &constraints).await?.ok_or_else(|| {
+                let meeting = if constraints.is_empty() { String::new() } else { " meeting its constraints".into() };
+                CoordinatorError::NotFound(format!(
+                    "a succeeded trial with {}{meeting} in sweep {id}",
+                    sweep.metric_name
+                ))
+            })?
+        } else {
+            let trial = parse_id("trial_id", asked)?;
+            crate::db::dashboard::trial(&self.state.db, trial)
+                .await?
+                .filter(|t| t.sweep_id == id)
+                .ok_or_else(|| CoordinatorError::NotFound(format!("trial {asked} in sweep {id}")))?
+        };
+        let finished = costs::finished_at(&self.state.db, best.id).await?;
+        let mut best = self.priced(id, vec![best]).await?.remove(0);
+        best.spent_to_reach_usd = costs::sweep(&self.state.db, id, finished).await?;
+        Ok(Response::new(best))
     }
 
     #[instrument(skip_all)]
@@ -256,14 +287,11 @@ impl pb::client_service_server::ClientService for ClientApi {
                 let event = async {
                     let now = trials::db_now(&state.db).await?;
                     let changed = trials::changed_since(&state.db, id, since, with_config).await?;
+                    let changed = api.priced(id, changed).await?;
                     since = now - chrono::Duration::milliseconds(50);
                     let sweep = api.sweep_summary(id).await?;
                     let finished = sweep.state() != pb::SweepState::Running;
-                    Ok::<_, CoordinatorError>(pb::SweepEvent {
-                        sweep: Some(sweep),
-                        changed: changed.into_iter().map(convert::trial).collect(),
-                        finished,
-                    })
+                    Ok::<_, CoordinatorError>(pb::SweepEvent { sweep: Some(sweep), changed, finished })
                 }
                 .await;
                 let finished = matches!(&event, Ok(e) if e.finished);

@@ -68,6 +68,9 @@ pub fn trial(t: TrialRow) -> pb::Trial {
         updated_unix_ms: unix_ms(t.updated_at),
         model_sha256: t.model_blob.unwrap_or_default(),
         preempted_count: t.preempted_count as u32,
+        // Set by the client service where it prices trials (`costs`).
+        cost_usd: 0.0,
+        spent_to_reach_usd: 0.0,
     }
 }
 
@@ -91,6 +94,7 @@ pub fn sweep(s: SweepRow, counts: BTreeMap<TrialState, u64>) -> pb::Sweep {
         counts: counts.into_iter().map(|(state, n)| (state.as_str().to_string(), n)).collect(),
         spec_yaml: s.spec_yaml,
         data_blobs: s.data_blobs.0.into_iter().collect(),
+        cost_usd: 0.0, // set by the client service (`costs`)
     }
 }
 

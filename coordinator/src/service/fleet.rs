@@ -9,7 +9,7 @@ use crate::db::fleets::{self, FleetRow, InstanceRow, NewFleet};
 use crate::db::sweeps;
 use crate::error::{CoordinatorError, Result};
 use crate::fleet::reconcile::reconcile_fleet;
-use crate::fleet::{FleetSpec, Provider, ProviderKind};
+use crate::fleet::{prices, FleetSpec, Provider, ProviderKind};
 use crate::states::FleetState;
 
 /// Largest fleet one call may ask for.
@@ -88,10 +88,15 @@ pub async fn create(state: &AppState, r: pb::CreateFleetRequest) -> Result<pb::C
             already + r.count as i64
         )));
     }
+    // An unpriced type (or a bad price) is refused before any provider call.
+    if !(spec.provider == ProviderKind::Ec2 && spec.spot) {
+        prices::price(&spec, r.price_per_hour, None).map_err(invalid)?;
+    }
     let fl = &state.fleets;
     fl.public_url(spec.provider).map_err(CoordinatorError::FailedPrecondition)?;
     fl.worker_binary().await.map_err(CoordinatorError::FailedPrecondition)?;
     let spec = fl.providers.prepare(spec).await.map_err(|e| CoordinatorError::FailedPrecondition(e.to_string()))?;
+    let price = price_of(state, &spec, r.price_per_hour).await?;
     let id = fleets::create(
         &state.db,
         &NewFleet {
@@ -101,11 +106,13 @@ pub async fn create(state: &AppState, r: pb::CreateFleetRequest) -> Result<pb::C
             max_hours: r.max_hours,
             idle_minutes: r.idle_minutes,
             sweeps: &sweep_ids,
+            price: &price,
         },
     )
     .await?;
     tracing::info!(fleet = %id, provider = spec.provider.as_str(), instance_type = %spec.instance_type,
-        count = r.count, spot = spec.spot, "fleet created");
+        count = r.count, spot = spec.spot, usd_per_hour = price.usd_per_hour, price_source = %price.source,
+        "fleet created");
     let first = reconcile_fleet(state, id).await?;
     if let Some(error) = first.error {
         // Nothing half-made stays: the fleet ends and what it launched is terminated.
@@ -116,6 +123,22 @@ pub async fn create(state: &AppState, r: pb::CreateFleetRequest) -> Result<pb::C
         )));
     }
     Ok(pb::CreateFleetResponse { fleet_id: id.to_string(), fleet: Some(get(state, id).await?) })
+}
+
+/// The fleet's price: `given`, else (EC2 spot) the spot price history, else the table.
+async fn price_of(state: &AppState, spec: &FleetSpec, given: f64) -> Result<prices::Price> {
+    let spot = if spec.provider == ProviderKind::Ec2 && spec.spot && given == 0.0 {
+        match state.fleets.providers.ec2.spot_price(spec).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "no spot price history; pricing from the on-demand table");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    prices::price(spec, given, spot).map_err(invalid)
 }
 
 pub async fn get(state: &AppState, id: Uuid) -> Result<pb::Fleet> {
@@ -177,11 +200,15 @@ fn fleet(f: FleetRow, instances: Vec<InstanceRow>) -> pb::Fleet {
         idle_since_unix_ms: ms(f.idle_since),
         error: f.error.unwrap_or_default(),
         instance_hours: instances.iter().map(InstanceRow::hours).sum(),
+        price_per_hour: f.price_per_hour,
+        cost_usd: instances.iter().map(InstanceRow::hours).sum::<f64>() * f.price_per_hour,
+        price_source: f.price_source,
         instances: instances
             .into_iter()
             .map(|i| pb::Instance {
                 instance_id: i.id.to_string(),
                 hours: i.hours(),
+                cost_usd: i.hours() * f.price_per_hour,
                 provider_id: i.provider_id.unwrap_or_default(),
                 state: pb::InstanceState::from(i.state).into(),
                 worker_id: i.worker_id.map(|w| w.to_string()).unwrap_or_default(),

@@ -63,7 +63,9 @@ async fn overview(State(state): State<Arc<AppState>>, Token(t): Token) -> Answer
     let mut out = vec![];
     for s in &sweeps {
         let mut v = shapes::sweep_json(s);
-        let best = api.best_trial(request(pb::BestTrialRequest { sweep_id: s.sweep_id.clone() }, &t)).await;
+        let best = api
+            .best_trial(request(pb::BestTrialRequest { sweep_id: s.sweep_id.clone(), trial_id: String::new() }, &t))
+            .await;
         v["best_objective"] = json!(best.ok().map(|b| b.into_inner().objective));
         let workers = Uuid::parse_str(&s.sweep_id).ok().and_then(|id| busy.get(&id).copied()).unwrap_or(0);
         v["workers"] = json!(workers);

@@ -265,3 +265,29 @@ async fn a_change_on_one_coordinator_wakes_the_watchers_of_another() {
     let (i, _) = heard.expect("the other coordinator heard of a sweep submitted elsewhere");
     eprintln!("heard after {} submit(s)", i + 1);
 }
+
+/// With several objectives the configurations answer carries the Pareto front (the page
+/// draws it as a table): here the two trials no other beats on both.
+#[tokio::test(flavor = "multi_thread")]
+async fn several_objectives_give_the_page_a_pareto_front() {
+    let app = app!();
+    let two = "metrics:\n  - {name: val.f1_micro, goal: maximize}\n  - {name: val.loss, goal: minimize}\n";
+    let sweep = app.submit(&GRID.replacen("metric: {name: val.f1_micro, goal: maximize}\n", two, 1)).await.sweep_id;
+    let w = app.worker("w1").await;
+    let leased = app.lease(&w, 3).await;
+    for (t, (f1, loss)) in leased.iter().zip([(0.5, 0.3), (0.4, 0.2), (0.3, 0.4)]) {
+        app.complete_with(&w, t, &[("val.f1_micro", f1), ("val.loss", loss)]).await.unwrap();
+    }
+    let bearer = format!("Bearer {}", app.admin);
+    let c =
+        get(&app.addr.to_string(), &format!("/api/v1/sweeps/{sweep}/configurations"), &[("Authorization", &bearer)])
+            .await
+            .json();
+    let front: Vec<(f64, f64)> = c["pareto"]["front"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["means"]["val.f1_micro"].as_f64().unwrap(), f["means"]["val.loss"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(front, [(0.5, 0.3), (0.4, 0.2)], "{c}");
+}

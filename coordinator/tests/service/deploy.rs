@@ -115,6 +115,7 @@ fn iam_policy_allows_what_the_provider_calls_and_no_more() {
         (".describe_instances()", "ec2:DescribeInstances"),
         (".describe_images()", "ec2:DescribeImages"),
         (".describe_instance_type_offerings()", "ec2:DescribeInstanceTypeOfferings"),
+        (".describe_spot_price_history()", "ec2:DescribeSpotPriceHistory"),
         (".terminate_instances()", "ec2:TerminateInstances"),
     ] {
         assert!(source[0].contains(call), "the provider makes {call}");

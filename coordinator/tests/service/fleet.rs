@@ -203,6 +203,9 @@ async fn fleet_up_launches_tagged_spot_instances_with_safe_user_data_and_down_te
     let status: serde_json::Value =
         serde_json::from_str(&ok(c.cli(&["fleet", "status", &fleet, "-o", "json"]))).unwrap();
     assert_eq!(status["instances"].as_array().unwrap().len(), 3);
+    // Priced from EC2's spot price history (moto lists 0.00001 USD/h in every zone).
+    assert!(status["price_source"].as_str().unwrap().starts_with("EC2 spot price history"), "{status}");
+    assert_eq!(status["price_per_hour"], 0.00001);
     let down: serde_json::Value = serde_json::from_str(&ok(c.cli(&["fleet", "down", &fleet, "-o", "json"]))).unwrap();
     assert_eq!(down["state"], "down");
     for i in down["instances"].as_array().unwrap() {
@@ -360,8 +363,14 @@ async fn bad_fleets_are_refused_in_one_line_before_anything_launches() {
         args.extend_from_slice(extra);
         fails(c.cli(&args))
     };
-    let cases: [(&[&str], &str); 7] = [
-        (&["--instance-type", "g9.nonsense", "--count", "1"], "instance type `g9.nonsense` is not offered"),
+    let cases: [(&[&str], &str); 10] = [
+        (&["--instance-type", "g9.nonsense", "--count", "1"], "g9.nonsense: no price in the on-demand table"),
+        (
+            &["--instance-type", "g9.nonsense", "--count", "1", "--price-per-hour", "2"],
+            "instance type `g9.nonsense` is not offered",
+        ),
+        (&["--instance-type", "g5.xlarge", "--count", "1", "--price-per-hour=-1"], "price_per_hour: -1"),
+        (&["--instance-type", "g5.xlarge", "--count", "1", "--price-per-hour", "inf"], "price_per_hour: inf"),
         (&["--instance-type", "g5.xlarge", "--region", "mars-1", "--count", "1"], "is not a region name"),
         (&["--instance-type", "g5.xlarge", "--count", "3", "--max-count", "2"], "above --max-count 2"),
         (
@@ -377,6 +386,9 @@ async fn bad_fleets_are_refused_in_one_line_before_anything_launches() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     }
+    let err =
+        fails(c.cli(&["fleet", "up", "--instance-type", "g5.xlarge", "--image", &ami, "--price-per-hour", "abc"]));
+    assert!(err.contains("invalid value 'abc' for '--price-per-hour"), "{err}");
     let err = fails(c.cli(&["fleet", "up", "--instance-type", "g5.xlarge", "--image", "ami-12345678"]));
     assert!(err.contains("ami-12345678"), "{err}");
     // A client token may not spend money.
@@ -421,10 +433,9 @@ async fn local_fleet_bootstraps_two_workers_that_finish_a_sweep_then_scales_to_z
     let other = c.dir.path().join("other.yaml");
     std::fs::write(&other, yaml.replace("name: fleet-local", "name: not-the-fleets")).unwrap();
     ok(c.cli(&["submit", other.to_str().unwrap()]));
-    let fleet =
-        ok(c.cli(&["fleet", "up", "--provider", "local", "--count", "2", "--sweep", &sweep, "--idle-minutes", "0.1"]))
-            .trim()
-            .to_string();
+    // A price that makes seconds expensive: 3,600 USD per hour, a dollar a second.
+    let up = ["fleet", "up", "--provider", "local", "--count", "2", "--sweep", &sweep, "--idle-minutes", "0.1"];
+    let fleet = ok(c.cli(&[&up[..], &["--price-per-hour", "3600"]].concat())).trim().to_string();
 
     c.wait_for(
         "the fleet's sweep to finish",
@@ -493,6 +504,46 @@ async fn local_fleet_bootstraps_two_workers_that_finish_a_sweep_then_scales_to_z
     for i in status["instances"].as_array().unwrap() {
         assert!(i["end_reason"].as_str().unwrap().starts_with("idle for"), "{i}");
     }
+    // The accrued cost is the instances' lifetimes (launch to termination, as Postgres
+    // recorded them) times the price, within 1%; each instance's share adds up to it.
+    let lived: f64 = sqlx::query_scalar(
+        "SELECT sum(extract(epoch FROM terminated_at - launched_at))::float8 FROM instances WHERE fleet_id = $1::uuid",
+    )
+    .bind(&fleet)
+    .fetch_one(&c.db)
+    .await
+    .unwrap();
+    let cost = status["cost_usd"].as_f64().unwrap();
+    assert_eq!(
+        (status["price_per_hour"].as_f64(), status["price_source"].as_str()),
+        (Some(3600.0), Some("--price-per-hour"))
+    );
+    assert!(lived > 1.0 && (cost - lived).abs() <= 0.01 * lived, "cost {cost} USD for {lived} s at 1 USD/s");
+    let shares: f64 = status["instances"].as_array().unwrap().iter().map(|i| i["cost_usd"].as_f64().unwrap()).sum();
+    assert!((shares - cost).abs() < 1e-6, "{shares} vs {cost}");
+    // Per trial: its attempts' lease time over its worker's slots. They add up to the
+    // sweep's cost, which is at most the fleet's (boot and idle time stay the fleet's);
+    // the other sweep's trials, never run by the fleet, cost nothing.
+    let trials: serde_json::Value = serde_json::from_str(&ok(c.cli(&["trials", &sweep, "-o", "json"]))).unwrap();
+    let per_trial: Vec<f64> =
+        trials["trials"].as_array().unwrap().iter().map(|t| t["cost_usd"].as_f64().unwrap()).collect();
+    let busy: f64 = per_trial.iter().sum();
+    let swept: serde_json::Value = serde_json::from_str(&ok(c.cli(&["status", "-o", "json"]))).unwrap();
+    let cost_of = |name: &str| {
+        let s = swept["sweeps"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap();
+        s["cost_usd"].as_f64().unwrap()
+    };
+    assert!(per_trial.iter().all(|c| *c > 0.0), "every trial ran on the fleet: {per_trial:?}");
+    assert!((cost_of("fleet-local") - busy).abs() < 1e-6 && busy <= cost, "busy {busy} of {cost}");
+    assert_eq!(cost_of("not-the-fleets"), 0.0);
+    let best: serde_json::Value = serde_json::from_str(&ok(c.cli(&["best", &sweep, "-o", "json"]))).unwrap();
+    let reach = best["spent_to_reach_usd"].as_f64().unwrap();
+    assert!(reach > 0.0 && reach <= busy + 1e-6, "spent {reach} of {busy} to reach the winner");
+    eprintln!(
+        "local fleet: {lived:.1} instance-seconds, {cost:.2} USD at 3,600 USD/h; trials {busy:.2} USD \
+         ({:.0}% busy); the winner after {reach:.2} USD",
+        100.0 * busy / cost
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -121,6 +121,13 @@ async fn the_dashboard_follows_a_live_sweep_in_a_real_browser() {
     b.wait_until("document.querySelectorAll('#attempts tbody tr').length === 1", Duration::from_secs(20));
     assert!(b.eval("document.getElementById('rerun').textContent").as_str().unwrap().contains("method: grid"));
     b.screenshot(&artifacts().join("dashboard-trial.png"));
+    // The page's model link: the trial's model archive, as `sweep model get` fetches it.
+    let href = b.eval("document.getElementById('model').getAttribute('href')");
+    let addr = base.trim_start_matches("http://");
+    let model =
+        sweep_testkit::http::get(addr, href.as_str().unwrap(), &[("Authorization", &format!("Bearer {token}"))]);
+    assert_eq!((model.status, model.header("content-type")), (200, Some("application/x-tar")));
+    assert!(model.body.contains("model.json") && model.body.contains("model.safetensors"));
     b.goto(&format!("{base}/workers"));
     b.wait_until("document.querySelectorAll('#workers tbody tr').length === 1", Duration::from_secs(20));
     b.screenshot(&artifacts().join("dashboard-workers.png"));

@@ -71,6 +71,7 @@ async function sweepPage(id) {
     <section><h2>Validation curves <span class="legend" id="curves-legend"></span></h2><div id="curves"></div></section></div>
     <div class="grid2"><section><h2>Parameter importance</h2><div id="importance" class="muted">needs 8 succeeded trials</div></section>
     <section id="heat-section"><h2>Heatmap</h2><div id="heatmap" class="muted">for sweeps over exactly two parameters</div></section></div>
+    <section id="pareto" hidden><h2>Pareto front <span class="legend">no other configuration is at least as good on every objective and better on one</span></h2><table></table></section>
     <section><h2>Test macro-F1 by label group <span class="legend">head: 100+ training positives, medium: 20-99, tail: under 20</span></h2><table id="groups"></table></section>
     <section><h2>Trials <span class="legend" id="shown"></span></h2><div class="scroll"><table id="trials"></table></div></section>
     <section><h2>Problems</h2><div id="problems" class="muted">none</div></section>`;
@@ -106,7 +107,7 @@ function scheduleDerived() {
 async function refreshDerived() {
   const [c, i] = await Promise.all([api(`sweeps/${S.id}/configurations`), api(`sweeps/${S.id}/importance`)]);
   S.configs = c; S.importance = i;
-  renderLeaderboard(); renderImportance(); renderHeatmap(); renderGroups();
+  renderLeaderboard(); renderImportance(); renderHeatmap(); renderGroups(); renderPareto();
 }
 async function loadCurves(ids) {
   const q = ids ? `?trials=${ids.join(',')}` : '';
@@ -212,6 +213,16 @@ function renderGroups() {
   const g = S.configs.groups || [];
   document.getElementById('groups').innerHTML = `<thead><tr><th>configuration</th><th class="num">n</th><th class="num">head</th><th class="num">medium</th><th class="num">tail</th></tr></thead><tbody>${
     g.map(x => `<tr><td>${esc(inline(x.params))}</td><td class="num">${x.n}</td><td class="num">${fmt(x.head)}</td><td class="num">${fmt(x.medium)}</td><td class="num">${fmt(x.tail)}</td></tr>`).join('')}</tbody>`;
+}
+
+// With several objectives: the configurations no other beats on every one.
+function renderPareto() {
+  const p = S.configs.pareto, el = document.getElementById('pareto');
+  if (!p) return;
+  el.hidden = false;
+  const names = p.objectives.map(o => o.name);
+  el.querySelector('table').innerHTML = `<thead><tr><th>configuration</th>${p.objectives.map(o => `<th class="num">${esc(o.goal)} ${esc(o.name)}</th>`).join('')}<th class="num">n</th></tr></thead><tbody>${
+    p.front.map(f => `<tr><td>${esc(inline(f.params))}</td>${names.map(n => `<td class="num">${fmt(f.means[n])}</td>`).join('')}<td class="num">${f.n}</td></tr>`).join('')}</tbody>`;
 }
 
 function renderProblems() {
@@ -413,10 +424,10 @@ async function workersPage() {
     <td>${esc(w.gpus.join(', ') || 'cpu')}</td><td class="num">${w.slots}</td><td class="num">${w.running}</td><td>${ago(w.last_seen_unix_ms)}</td><td>${esc(w.version)}</td></tr>`).join('')}</tbody></table></section>
     <h1>Fleets</h1><section>${fleets === null ? `<p class="muted">${esc(why)}</p>` : fleets.length === 0 ? '<p class="muted">none</p>' : fleets.map(f => `
       <h2>${esc(f.fleet_id.slice(0, 8))} &middot; ${esc(f.provider)} ${esc(f.instance_type)}${f.spot ? ' (spot)' : ''} &middot; ${esc(f.state)}</h2>
-      <p class="muted">desired ${f.desired} of at most ${f.max_count} &middot; ${fmt(f.instance_hours, 2)} instance-hours ${f.error ? `&middot; <span class="warn">${esc(f.error)}</span>` : ''}</p>
-      <table><thead><tr><th>instance</th><th>state</th><th>worker</th><th>trials</th><th>launched</th><th>ended</th><th class="num">hours</th></tr></thead><tbody>${
+      <p class="muted">desired ${f.desired} of at most ${f.max_count} &middot; ${fmt(f.instance_hours, 2)} instance-hours &middot; $${fmt(f.cost_usd, 2)} at $${f.price_per_hour}/h (${esc(f.price_source)}) ${f.error ? `&middot; <span class="warn">${esc(f.error)}</span>` : ''}</p>
+      <table><thead><tr><th>instance</th><th>state</th><th>worker</th><th>trials</th><th>launched</th><th>ended</th><th class="num">hours</th><th class="num">USD</th></tr></thead><tbody>${
         f.instances.map(i => `<tr><td>${esc(i.provider_id || i.instance_id)}</td><td>${esc(i.state)}</td><td>${esc(i.worker)}</td><td>${i.trials.length}</td>
-        <td>${esc(i.launched || '-')}</td><td>${esc(i.terminated ? `${i.terminated} (${i.end_reason || ''})` : '-')}</td><td class="num">${fmt(i.hours, 2)}</td></tr>`).join('')}</tbody></table>`).join('')}</section>`;
+        <td>${esc(i.launched || '-')}</td><td>${esc(i.terminated ? `${i.terminated} (${i.end_reason || ''})` : '-')}</td><td class="num">${fmt(i.hours, 2)}</td><td class="num">${fmt(i.cost_usd, 2)}</td></tr>`).join('')}</tbody></table>`).join('')}</section>`;
 }
 
 // ---------- routing ----------
