@@ -26,13 +26,16 @@ const ATTEMPT_COSTS: &str = "
     JOIN instances i ON i.worker_id = a.worker_id
     JOIN fleets f ON f.id = i.fleet_id";
 
-/// Each trial of the sweep that has cost something, in USD so far.
-pub async fn trials(db: impl PgExecutor<'_>, sweep: Uuid) -> Result<HashMap<Uuid, f64>> {
+/// Each trial of the sweep (all, or those in `only`) that has cost something, in USD so far.
+pub async fn trials(db: impl PgExecutor<'_>, sweep: Uuid, only: Option<&[Uuid]>) -> Result<HashMap<Uuid, f64>> {
     let rows: Vec<(Uuid, f64)> = sqlx::query_as(&format!(
-        "SELECT trial_id, sum(usd)::float8 FROM ({ATTEMPT_COSTS} WHERE t.sweep_id = $1) c GROUP BY trial_id"
+        "SELECT trial_id, sum(usd)::float8
+         FROM ({ATTEMPT_COSTS} WHERE t.sweep_id = $1 AND ($3::uuid[] IS NULL OR t.id = ANY($3))) c
+         GROUP BY trial_id"
     ))
     .bind(sweep)
     .bind(None::<chrono::DateTime<chrono::Utc>>)
+    .bind(only)
     .fetch_all(db)
     .await?;
     Ok(rows.into_iter().collect())

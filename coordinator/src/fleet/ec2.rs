@@ -106,9 +106,7 @@ impl Ec2 {
                 fail(format!("no image named `{DEFAULT_IMAGE_NAME}` in region `{region}`: pass --image AMI"))
             })
     }
-}
 
-impl Ec2 {
     /// The current spot price of the spec's type in its region: the highest over the
     /// region's zones (the subnet picks the zone), with where and when; None when EC2
     /// lists none.

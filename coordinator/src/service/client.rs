@@ -25,16 +25,22 @@ pub struct ClientApi {
 
 impl ClientApi {
     async fn sweep_summary(&self, id: uuid::Uuid) -> Result<pb::Sweep> {
-        let row = sweeps::get(&self.state.db, id).await?;
-        let counts = sweeps::counts(&self.state.db, id).await?;
-        let mut s = convert::sweep(row, counts);
-        s.cost_usd = costs::sweep(&self.state.db, id, None).await?;
-        Ok(s)
+        self.summarize(sweeps::get(&self.state.db, id).await?).await
     }
 
-    /// Trials of one sweep as the API shows them, each with its cost.
-    async fn priced(&self, sweep: uuid::Uuid, rows: Vec<trials::TrialRow>) -> Result<Vec<pb::Trial>> {
-        let costs = costs::trials(&self.state.db, sweep).await?;
+    /// A sweep as the API shows it: its counts by state and its cost.
+    async fn summarize(&self, row: sweeps::SweepRow) -> Result<pb::Sweep> {
+        let id = row.id;
+        let counts = sweeps::counts(&self.state.db, id).await?;
+        let cost_usd = costs::sweep(&self.state.db, id, None).await?;
+        Ok(pb::Sweep { cost_usd, ..convert::sweep(row, counts) })
+    }
+
+    /// Trials of one sweep as the API shows them, each with its cost. `whole`: the rows
+    /// are every trial of the sweep (its costs are read in one pass, not by id).
+    async fn priced(&self, sweep: uuid::Uuid, rows: Vec<trials::TrialRow>, whole: bool) -> Result<Vec<pb::Trial>> {
+        let ids: Vec<uuid::Uuid> = if whole { vec![] } else { rows.iter().map(|r| r.id).collect() };
+        let costs = costs::trials(&self.state.db, sweep, (!whole).then_some(&ids[..])).await?;
         Ok(rows
             .into_iter()
             .map(|r| {
@@ -115,10 +121,7 @@ impl pb::client_service_server::ClientService for ClientApi {
         auth::client(&self.state.db, &req).await?;
         let mut out = Vec::new();
         for row in sweeps::list(&self.state.db).await? {
-            let id = row.id;
-            let counts = sweeps::counts(&self.state.db, id).await?;
-            let cost_usd = costs::sweep(&self.state.db, id, None).await?;
-            out.push(pb::Sweep { cost_usd, ..convert::sweep(row, counts) });
+            out.push(self.summarize(row).await?);
         }
         Ok(Response::new(pb::ListSweepsResponse { sweeps: out }))
     }
@@ -132,7 +135,7 @@ impl pb::client_service_server::ClientService for ClientApi {
         let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
         sweeps::get(&self.state.db, id).await?;
         let rows = trials::list(&self.state.db, id).await?;
-        Ok(Response::new(pb::ListTrialsResponse { trials: self.priced(id, rows).await? }))
+        Ok(Response::new(pb::ListTrialsResponse { trials: self.priced(id, rows, true).await? }))
     }
 
     #[instrument(skip_all)]
@@ -161,7 +164,7 @@ impl pb::client_service_server::ClientService for ClientApi {
                 .ok_or_else(|| CoordinatorError::NotFound(format!("trial {asked} in sweep {id}")))?
         };
         let finished = costs::finished_at(&self.state.db, best.id).await?;
-        let mut best = self.priced(id, vec![best]).await?.remove(0);
+        let mut best = self.priced(id, vec![best], false).await?.remove(0);
         best.spent_to_reach_usd = costs::sweep(&self.state.db, id, finished).await?;
         Ok(Response::new(best))
     }
@@ -286,8 +289,10 @@ impl pb::client_service_server::ClientService for ClientApi {
             loop {
                 let event = async {
                     let now = trials::db_now(&state.db).await?;
+                    let first = since == chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
                     let changed = trials::changed_since(&state.db, id, since, with_config).await?;
-                    let changed = api.priced(id, changed).await?;
+                    // The first event carries every trial; later ones the few that changed.
+                    let changed = api.priced(id, changed, first).await?;
                     since = now - chrono::Duration::milliseconds(50);
                     let sweep = api.sweep_summary(id).await?;
                     let finished = sweep.state() != pb::SweepState::Running;

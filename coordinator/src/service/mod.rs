@@ -4,7 +4,7 @@
 pub mod agent;
 pub mod blob;
 pub mod client;
-pub(crate) mod convert;
+mod convert;
 pub mod fleet;
 
 use uuid::Uuid;

@@ -180,10 +180,13 @@ async fn curves(
 /// its attempts, checkpoint and per-epoch metrics of every attempt.
 async fn trial(State(state): State<Arc<AppState>>, Token(t): Token, Path(trial_id): Path<String>) -> Answer {
     let uuid = id("trial_id", &trial_id)?;
-    let row = crate::db::dashboard::trial(&state.db, uuid).await?;
-    let row = row.ok_or_else(|| tonic::Status::not_found(format!("trial {trial_id} not found")))?;
-    let sweep = get_sweep(&state, &t, row.sweep_id.to_string()).await?;
-    let trial = crate::service::convert::trial(row);
+    let sweep_id = crate::db::trials::sweep_of(&state.db, uuid).await?;
+    let sweep_id = sweep_id.ok_or_else(|| tonic::Status::not_found(format!("trial {trial_id} not found")))?;
+    let sweep = get_sweep(&state, &t, sweep_id.to_string()).await?;
+    // Through the client service, as `sweep best` asks for a trial: priced, with what the
+    // sweep had spent when it finished.
+    let asked = pb::BestTrialRequest { sweep_id: sweep.sweep_id.clone(), trial_id: trial_id.clone() };
+    let trial = client(&state).best_trial(request(asked, &t)).await?.into_inner();
     let attempts = crate::db::dashboard::attempts(&state.db, uuid).await?;
     let (checkpoint_epoch, checkpoint_blob) = crate::db::dashboard::checkpoint(&state.db, uuid).await?;
     let history = client(&state).trial_history(request(pb::TrialHistoryRequest { trial_id }, &t)).await;

@@ -3,7 +3,8 @@
 //! the sweep, at most every 2 s otherwise). The first event carries every trial; each
 //! later one the trials that changed. Each is `{"sweep": <sweep status JSON>,
 //! "trials": [<trial JSON>...], "finished": bool}`; after a finished one the stream ends
-//! and the page stops listening.
+//! and the page stops listening. An unknown sweep is a 404 before the stream starts (the
+//! watch call checks it).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,11 +23,6 @@ use super::{request, ApiError, Token};
 use crate::state::AppState;
 
 pub async fn events(State(state): State<Arc<AppState>>, Token(t): Token, Path(sweep_id): Path<String>) -> Response {
-    let sweep = match super::api::get_sweep(&state, &t, sweep_id.clone()).await {
-        Ok(s) => s,
-        Err(e) => return e.into_response(),
-    };
-    let rules = Rules::of(&sweep);
     let watch = super::api::client(&state)
         .watch_sweep(request(pb::WatchSweepRequest { sweep_id, omit_config: true }, &t))
         .await;
@@ -34,13 +30,19 @@ pub async fn events(State(state): State<Arc<AppState>>, Token(t): Token, Path(sw
         Ok(r) => r.into_inner(),
         Err(s) => return ApiError::from(s).into_response(),
     };
+    // What ranks trials, from the sweep's file in the first event (as `sweep watch` does).
+    let mut rules: Option<Rules> = None;
     let events = stream.map(move |ev| {
         let data = match ev {
             Ok(ev) => {
                 let changed: Vec<&pb::Trial> = ev.changed.iter().collect();
+                let rules = &*rules.get_or_insert_with(|| match &ev.sweep {
+                    Some(s) => Rules::of(s),
+                    None => Rules { objectives: vec![], constraints: vec![] },
+                });
                 json!({
                     "sweep": ev.sweep.as_ref().map(shapes::sweep_json),
-                    "trials": shapes::trials_json_ruled(&changed, &rules)["trials"],
+                    "trials": shapes::trials_json_ruled(&changed, rules)["trials"],
                     "finished": ev.finished,
                 })
             }

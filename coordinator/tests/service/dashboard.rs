@@ -19,26 +19,24 @@ macro_rules! app {
     };
 }
 
-async fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
-    let (addr, path) = (addr.to_string(), path.to_string());
+/// One request over plain HTTP, off the async threads.
+async fn send(method: &str, addr: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    let (method, addr, path, body) = (method.to_string(), addr.to_string(), path.to_string(), body.to_string());
     let headers: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     tokio::task::spawn_blocking(move || {
         let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        http::get(&addr, &path, &h)
+        http::request(&addr, &method, &path, &h, &body)
     })
     .await
     .unwrap()
 }
 
+async fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    send("GET", addr, path, headers, "").await
+}
+
 async fn post(addr: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
-    let (addr, path, body) = (addr.to_string(), path.to_string(), body.to_string());
-    let headers: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    tokio::task::spawn_blocking(move || {
-        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        http::request(&addr, "POST", &path, &h, &body)
-    })
-    .await
-    .unwrap()
+    send("POST", addr, path, headers, body).await
 }
 
 /// What `sweep -o json ARGS` prints against the app (None: the CLI is not built here).
