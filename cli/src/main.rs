@@ -20,7 +20,16 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A bad value (a budget of -3, a price of `abc`) is one line: what and where.
+        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+            let text = e.render().to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("error: bad value"));
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     match cmd::run(cli.cmd, &cli.conn, cli.output).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -32,10 +32,47 @@ pub fn print_sweeps(sweeps: &[pb::Sweep]) {
             format!("{} {}", s.metric_goal().name(), s.metric_name),
             s.total.to_string(),
             counts_line(s),
-            format!("{:.2}", s.cost_usd),
+            spent(s.cost_usd, s.max_cost_usd),
         ]);
     }
     println!("{t}");
+}
+
+/// What is spent, and of what budget when there is one: `1.20 of 5.00`.
+fn spent(cost_usd: f64, max_cost_usd: f64) -> String {
+    if max_cost_usd > 0.0 {
+        format!("{cost_usd:.2} of {max_cost_usd:.2}")
+    } else {
+        format!("{cost_usd:.2}")
+    }
+}
+
+pub fn print_estimate(e: &pb::Estimate) {
+    println!(
+        "{} trial(s) to run{}; {:.1} min each ({})",
+        e.trials,
+        if e.trials_done > 0 {
+            format!(" ({} of the file's cells already done)", e.trials_done)
+        } else {
+            String::new()
+        },
+        e.trial_minutes,
+        e.trial_minutes_source
+    );
+    println!(
+        "{:.2} instance-hours, {:.2} h of wall time; ${:.2} at ${}/instance-hour ({}); boot and idle time not included",
+        e.instance_hours, e.wall_hours, e.cost_usd, e.price_per_hour, e.price_source
+    );
+    if e.max_cost_usd > 0.0 {
+        let fits =
+            if e.trials_in_budget >= e.trials { "all of them".to_string() } else { e.trials_in_budget.to_string() };
+        println!("budget ${:.2}: pays for {fits}", e.max_cost_usd);
+    }
+    println!(
+        "fusing: the trials form {} stack group(s) (`sweep-worker run --fuse K` trains a group's trials as one model; \
+         what that saves depends on the GPU: bench/gpu-all.sh measures it)",
+        e.fuse_groups
+    );
 }
 
 pub fn print_workers(ws: &[pb::Worker]) {
@@ -204,7 +241,7 @@ pub fn print_fleets(fleets: &[pb::Fleet]) {
             f.state().name().to_string(),
             format!("{}/{}", live(f), f.desired),
             format!("{:.2}", f.instance_hours),
-            format!("{:.2}", f.cost_usd),
+            spent(f.cost_usd, f.max_cost_usd),
             f.error.clone(),
         ]);
     }
@@ -218,6 +255,31 @@ fn uptime(hours: f64) -> String {
         format!("{secs}s")
     } else {
         format!("{}h{:02}m", secs / 3600, secs / 60 % 60)
+    }
+}
+
+/// `fleet up --dry-run`: what the fleet would cost.
+pub fn print_plan(f: &pb::Fleet) {
+    let spec = f.spec.clone().unwrap_or_default();
+    let per_hour = f64::from(f.desired) * f.price_per_hour;
+    println!(
+        "dry run, nothing launched: {} x {} ({}{}) at ${}/instance-hour ({})",
+        f.desired,
+        spec.instance_type,
+        spec.provider,
+        if spec.spot { ", spot" } else { "" },
+        f.price_per_hour,
+        f.price_source
+    );
+    println!(
+        "${per_hour:.2} per hour while all run; at most ${:.2} by --max-hours {} (it scales to zero after \
+         --idle-minutes {} without work)",
+        per_hour * f.max_hours,
+        f.max_hours,
+        f.idle_minutes
+    );
+    if f.max_cost_usd > 0.0 && per_hour > 0.0 {
+        println!("budget ${:.2}: about {:.2} h at the full count", f.max_cost_usd, f.max_cost_usd / per_hour);
     }
 }
 
@@ -237,6 +299,10 @@ pub fn print_fleet(f: &pb::Fleet) {
         f.price_per_hour,
         f.price_source
     );
+    if f.max_cost_usd > 0.0 {
+        let state = if f.budget_exhausted_unix_ms > 0 { "spent: scaled to zero" } else { "not reached" };
+        println!("budget: ${:.2} ({state})", f.max_cost_usd);
+    }
     if !f.error.is_empty() {
         println!("last error: {}", f.error);
     }

@@ -216,6 +216,38 @@ fn svg_val_vs_test(trials: &[pb::Trial], metric: &str) -> Option<String> {
     Some(svg)
 }
 
+/// The best objective so far against what the sweep had spent (a step at each new best).
+fn svg_best_by_cost(steps: &[(f64, f64)], metric: &str, spent: f64) -> Option<String> {
+    let (first, last) = (steps.first()?, steps.last()?);
+    let x_hi = spent.max(last.0) * 1.05;
+    let (lo, hi) = steps.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| (lo.min(s.1), hi.max(s.1)));
+    let pad = ((hi - lo) * 0.1).max(0.005);
+    // The staircase: each best holds until the next is found, then on to what was spent.
+    let mut line = vec![*first];
+    for w in steps.windows(2) {
+        line.extend([(w[1].0, w[0].1), w[1]]);
+    }
+    line.push((x_hi / 1.05, last.1));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (520, 300)).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        if let Ok(mut chart) = ChartBuilder::on(&root)
+            .caption(format!("best {metric} against what the sweep had spent"), ("sans-serif", 13))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..x_hi, (lo - pad)..(hi + pad))
+        {
+            let _ = chart.configure_mesh().x_desc("USD spent").y_desc(metric).draw();
+            let _ = chart.draw_series(LineSeries::new(line, RGBColor(31, 119, 180)));
+            let _ = chart.draw_series(steps.iter().map(|&p| Circle::new(p, 3, RGBColor(31, 119, 180).filled())));
+        }
+        let _ = root.present();
+    }
+    Some(svg)
+}
+
 /// With several objectives, the configurations on the Pareto front.
 fn pareto_table(h: &mut String, rules: &Rules, configs: &[Configuration]) {
     if rules.objectives.len() < 2 {
@@ -343,6 +375,16 @@ pub fn render(d: &ReportData) -> String {
     leaderboard_table(&mut h, &ranked, metric, &rules);
     if let Some(svg) = svg_val_vs_test(&d.trials, metric) {
         let _ = write!(h, "<h2>Selection against test</h2><div class=\"chart val-test\" id=\"val-test\">{svg}</div>");
+    }
+    let steps = crate::objectives::best_by_cost(&rules, &d.trials);
+    if let Some(svg) = svg_best_by_cost(&steps, metric, s.cost_usd) {
+        let _ = write!(
+            h,
+            "<h2>What it cost</h2><p>{:.2} USD spent; its best trial had been found after {:.2} USD.</p>\
+             <div class=\"chart best-by-cost\" id=\"best-by-cost\">{svg}</div>",
+            s.cost_usd,
+            steps.last().map_or(0.0, |l| l.0)
+        );
     }
     if let Some(svg) = svg_heatmap(&d.trials, metric) {
         let _ = write!(h, "<h2>Grid</h2><div class=\"chart heatmap\" id=\"heatmap\">{svg}</div>");

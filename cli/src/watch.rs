@@ -34,6 +34,7 @@ pub async fn watch(client: &mut Client, sweep_id: &str) -> anyhow::Result<pb::Sw
     let mut last = None;
     // What ranks trials (constraints, objectives): from the sweep's file, read once.
     let mut rules = None;
+    let mut told_spent = false;
     while let Some(ev) = stream.message().await.map_err(|s| status_error("watch", s))? {
         let Some(sweep) = ev.sweep else { continue };
         let rules = rules.get_or_insert_with(|| Rules::of(&sweep));
@@ -66,6 +67,20 @@ pub async fn watch(client: &mut Client, sweep_id: &str) -> anyhow::Result<pb::Sw
             }
             println!("{} progress {done}/{} ({})", sweep.name, sweep.total, crate::output::counts_line(&sweep));
         }
+        let spent = sweep.state() == pb::SweepState::BudgetExhausted;
+        if spent && !told_spent {
+            let m = format!(
+                "{}: budget spent ({:.2} of {:.2} USD): running trials handed back, queued ones wait; \
+                 `sweep budget {} USD` raises it",
+                sweep.name, sweep.cost_usd, sweep.max_cost_usd, sweep.sweep_id
+            );
+            if tty {
+                multi.println(m)?;
+            } else {
+                println!("{m}");
+            }
+        }
+        told_spent = spent;
         let finished = ev.finished;
         last = Some(sweep);
         if finished {

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod blobs;
+pub mod budget;
 pub mod db;
 pub mod error;
 pub mod fleet;

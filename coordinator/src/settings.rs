@@ -74,6 +74,10 @@ pub struct Settings {
     /// How often the fleet reconciler runs.
     #[arg(long, env = "SWEEP_FLEET_RECONCILE_MS", default_value_t = 5_000)]
     pub fleet_reconcile_ms: u32,
+    /// How often a spot fleet's price is read again from EC2's spot price history while
+    /// it runs (a changed price applies from then on).
+    #[arg(long, env = "SWEEP_SPOT_PRICE_REFRESH_MINUTES", default_value_t = 60.0)]
+    pub spot_price_refresh_minutes: f64,
     /// Instances all active fleets may have together; a `fleet up` beyond it is refused
     /// before anything is launched.
     #[arg(long, env = "SWEEP_FLEET_MAX_INSTANCES", default_value_t = 32)]

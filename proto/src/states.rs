@@ -44,6 +44,7 @@ impl SweepState {
             SweepState::Running => "running",
             SweepState::Finished => "finished",
             SweepState::Cancelled => "cancelled",
+            SweepState::BudgetExhausted => "budget_exhausted",
         }
     }
 }

@@ -6,6 +6,7 @@
 //! [`SweepSpec`]; [`SweepSpec::expand`] turns it into trials ([`parse_and_expand`]
 //! does both). Nothing here does IO.
 
+mod budget;
 mod config;
 mod data;
 mod dataset;
@@ -18,7 +19,9 @@ mod objective;
 mod parse;
 mod spec;
 mod split;
+mod yaml;
 
+pub use budget::Budget;
 pub use config::*;
 pub use data::{bind_data, data_dir, data_files, is_remote, set_data_file, sibling_xml};
 pub use error::{SpecError, SpecErrors};

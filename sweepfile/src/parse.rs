@@ -9,6 +9,7 @@ use crate::config::{EarlyStop, Metric, TrialConfig};
 use crate::error::{SpecError, SpecErrors};
 use crate::locate::line_of;
 use crate::spec::{Distribution, Limits, Method, ParamSpec, SweepSpec};
+use crate::yaml::yaml_to_json;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +37,8 @@ struct RawSpec {
     replicas: u32,
     #[serde(default)]
     early_stop: Option<crate::config::EarlyStop>,
+    #[serde(default)]
+    budget: Option<crate::budget::Budget>,
     #[serde(default)]
     dataset: crate::config::DatasetConfig,
     #[serde(default)]
@@ -125,6 +128,7 @@ pub fn parse(source: &str, source_name: &str, limits: Limits) -> Result<SweepSpe
         run_cap: check_run_cap(&mut cx, raw.method, raw.run_cap, limits),
         replicas: raw.replicas,
         early_stop: check_early_stop(&mut cx, raw.early_stop, base.train.epochs),
+        budget: check_budget(&mut cx, raw.budget),
         name: raw.name,
         method: raw.method,
         metric: objectives[0].clone(),
@@ -274,6 +278,17 @@ fn check_early_stop(cx: &mut Ctx<'_>, rule: Option<EarlyStop>, epochs: u32) -> O
         return Some(EarlyStop::Asha { min_epochs, reduction_factor, max_epochs });
     }
     None
+}
+
+/// A budget is a positive number of dollars.
+fn check_budget(cx: &mut Ctx<'_>, budget: Option<crate::budget::Budget>) -> Option<crate::budget::Budget> {
+    match budget?.problem() {
+        Some(problem) => {
+            cx.err(&["budget", "max_cost_usd"], "budget.max_cost_usd", problem);
+            None
+        }
+        None => budget,
+    }
 }
 
 /// A grid (with its replicas) over the cap is refused before anything is expanded.
@@ -460,30 +475,6 @@ fn check_candidates(base: &serde_json::Value, path: &str, spec: &ParamSpec, sche
         }
     }
     Ok(())
-}
-
-fn yaml_to_json(v: &serde_norway::Value) -> Result<serde_json::Value, String> {
-    use serde_norway::Value as Y;
-    Ok(match v {
-        Y::Null => serde_json::Value::Null,
-        Y::Bool(b) => serde_json::Value::Bool(*b),
-        Y::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                serde_json::json!(i)
-            } else if let Some(u) = n.as_u64() {
-                serde_json::json!(u)
-            } else {
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                if !f.is_finite() {
-                    return Err(format!("{f} is not a finite number"));
-                }
-                serde_json::json!(f)
-            }
-        }
-        Y::String(s) => serde_json::Value::String(s.clone()),
-        Y::Sequence(items) => serde_json::Value::Array(items.iter().map(yaml_to_json).collect::<Result<_, _>>()?),
-        Y::Mapping(_) | Y::Tagged(_) => return Err("a parameter value must be a scalar or a list".into()),
-    })
 }
 
 fn lookup<'v>(v: &'v serde_json::Value, path: &[&str]) -> Option<&'v serde_json::Value> {

@@ -94,6 +94,8 @@ pub struct SweepSpec {
     pub(crate) replicas: u32,
     /// Early stopping decided by the coordinator (max_epochs resolved).
     pub(crate) early_stop: Option<crate::config::EarlyStop>,
+    /// What its trials may cost (`budget:`).
+    pub(crate) budget: Option<crate::budget::Budget>,
     /// The fixed sections with every default filled in.
     pub(crate) base: TrialConfig,
     /// Dotted path -> how it varies, sorted by path.
@@ -146,6 +148,10 @@ impl SweepSpec {
     /// Early stopping across trials (ASHA), if any.
     pub fn early_stop(&self) -> Option<crate::config::EarlyStop> {
         self.early_stop
+    }
+    /// What its trials may cost, if the file sets a budget.
+    pub fn budget(&self) -> Option<crate::budget::Budget> {
+        self.budget
     }
     /// The fixed sections with every default filled in.
     pub fn base(&self) -> &TrialConfig {

@@ -343,3 +343,27 @@ fn cross_validation_makes_one_trial_per_fold() {
         assert!(e.contains(want), "for {yaml:?}\n got: {e}\nwant: {want}");
     }
 }
+
+#[test]
+fn a_budget_is_positive_dollars_and_changes_no_trial() {
+    let base = "name: x\nparameters:\n  loss.focal_gamma: {values: [0, 2]}\n";
+    let with = format!("{base}budget:\n  max_cost_usd: 12.5\n");
+    let spec = parse(&with, "s.yaml", Limits::default()).unwrap();
+    assert_eq!(spec.budget(), Some(sweep_file::Budget { max_cost_usd: 12.5 }));
+    assert_eq!(parse(base, "s.yaml", Limits::default()).unwrap().budget(), None);
+    // What a sweep may spend is not part of any trial's identity.
+    let hashes = |y: &str| -> Vec<String> {
+        parse(y, "s.yaml", Limits::default()).unwrap().expand().unwrap().into_iter().map(|t| t.hash).collect()
+    };
+    assert_eq!(hashes(&with), hashes(base));
+    for (tail, want) in [
+        ("budget:\n  max_cost_usd: -3\n", "s.yaml:5: budget.max_cost_usd: -3 is out of range"),
+        ("budget:\n  max_cost_usd: 0\n", "s.yaml:5: budget.max_cost_usd: 0 is out of range"),
+        ("budget:\n  max_cost_usd: .inf\n", "budget.max_cost_usd: inf is out of range"),
+        ("budget:\n  max_cost_usd: ten\n", "s.yaml:5"),
+        ("budget:\n  max_cost: 10\n", "unknown field `max_cost`"),
+    ] {
+        let e = err(&format!("{base}{tail}"));
+        assert!(e.contains(want), "for {tail:?}\n got: {e}\nwant: {want}");
+    }
+}

@@ -43,6 +43,7 @@ pub fn settings(database_url: &str) -> Settings {
         public_url: None,
         worker_binary: None,
         fleet_reconcile_ms: 500,
+        spot_price_refresh_minutes: 60.0,
         fleet_max_instances: 32,
         fleet_join_ttl_secs: 1_800,
         fleet_local_dir: None,

@@ -28,6 +28,7 @@ pub fn trial_json(t: &pb::Trial) -> Value {
         "preempted_count": t.preempted_count,
         "model_sha256": if t.model_sha256.is_empty() { Value::Null } else { json!(t.model_sha256) },
         "cost_usd": t.cost_usd,
+        "spent_to_reach_usd": t.spent_to_reach_usd,
     })
 }
 
@@ -43,6 +44,7 @@ pub fn sweep_json(s: &pb::Sweep) -> Value {
         "counts": counts,
         "created_unix_ms": s.created_unix_ms,
         "cost_usd": s.cost_usd,
+        "max_cost_usd": (s.max_cost_usd > 0.0).then_some(s.max_cost_usd),
     })
 }
 
@@ -104,13 +106,29 @@ pub fn trials_json_ruled(trials: &[&pb::Trial], rules: &crate::objectives::Rules
     v
 }
 
-/// The best trial with its resolved config (and, from `BestTrial`, what the sweep had
-/// spent when it finished).
+/// The best trial with its resolved config.
 pub fn best_json(t: &pb::Trial) -> Value {
     let mut v = trial_json(t);
     v["config"] = serde_json::from_str(&t.config_json).unwrap_or_default();
-    v["spent_to_reach_usd"] = json!(t.spent_to_reach_usd);
     v
+}
+
+/// `sweep submit --estimate -o json`.
+pub fn estimate_json(e: &pb::Estimate) -> Value {
+    json!({
+        "trials": e.trials,
+        "trials_done": e.trials_done,
+        "trial_minutes": e.trial_minutes,
+        "trial_minutes_source": e.trial_minutes_source,
+        "instance_hours": e.instance_hours,
+        "wall_hours": e.wall_hours,
+        "price_per_hour": e.price_per_hour,
+        "price_source": e.price_source,
+        "cost_usd": e.cost_usd,
+        "fuse_groups": e.fuse_groups,
+        "max_cost_usd": (e.max_cost_usd > 0.0).then_some(e.max_cost_usd),
+        "trials_in_budget": e.trials_in_budget,
+    })
 }
 
 pub fn workers_json(ws: &[pb::Worker]) -> Value {
@@ -204,6 +222,8 @@ pub fn fleet_json(f: &pb::Fleet) -> Value {
         "price_per_hour": f.price_per_hour,
         "price_source": f.price_source,
         "cost_usd": f.cost_usd,
+        "max_cost_usd": (f.max_cost_usd > 0.0).then_some(f.max_cost_usd),
+        "budget_exhausted": ms_to_rfc3339(f.budget_exhausted_unix_ms),
         "instances": f.instances.iter().map(|i| json!({
             "instance_id": i.instance_id,
             "provider_id": i.provider_id,

@@ -46,6 +46,28 @@ impl Rules {
     }
 }
 
+/// The best primary objective found so far against what the sweep had spent when each
+/// succeeded, feasible trial finished (`spent_to_reach_usd`): the steps of the search's
+/// progress per dollar, in the order of spend. Empty when nothing was paid for.
+pub fn best_by_cost(rules: &Rules, trials: &[pb::Trial]) -> Vec<(f64, f64)> {
+    let primary = &rules.objectives[0];
+    let mut done: Vec<(f64, f64)> = trials
+        .iter()
+        .filter(|t| t.state() == pb::TrialState::Succeeded && t.spent_to_reach_usd > 0.0 && rules.feasible(t))
+        .filter_map(|t| Some((t.spent_to_reach_usd, *t.metrics.get(&primary.name)?)))
+        .filter(|(_, v)| v.is_finite())
+        .collect();
+    done.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let better = |v: f64, than: f64| if primary.goal == Goal::Minimize { v < than } else { v > than };
+    let mut steps: Vec<(f64, f64)> = Vec::new();
+    for (usd, v) in done {
+        if steps.last().is_none_or(|&(_, best)| better(v, best)) {
+            steps.push((usd, v));
+        }
+    }
+    steps
+}
+
 /// A configuration's mean of `metric` over its replicas (NaN when one lacks it).
 fn mean(c: &Configuration, metric: &str) -> f64 {
     let sum: f64 = c.trials.iter().map(|t| t.metrics.get(metric).copied().unwrap_or(f64::NAN)).sum();
@@ -190,5 +212,36 @@ mod tests {
             assert_eq!(c.summary, corrected);
             assert!(corrected.ci95 > sweep_search::stats::summarize(&values).ci95);
         }
+    }
+
+    #[test]
+    fn best_by_cost_steps_up_at_each_new_best_in_the_order_of_spend() {
+        let (s, mut trials) = sweep("constraints: ['val.loss <= 0.8']\n", 60);
+        for (i, t) in trials.iter_mut().enumerate() {
+            // Finished out of order of their ids; the first ten before anything was paid for.
+            t.spent_to_reach_usd = if i < 10 { 0.0 } else { ((i * 37) % 60) as f64 };
+        }
+        let rules = Rules::of(&s);
+        let steps = best_by_cost(&rules, &trials);
+        // Brute force: at each spend, the best feasible objective of every trial finished by then.
+        let paid: Vec<&pb::Trial> =
+            trials.iter().filter(|t| t.spent_to_reach_usd > 0.0 && t.metrics["val.loss"] <= 0.8).collect();
+        let best_by = |usd: f64| {
+            paid.iter()
+                .filter(|t| t.spent_to_reach_usd <= usd)
+                .map(|t| t.metrics["val.f1_micro"])
+                .fold(f64::MIN, f64::max)
+        };
+        assert!(steps.len() >= 3, "{steps:?}");
+        assert!(steps.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1), "{steps:?}");
+        for &(usd, v) in &steps {
+            assert_eq!(v, best_by(usd));
+        }
+        assert_eq!(steps.last().unwrap().1, best_by(f64::MAX));
+        // Nothing paid for: no curve.
+        for t in &mut trials {
+            t.spent_to_reach_usd = 0.0;
+        }
+        assert!(best_by_cost(&rules, &trials).is_empty());
     }
 }

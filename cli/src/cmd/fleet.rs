@@ -22,6 +22,12 @@ pub enum Cmd {
     Ls,
     /// A fleet's instances: state, worker, trials, uptime, instance-hours.
     Status { fleet_id: String },
+    /// Set a fleet's budget in USD; a raise relaunches a fleet whose budget was spent.
+    Budget {
+        fleet_id: String,
+        #[arg(value_parser = super::budget::usd, allow_negative_numbers = true)]
+        max_cost_usd: f64,
+    },
     /// Terminate every instance of a fleet, wait until they are gone, say what ended.
     Down {
         fleet_id: String,
@@ -73,9 +79,16 @@ pub struct UpArgs {
     /// for --spot, else the coordinator's dated on-demand table; local: free).
     #[arg(long, default_value_t = 0.0)]
     price_per_hour: f64,
+    /// What the fleet's instances may cost in all, in USD: before it would pass, the
+    /// workers hand their trials back (checkpointed) and the fleet scales to zero.
+    #[arg(long, value_parser = super::budget::usd, allow_negative_numbers = true)]
+    max_cost: Option<f64>,
     /// Launch more than 4 instances without asking.
     #[arg(long)]
     yes: bool,
+    /// Check and price the fleet, say what it would cost per hour and at most; launch nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 pub async fn run(cmd: Cmd, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
@@ -105,6 +118,10 @@ pub async fn run(cmd: Cmd, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Down { fleet_id, wait_secs } => down(&fleet_id, wait_secs, conn, fmt).await,
+        Cmd::Budget { fleet_id, max_cost_usd } => {
+            let req = pb::SetBudgetRequest { sweep_id: String::new(), fleet_id, max_cost_usd };
+            super::budget::set(req, conn, fmt).await
+        }
     }
 }
 
@@ -123,7 +140,10 @@ fn confirm(a: &UpArgs) -> anyhow::Result<()> {
 }
 
 async fn up(a: UpArgs, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
-    confirm(&a)?;
+    if !a.dry_run {
+        confirm(&a)?;
+    }
+    let dry_run = a.dry_run;
     let mut c = conn.connect().await?;
     let req = pb::CreateFleetRequest {
         spec: Some(pb::FleetSpec {
@@ -143,8 +163,18 @@ async fn up(a: UpArgs, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
         idle_minutes: a.idle_minutes,
         sweep_ids: a.sweeps,
         price_per_hour: a.price_per_hour,
+        max_cost_usd: a.max_cost.unwrap_or(0.0),
+        dry_run,
     };
     let r = c.create_fleet(req).await.map_err(|s| status_error("fleet up", s))?.into_inner();
+    if dry_run {
+        let f = r.fleet.unwrap_or_default();
+        match fmt {
+            Format::Json => output::print_json(&output::fleet_json(&f)),
+            Format::Table => output::print_plan(&f),
+        }
+        return Ok(());
+    }
     match fmt {
         Format::Json => output::print_json(&json!({"fleet_id": r.fleet_id})),
         Format::Table => {

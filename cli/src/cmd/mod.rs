@@ -1,6 +1,7 @@
 //! One module per `sweep` command: its arguments and what it does.
 
 pub mod best;
+pub mod budget;
 pub mod cancel;
 pub mod confirm;
 pub mod fleet;
@@ -39,6 +40,8 @@ pub enum Cmd {
     Cancel(cancel::Args),
     /// Put failed and/or dead trials back in the queue with a fresh budget.
     Retry(retry::Args),
+    /// Set a sweep's budget in USD; a raise resumes a sweep whose budget was spent.
+    Budget(budget::Args),
     /// Registered workers: alive, gone (silent for three lease lengths) or revoked.
     Workers,
     /// The dashboard's address (a sweep's page with ID), served by the coordinator.
@@ -72,6 +75,7 @@ pub async fn run(cmd: Cmd, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
         Cmd::Watch(a) => watch::run(a, conn).await,
         Cmd::Cancel(a) => cancel::run(a, conn, fmt).await,
         Cmd::Retry(a) => retry::run(a, conn, fmt).await,
+        Cmd::Budget(a) => budget::run(a, conn, fmt).await,
         Cmd::Workers => workers::run(conn, fmt).await,
         Cmd::Report(a) => report::run(a, conn).await,
         Cmd::Ui(a) => ui::run(a, conn, fmt).await,

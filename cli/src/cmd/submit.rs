@@ -22,6 +22,31 @@ pub struct Args {
     /// Do not upload data files: every worker reads them from its own disk.
     #[arg(long)]
     no_upload: bool,
+    /// Print what it would cost (trials, hours, dollars) and submit nothing.
+    #[arg(long)]
+    estimate: bool,
+    #[command(flatten)]
+    how: EstimateArgs,
+}
+
+/// What `--estimate` prices the sweep on.
+#[derive(clap::Args)]
+pub struct EstimateArgs {
+    /// Minutes one trial takes (default: measured on the sweep's own finished trials).
+    #[arg(long, requires = "estimate")]
+    trial_minutes: Option<f64>,
+    /// Priced from the coordinator's on-demand table, e.g. g5.xlarge.
+    #[arg(long, requires = "estimate")]
+    instance_type: Option<String>,
+    /// USD per instance-hour (instead of the table).
+    #[arg(long, requires = "estimate")]
+    price_per_hour: Option<f64>,
+    /// Instances running at once.
+    #[arg(long, default_value_t = 1, requires = "estimate")]
+    instances: u32,
+    /// Trials per instance at once (the worker's --slots).
+    #[arg(long, default_value_t = 1, requires = "estimate")]
+    slots: u32,
 }
 
 /// Where a data path as written is on this machine: absolute, or relative to the sweep
@@ -71,9 +96,35 @@ pub(super) async fn upload_data(
     Ok(out)
 }
 
+/// `--estimate`: the coordinator prices the file; nothing is uploaded or stored.
+async fn estimate(a: Args, yaml: String, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
+    let mut c = conn.connect().await?;
+    let e = c
+        .estimate_sweep(pb::EstimateSweepRequest {
+            spec_yaml: yaml,
+            source_name: a.file.display().to_string(),
+            trial_minutes: a.how.trial_minutes.unwrap_or(0.0),
+            instance_type: a.how.instance_type.unwrap_or_default(),
+            price_per_hour: a.how.price_per_hour.unwrap_or(0.0),
+            instances: a.how.instances,
+            slots: a.how.slots,
+        })
+        .await
+        .map_err(|s| status_error("estimate", s))?
+        .into_inner();
+    match fmt {
+        Format::Json => output::print_json(&output::estimate_json(&e)),
+        Format::Table => output::print_estimate(&e),
+    }
+    Ok(())
+}
+
 pub async fn run(a: Args, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
     // Checked here first: a bad file never reaches the coordinator.
     let (yaml, _, trials) = super::read_sweep_file(&a.file, sweep_file::Limits { max_trials: u64::MAX })?;
+    if a.estimate {
+        return estimate(a, yaml, conn, fmt).await;
+    }
     let data_blobs = if a.no_upload {
         Default::default()
     } else {

@@ -78,12 +78,18 @@ pub struct FleetRow {
     /// USD per instance-hour, and where that price came from.
     pub price_per_hour: f64,
     pub price_source: String,
+    /// What its instances may cost (`--max-cost`), and when that ran out.
+    pub max_cost_usd: Option<f64>,
+    pub budget_exhausted_at: Option<DateTime<Utc>>,
+    /// When a spot fleet's price was last read again (None: only at creation).
+    pub price_checked_at: Option<DateTime<Utc>>,
     /// The database clock when the row was read (hours and idle time go by it).
     pub now: DateTime<Utc>,
 }
 
 const FLEET_COLUMNS: &str = "id, spec, desired, max_count, max_hours, idle_minutes, sweeps, state, idle_since, error,
-                             created_at, ended_at, price_per_hour, price_source, now() AS now";
+                             created_at, ended_at, price_per_hour, price_source, max_cost_usd, budget_exhausted_at,
+                             price_checked_at, now() AS now";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct InstanceRow {
@@ -100,6 +106,8 @@ pub struct InstanceRow {
     pub end_reason: Option<String>,
     /// Trials its worker holds now.
     pub trials: Vec<Uuid>,
+    /// Its fleet's price over its hours so far.
+    pub cost_usd: f64,
     pub now: DateTime<Utc>,
 }
 
@@ -123,14 +131,15 @@ pub struct NewFleet<'a> {
     pub idle_minutes: f64,
     pub sweeps: &'a [Uuid],
     pub price: &'a crate::fleet::prices::Price,
+    pub max_cost_usd: Option<f64>,
 }
 
 pub async fn create(db: impl PgExecutor<'_>, f: &NewFleet<'_>) -> Result<Uuid> {
     let id = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO fleets (id, provider, spec, desired, max_count, max_hours, idle_minutes, sweeps,
-                             price_per_hour, price_source)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                             price_per_hour, price_source, max_cost_usd)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(id)
     .bind(f.spec.provider.as_str())
@@ -142,6 +151,7 @@ pub async fn create(db: impl PgExecutor<'_>, f: &NewFleet<'_>) -> Result<Uuid> {
     .bind(f.sweeps)
     .bind(f.price.usd_per_hour)
     .bind(&f.price.source)
+    .bind(f.max_cost_usd)
     .execute(db)
     .await?;
     Ok(id)
@@ -188,6 +198,7 @@ pub async fn instances(db: impl PgExecutor<'_>, fleet: Uuid) -> Result<Vec<Insta
                 coalesce((SELECT array_agg(t.id ORDER BY t.id) FROM trials t
                           WHERE i.worker_id IS NOT NULL AND t.lease_owner = i.worker_id AND t.state = $2),
                          '{}') AS trials,
+                fleet_usd(i.fleet_id, i.launched_at, coalesce(i.terminated_at, now())) AS cost_usd,
                 now() AS now
          FROM instances i LEFT JOIN workers w ON w.id = i.worker_id
          WHERE i.fleet_id = $1 ORDER BY i.launched_at, i.id",
@@ -292,12 +303,17 @@ pub async fn adopt(db: impl PgExecutor<'_>, fleet: Uuid, id: Uuid, provider_id: 
     Ok(())
 }
 
-/// Whether the fleet's sweeps (every sweep, when it lists none) have trials queued or leased.
+/// Whether the fleet's sweeps (every sweep, when it lists none) have trials leased, or
+/// queued in a sweep whose budget has not run out.
 pub async fn has_work(db: impl PgExecutor<'_>, sweeps: &[Uuid]) -> Result<bool> {
+    // The states as literals, not parameters: the partial index on open trials stays usable.
     let sql = format!(
-        "SELECT EXISTS (SELECT 1 FROM trials WHERE state IN {}
-                        AND (cardinality($1::uuid[]) = 0 OR sweep_id = ANY($1)))",
-        crate::states::open_sql()
+        "SELECT EXISTS (SELECT 1 FROM trials t
+                        WHERE t.state IN {} AND (cardinality($1::uuid[]) = 0 OR t.sweep_id = ANY($1))
+                          AND (t.state = {} OR NOT EXISTS (
+                                SELECT 1 FROM sweeps s WHERE s.id = t.sweep_id AND s.budget_exhausted_at IS NOT NULL)))",
+        crate::states::open_sql(),
+        TrialState::Leased.sql()
     );
     Ok(sqlx::query_scalar(&sql).bind(sweeps).fetch_one(db).await?)
 }
@@ -312,6 +328,34 @@ pub async fn mark_idle(db: impl PgExecutor<'_>, fleet: Uuid, idle: bool) -> Resu
     .bind(idle)
     .fetch_one(db)
     .await?)
+}
+
+/// A spot fleet's price, read again: a changed price starts a new segment of its history
+/// (from now) and becomes its current price. Returns whether it changed.
+pub async fn reprice(db: &sqlx::PgPool, fleet: Uuid, usd_per_hour: f64, source: &str) -> Result<bool> {
+    let mut tx = db.begin().await?;
+    let current: f64 =
+        sqlx::query_scalar("UPDATE fleets SET price_checked_at = now() WHERE id = $1 RETURNING price_per_hour")
+            .bind(fleet)
+            .fetch_one(&mut *tx)
+            .await?;
+    let changed = (current - usd_per_hour).abs() > 1e-12;
+    if changed {
+        sqlx::query("INSERT INTO fleet_prices (fleet_id, since, usd_per_hour, source) VALUES ($1, now(), $2, $3)")
+            .bind(fleet)
+            .bind(usd_per_hour)
+            .bind(source)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE fleets SET price_per_hour = $2, price_source = $3 WHERE id = $1")
+            .bind(fleet)
+            .bind(usd_per_hour)
+            .bind(source)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(changed)
 }
 
 pub async fn set_error(db: impl PgExecutor<'_>, fleet: Uuid, error: Option<&str>) -> Result<()> {

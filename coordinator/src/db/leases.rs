@@ -28,8 +28,9 @@ pub struct Leased {
 
 /// Claims up to `n` queued trials for `worker` in one statement. Concurrent claims
 /// skip each other's locked rows; no transaction stays open while the trial runs. A
-/// revoked or quarantined worker claims nothing. (Cancelled sweeps have no queued trials: cancel
-/// moves them to `cancelled`.)
+/// revoked or quarantined worker claims nothing, nor does a worker of a fleet whose
+/// budget is spent; a sweep whose budget is spent has nothing to claim. (Cancelled
+/// sweeps have no queued trials: cancel moves them to `cancelled`.)
 /// `sweeps`: the only sweeps the worker may serve (a fleet instance's), or None for all.
 /// `fuse`: the trials share the first one's fuse key (one group to train as one stack).
 pub async fn claim(
@@ -48,6 +49,9 @@ pub async fn claim(
     let claimable = format!(
         "q.state = {queued} AND q.not_before <= now()
          AND EXISTS (SELECT 1 FROM workers w WHERE w.id = $1 AND w.state NOT IN ({revoked}, {quarantined}))
+         AND NOT EXISTS (SELECT 1 FROM sweeps s WHERE s.id = q.sweep_id AND s.budget_exhausted_at IS NOT NULL)
+         AND NOT EXISTS (SELECT 1 FROM instances i JOIN fleets f ON f.id = i.fleet_id
+                         WHERE i.worker_id = $1 AND f.budget_exhausted_at IS NOT NULL)
          {only}"
     );
     let chosen = if fuse {
@@ -159,6 +163,9 @@ pub enum Directive {
     Continue,
     Cancel,
     LeaseLost,
+    /// A budget (the trial's sweep's, or the worker's fleet's) is spent: checkpoint and
+    /// hand the trial back.
+    HandBack,
 }
 
 /// Extends the leases the worker still holds; says for each trial whether to go on.
@@ -186,16 +193,25 @@ pub async fn heartbeat(
         .fetch_all(&mut *conn)
         .await?;
     let extended: std::collections::HashSet<Uuid> = extended.into_iter().map(|r| r.0).collect();
-    let states: Vec<(Uuid, TrialState, i32)> =
-        sqlx::query_as("SELECT id, state, attempt FROM trials WHERE id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?;
-    let states: BTreeMap<Uuid, (TrialState, i32)> = states.into_iter().map(|(id, s, a)| (id, (s, a))).collect();
+    let states: Vec<(Uuid, TrialState, i32, bool)> = sqlx::query_as(
+        "SELECT t.id, t.state, t.attempt,
+                s.budget_exhausted_at IS NOT NULL
+                OR EXISTS (SELECT 1 FROM instances i JOIN fleets f ON f.id = i.fleet_id
+                           WHERE i.worker_id = $2 AND f.budget_exhausted_at IS NOT NULL)
+         FROM trials t JOIN sweeps s ON s.id = t.sweep_id WHERE t.id = ANY($1)",
+    )
+    .bind(&ids)
+    .bind(worker)
+    .fetch_all(&mut *conn)
+    .await?;
+    let spent: std::collections::HashSet<Uuid> = states.iter().filter(|r| r.3).map(|r| r.0).collect();
+    let states: BTreeMap<Uuid, (TrialState, i32)> = states.into_iter().map(|(id, s, a, _)| (id, (s, a))).collect();
     Ok(trials
         .iter()
         .map(|(id, attempt)| {
-            if extended.contains(id) {
+            if extended.contains(id) && spent.contains(id) {
+                Directive::HandBack
+            } else if extended.contains(id) {
                 Directive::Continue
             } else if states.get(id).is_some_and(|(s, a)| *s == TrialState::Cancelled && a == attempt) {
                 Directive::Cancel

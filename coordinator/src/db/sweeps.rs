@@ -25,6 +25,9 @@ pub struct SweepRow {
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// Path as written -> SHA-256 of the data files uploaded with it.
     pub data_blobs: sqlx::types::Json<BTreeMap<String, String>>,
+    /// What its trials may cost (`budget:`), and when that ran out.
+    pub max_cost_usd: Option<f64>,
+    pub budget_exhausted_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub struct Submitted {
@@ -46,8 +49,9 @@ pub async fn submit(
 ) -> Result<Submitted> {
     let data_blobs = serde_json::to_value(data_blobs).expect("json");
     let inserted: Option<(Uuid,)> = sqlx::query_as(
-        "INSERT INTO sweeps (id, name, method, metric_name, metric_goal, spec_yaml, max_attempts, early_stop, data_blobs)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        "INSERT INTO sweeps (id, name, method, metric_name, metric_goal, spec_yaml, max_attempts, early_stop, data_blobs,
+                             max_cost_usd)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (name) DO NOTHING RETURNING id",
     )
     .bind(Uuid::new_v4())
@@ -59,6 +63,7 @@ pub async fn submit(
     .bind(spec.max_attempts() as i32)
     .bind(spec.early_stop().map(|r| serde_json::to_value(r).expect("json")))
     .bind(&data_blobs)
+    .bind(spec.budget().map(|b| b.max_cost_usd))
     .fetch_optional(&mut *conn)
     .await?;
     let (sweep_id, created) = match inserted {
@@ -75,14 +80,20 @@ pub async fn submit(
                     spec.name()
                 )));
             }
+            // A changed budget (raised, lowered, removed) is checked afresh by the next pass.
             sqlx::query(
-                "UPDATE sweeps SET spec_yaml = $2, max_attempts = $3, early_stop = $4, data_blobs = $5 WHERE id = $1",
+                "UPDATE sweeps SET spec_yaml = $2, max_attempts = $3, early_stop = $4, data_blobs = $5,
+                        budget_exhausted_at = CASE WHEN max_cost_usd IS DISTINCT FROM $6 THEN NULL
+                                                   ELSE budget_exhausted_at END,
+                        max_cost_usd = $6
+                 WHERE id = $1",
             )
             .bind(id)
             .bind(spec_yaml)
             .bind(spec.max_attempts() as i32)
             .bind(spec.early_stop().map(|r| serde_json::to_value(r).expect("json")))
             .bind(&data_blobs)
+            .bind(spec.budget().map(|b| b.max_cost_usd))
             .execute(&mut *conn)
             .await?;
             (id, false)
@@ -170,7 +181,8 @@ pub async fn method_of_trial(db: impl PgExecutor<'_>, trial: Uuid) -> Result<Opt
     Ok(row.and_then(|(id, m)| Some((id, m.parse().ok()?))))
 }
 
-const SWEEP_COLUMNS: &str = "id, name, method, metric_name, metric_goal, spec_yaml, state, created_at, data_blobs";
+const SWEEP_COLUMNS: &str = "id, name, method, metric_name, metric_goal, spec_yaml, state, created_at, data_blobs,
+                              max_cost_usd, budget_exhausted_at";
 
 pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<SweepRow> {
     sqlx::query_as(&format!("SELECT {SWEEP_COLUMNS} FROM sweeps WHERE id = $1"))

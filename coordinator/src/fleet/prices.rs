@@ -52,6 +52,9 @@ impl Table {
     }
 }
 
+/// How a price read from EC2's spot price history names its source.
+pub const SPOT_SOURCE: &str = "EC2 spot price history";
+
 /// A fleet's price per instance-hour and where it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Price {
@@ -72,7 +75,7 @@ pub fn price(spec: &FleetSpec, given: f64, spot: Option<(f64, String)>) -> Resul
         return Ok(Price { usd_per_hour: 0.0, source: "local instances, no --price-per-hour: counted as free".into() });
     }
     if let Some((usd, where_)) = spot.filter(|s| s.0.is_finite() && s.0 > 0.0) {
-        return Ok(Price { usd_per_hour: usd, source: format!("EC2 spot price history: {where_}") });
+        return Ok(Price { usd_per_hour: usd, source: format!("{SPOT_SOURCE}: {where_}") });
     }
     let t = &*TABLE;
     let Some(usd) = t.get(&spec.instance_type) else {

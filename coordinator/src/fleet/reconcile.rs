@@ -8,8 +8,11 @@
 //!    "launched" and "recorded"); one whose instance is gone is marked terminated
 //!    ("vanished": spot reclaim, terminated by hand); an instance with a tag but no row
 //!    is adopted as a row;
-//! 2. ends the fleet at `max_hours`, and works out its target: `desired`, or zero when
-//!    it is ending or its sweeps have had nothing queued or leased for `idle_minutes`;
+//! 2. ends the fleet at `max_hours`, checks its budget (`crate::budget`), and works out
+//!    its target: `desired`, or zero when it is ending, when its budget is spent (its
+//!    busy instances kept one lease to hand their trials back), when its sweeps have had
+//!    nothing queued or leased for `idle_minutes`, or at once when what they have queued
+//!    waits only for a spent budget;
 //! 3. launches what is missing (a row first, with a fresh single-use join token, then
 //!    the provider call with the row's id as idempotency token), relaunches rows that
 //!    never reached the provider, and terminates what is extra, idle instances first,
@@ -115,7 +118,16 @@ async fn pass(state: &AppState, fleet: Uuid) -> Result<Pass> {
         fleets::end(db, fleet, FleetState::Expired, None).await?;
         f.state = FleetState::Expired;
     }
-    let (target, why) = target(db, &f).await?;
+    refresh_price(state, &f, &spec).await;
+    if f.state == FleetState::Active && f.budget_exhausted_at.is_none() {
+        if let Some(max) = f.max_cost_usd {
+            if crate::budget::check_fleet(state, fleet, max).await? {
+                f.budget_exhausted_at = Some(f.now);
+            }
+        }
+    }
+    let busy = rows.iter().filter(|r| r.is_live() && !r.trials.is_empty()).count();
+    let (target, why) = target(state, &f, busy).await?;
     let rows = end_extra(state, &f, &spec, &described, target, &why, &mut out).await?;
     if f.state == FleetState::Active && out.error.is_none() {
         launch_to(state, &f, &spec, &rows, target, &mut out).await?;
@@ -247,18 +259,57 @@ async fn sync(db: &PgPool, fleet: Uuid, rows: &[InstanceRow], described: &[Descr
     fleets::seen(db, &seen).await
 }
 
+/// Reads an active spot fleet's price again when `--spot-price-refresh-minutes` have
+/// passed since it was last read (only a price that came from the spot history: an
+/// explicit `--price-per-hour` stays). A failed read keeps the price and is logged.
+async fn refresh_price(state: &AppState, f: &FleetRow, spec: &FleetSpec) {
+    let from_history = f.price_source.starts_with(super::prices::SPOT_SOURCE);
+    if f.state != FleetState::Active || !spec.spot || spec.provider != super::ProviderKind::Ec2 || !from_history {
+        return;
+    }
+    let since = (f.now - f.price_checked_at.unwrap_or(f.created_at)).num_milliseconds() as f64 / 60_000.0;
+    if since < state.settings.spot_price_refresh_minutes {
+        return;
+    }
+    let read = match state.fleets.providers.ec2.spot_price(spec).await {
+        Ok(Some(found)) => super::prices::price(spec, 0.0, Some(found)),
+        Ok(None) => Err("no spot price history for its type".into()),
+        Err(e) => Err(e.to_string()),
+    };
+    let outcome = match read {
+        Ok(p) => fleets::reprice(&state.db, f.id, p.usd_per_hour, &p.source).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(true) => tracing::info!(fleet = %f.id, "spot price changed: the new price applies from now"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(fleet = %f.id, error = %e, "spot price not read again; keeping the last one"),
+    }
+}
+
 /// Why an instance the provider no longer shows ended.
 const VANISHED: &str = "vanished (spot reclaim, or terminated outside Sweep)";
 
-/// How many instances the fleet should have now, and why any beyond that end.
-async fn target(db: &PgPool, f: &FleetRow) -> Result<(usize, String)> {
+/// How many instances the fleet should have now, and why any beyond that end. `busy`:
+/// its live instances whose workers hold trials.
+async fn target(state: &AppState, f: &FleetRow, busy: usize) -> Result<(usize, String)> {
+    let db = &state.db;
     match f.state {
         FleetState::Active => {}
         FleetState::Down => return Ok((0, "fleet down".into())),
         FleetState::Expired => return Ok((0, format!("fleet reached its max hours ({})", f.max_hours))),
         other => return Ok((0, format!("fleet {other}"))),
     }
+    if let Some(at) = f.budget_exhausted_at {
+        let why = format!("the fleet's budget ({} USD) is spent", f.max_cost_usd.unwrap_or(0.0));
+        let handing_back = f.now - at < crate::budget::hand_back_grace(state);
+        return Ok((if handing_back { busy } else { 0 }, why));
+    }
     let work = fleets::has_work(db, &f.sweeps).await?;
+    if !work && crate::db::budgets::work_held(db, &f.sweeps).await? {
+        fleets::mark_idle(db, f.id, true).await?;
+        return Ok((0, "its sweeps' budgets are spent".into()));
+    }
     let idle = fleets::mark_idle(db, f.id, !work).await?;
     if !work && idle >= f.idle_minutes {
         return Ok((0, format!("idle for {:.1} minutes", f.idle_minutes)));
@@ -316,6 +367,7 @@ impl Maintenance for Reconciler {
     }
 
     async fn run_once(&self) -> Result<Self::Report> {
+        crate::budget::check_sweeps(&self.0).await?;
         let mut report = Vec::new();
         for id in fleets::to_reconcile(&self.0.db).await? {
             match reconcile_fleet(&self.0, id).await {

@@ -163,6 +163,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
                     leases::Directive::Continue => pb::Action::Continue,
                     leases::Directive::Cancel => pb::Action::Cancel,
                     leases::Directive::LeaseLost => pb::Action::LeaseLost,
+                    leases::Directive::HandBack => pb::Action::HandBack,
                 } as i32,
             })
             .collect();

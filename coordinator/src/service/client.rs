@@ -36,16 +36,20 @@ impl ClientApi {
         Ok(pb::Sweep { cost_usd, ..convert::sweep(row, counts) })
     }
 
-    /// Trials of one sweep as the API shows them, each with its cost. `whole`: the rows
-    /// are every trial of the sweep (its costs are read in one pass, not by id).
+    /// Trials of one sweep as the API shows them, each with its cost and, once finished,
+    /// what the sweep had spent by then. `whole`: the rows are every trial of the sweep
+    /// (its costs are read in one pass, not by id).
     async fn priced(&self, sweep: uuid::Uuid, rows: Vec<trials::TrialRow>, whole: bool) -> Result<Vec<pb::Trial>> {
         let ids: Vec<uuid::Uuid> = if whole { vec![] } else { rows.iter().map(|r| r.id).collect() };
-        let costs = costs::trials(&self.state.db, sweep, (!whole).then_some(&ids[..])).await?;
+        let only = (!whole).then_some(&ids[..]);
+        let costs = costs::trials(&self.state.db, sweep, only).await?;
+        let reached = costs::spent_when_finished(&self.state.db, sweep, only).await?;
         Ok(rows
             .into_iter()
             .map(|r| {
-                let cost = costs.get(&r.id).copied().unwrap_or(0.0);
-                pb::Trial { cost_usd: cost, ..convert::trial(r) }
+                let cost_usd = costs.get(&r.id).copied().unwrap_or(0.0);
+                let spent_to_reach_usd = reached.get(&r.id).copied().unwrap_or(0.0);
+                pb::Trial { cost_usd, spent_to_reach_usd, ..convert::trial(r) }
             })
             .collect())
     }
@@ -163,10 +167,7 @@ impl pb::client_service_server::ClientService for ClientApi {
                 .filter(|t| t.sweep_id == id)
                 .ok_or_else(|| CoordinatorError::NotFound(format!("trial {asked} in sweep {id}")))?
         };
-        let finished = costs::finished_at(&self.state.db, best.id).await?;
-        let mut best = self.priced(id, vec![best], false).await?.remove(0);
-        best.spent_to_reach_usd = costs::sweep(&self.state.db, id, finished).await?;
-        Ok(Response::new(best))
+        Ok(Response::new(self.priced(id, vec![best], false).await?.remove(0)))
     }
 
     #[instrument(skip_all)]
@@ -271,6 +272,34 @@ impl pb::client_service_server::ClientService for ClientApi {
         Ok(Response::new(super::fleet::down(&self.state, id).await?))
     }
 
+    #[instrument(skip_all)]
+    async fn set_budget(&self, req: Request<pb::SetBudgetRequest>) -> Result<Response<pb::SetBudgetResponse>, Status> {
+        use crate::db::budgets::Budgeted;
+        let r = req.get_ref();
+        let (what, id) = match (r.sweep_id.is_empty(), r.fleet_id.is_empty()) {
+            (false, true) => {
+                auth::client(&self.state.db, &req).await?;
+                (Budgeted::Sweep, parse_id("sweep_id", &r.sweep_id)?)
+            }
+            (true, false) => {
+                auth::admin(&self.state.db, &req).await?;
+                (Budgeted::Fleet, super::fleet::parse_fleet_id(&r.fleet_id)?)
+            }
+            _ => {
+                auth::client(&self.state.db, &req).await?;
+                let msg = "name exactly one of sweep_id and fleet_id";
+                return Err(CoordinatorError::InvalidArgument(msg.into()).into());
+            }
+        };
+        Ok(Response::new(crate::budget::set(&self.state, what, id, r.max_cost_usd).await?))
+    }
+
+    #[instrument(skip_all)]
+    async fn estimate_sweep(&self, req: Request<pb::EstimateSweepRequest>) -> Result<Response<pb::Estimate>, Status> {
+        auth::client(&self.state.db, &req).await?;
+        Ok(Response::new(super::estimate::estimate(&self.state, req.into_inner()).await?))
+    }
+
     type WatchSweepStream = EventStream;
 
     #[instrument(skip_all)]
@@ -295,7 +324,8 @@ impl pb::client_service_server::ClientService for ClientApi {
                     let changed = api.priced(id, changed, first).await?;
                     since = now - chrono::Duration::milliseconds(50);
                     let sweep = api.sweep_summary(id).await?;
-                    let finished = sweep.state() != pb::SweepState::Running;
+                    // A sweep whose budget is spent is not over: a raise resumes it.
+                    let finished = matches!(sweep.state(), pb::SweepState::Finished | pb::SweepState::Cancelled);
                     Ok::<_, CoordinatorError>(pb::SweepEvent { sweep: Some(sweep), changed, finished })
                 }
                 .await;

@@ -79,6 +79,7 @@ pub fn sweep(s: SweepRow, counts: BTreeMap<TrialState, u64>) -> pb::Sweep {
     let open = counts.iter().any(|(state, n)| !state.is_terminal() && *n > 0);
     let state = match s.state {
         SweepState::Cancelled => pb::SweepState::Cancelled,
+        SweepState::Running if open && s.budget_exhausted_at.is_some() => pb::SweepState::BudgetExhausted,
         SweepState::Running if open => pb::SweepState::Running,
         SweepState::Running => pb::SweepState::Finished,
     };
@@ -95,6 +96,7 @@ pub fn sweep(s: SweepRow, counts: BTreeMap<TrialState, u64>) -> pb::Sweep {
         spec_yaml: s.spec_yaml,
         data_blobs: s.data_blobs.0.into_iter().collect(),
         cost_usd: 0.0, // set by the client service (`costs`)
+        max_cost_usd: s.max_cost_usd.unwrap_or(0.0),
     }
 }
 

@@ -57,8 +57,9 @@ fn spec(s: pb::FleetSpec) -> Result<FleetSpec> {
     })
 }
 
-pub async fn create(state: &AppState, r: pb::CreateFleetRequest) -> Result<pb::CreateFleetResponse> {
-    let spec = spec(r.spec.ok_or_else(|| invalid("spec: missing"))?)?;
+/// The request's fields, checked: its spec, max count and budget.
+fn check(r: &pb::CreateFleetRequest) -> Result<(FleetSpec, u32, Option<f64>)> {
+    let spec = spec(r.spec.clone().ok_or_else(|| invalid("spec: missing"))?)?;
     if r.count == 0 || r.count > MAX_COUNT {
         return Err(invalid(format!("count: {} (1 to {MAX_COUNT})", r.count)));
     }
@@ -72,6 +73,13 @@ pub async fn create(state: &AppState, r: pb::CreateFleetRequest) -> Result<pb::C
     if !(r.idle_minutes > 0.0 && r.idle_minutes <= 24.0 * 60.0) {
         return Err(invalid(format!("idle_minutes: {} (more than 0, at most 1440)", r.idle_minutes)));
     }
+    let max_cost_usd =
+        (r.max_cost_usd != 0.0).then(|| crate::budget::check_amount("max_cost_usd", r.max_cost_usd)).transpose()?;
+    Ok((spec, max_count, max_cost_usd))
+}
+
+pub async fn create(state: &AppState, r: pb::CreateFleetRequest) -> Result<pb::CreateFleetResponse> {
+    let (spec, max_count, max_cost_usd) = check(&r)?;
     let mut sweep_ids = Vec::new();
     for s in &r.sweep_ids {
         let id = parse_id("sweep_ids", s)?;
@@ -97,6 +105,10 @@ pub async fn create(state: &AppState, r: pb::CreateFleetRequest) -> Result<pb::C
     fl.worker_binary().await.map_err(CoordinatorError::FailedPrecondition)?;
     let spec = fl.providers.prepare(spec).await.map_err(|e| CoordinatorError::FailedPrecondition(e.to_string()))?;
     let price = price_of(state, &spec, r.price_per_hour).await?;
+    if r.dry_run {
+        let planned = planned(spec, &r, max_count, &sweep_ids, price, max_cost_usd);
+        return Ok(pb::CreateFleetResponse { fleet_id: String::new(), fleet: Some(planned) });
+    }
     let id = fleets::create(
         &state.db,
         &NewFleet {
@@ -107,6 +119,7 @@ pub async fn create(state: &AppState, r: pb::CreateFleetRequest) -> Result<pb::C
             idle_minutes: r.idle_minutes,
             sweeps: &sweep_ids,
             price: &price,
+            max_cost_usd,
         },
     )
     .await?;
@@ -123,6 +136,39 @@ pub async fn create(state: &AppState, r: pb::CreateFleetRequest) -> Result<pb::C
         )));
     }
     Ok(pb::CreateFleetResponse { fleet_id: id.to_string(), fleet: Some(get(state, id).await?) })
+}
+
+/// What `fleet up` would make, for a dry run: stored nowhere, no instance.
+fn planned(
+    spec: FleetSpec,
+    r: &pb::CreateFleetRequest,
+    max_count: u32,
+    sweeps: &[Uuid],
+    price: prices::Price,
+    max_cost_usd: Option<f64>,
+) -> pb::Fleet {
+    let now = chrono::Utc::now();
+    let row = FleetRow {
+        id: Uuid::nil(),
+        spec: sqlx::types::Json(spec),
+        desired: r.count as i32,
+        max_count: max_count as i32,
+        max_hours: r.max_hours,
+        idle_minutes: r.idle_minutes,
+        sweeps: sweeps.to_vec(),
+        state: FleetState::Active,
+        idle_since: None,
+        error: None,
+        created_at: now,
+        ended_at: None,
+        price_per_hour: price.usd_per_hour,
+        price_source: price.source,
+        max_cost_usd,
+        budget_exhausted_at: None,
+        price_checked_at: None,
+        now,
+    };
+    pb::Fleet { fleet_id: String::new(), ..fleet(row, vec![]) }
 }
 
 /// The fleet's price: `given`, else (EC2 spot) the spot price history, else the table.
@@ -201,14 +247,16 @@ fn fleet(f: FleetRow, instances: Vec<InstanceRow>) -> pb::Fleet {
         error: f.error.unwrap_or_default(),
         instance_hours: instances.iter().map(InstanceRow::hours).sum(),
         price_per_hour: f.price_per_hour,
-        cost_usd: instances.iter().map(InstanceRow::hours).sum::<f64>() * f.price_per_hour,
+        cost_usd: instances.iter().map(|i| i.cost_usd).sum(),
         price_source: f.price_source,
+        max_cost_usd: f.max_cost_usd.unwrap_or(0.0),
+        budget_exhausted_unix_ms: ms(f.budget_exhausted_at),
         instances: instances
             .into_iter()
             .map(|i| pb::Instance {
                 instance_id: i.id.to_string(),
                 hours: i.hours(),
-                cost_usd: i.hours() * f.price_per_hour,
+                cost_usd: i.cost_usd,
                 provider_id: i.provider_id.unwrap_or_default(),
                 state: pb::InstanceState::from(i.state).into(),
                 worker_id: i.worker_id.map(|w| w.to_string()).unwrap_or_default(),

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod blob;
 pub mod client;
 mod convert;
+mod estimate;
 pub mod fleet;
 
 use uuid::Uuid;

@@ -118,6 +118,9 @@ async fn configurations(State(state): State<Arc<AppState>>, Token(t): Token, Pat
         if rules.objectives.len() > 1 {
             v["pareto"] = objectives::front_json(&rules, &configs, &objectives::front(&rules, &configs));
         }
+        // The best objective against what the sweep had spent: [[usd, best], ...].
+        v["best_by_cost"] = json!(objectives::best_by_cost(&rules, &trials));
+        v["cost_usd"] = json!(sweep.cost_usd);
         v
     })
     .await

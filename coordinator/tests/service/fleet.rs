@@ -141,7 +141,7 @@ fn join_token_in(script: &str) -> String {
 async fn fleet_up_launches_tagged_spot_instances_with_safe_user_data_and_down_terminates_them() {
     let _serial = SERIAL.lock().await;
     let (c, moto, aws, ami) = need!(emulated().await);
-    let _coord = ec2_coordinator(&c, &moto.url(), &[]);
+    let _coord = ec2_coordinator(&c, &moto.url(), &["--spot-price-refresh-minutes", "0.005"]);
 
     let out = ok(c.cli(&ec2_up(&ami, "3", &["--spot", "-o", "json"])));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -206,6 +206,24 @@ async fn fleet_up_launches_tagged_spot_instances_with_safe_user_data_and_down_te
     // Priced from EC2's spot price history (moto lists 0.00001 USD/h in every zone).
     assert!(status["price_source"].as_str().unwrap().starts_with("EC2 spot price history"), "{status}");
     assert_eq!(status["price_per_hour"], 0.00001);
+    // Read again while it runs (every 0.3 s here); moto's price does not move, so the
+    // fleet's price history keeps its one segment.
+    until("the spot price to be read again", Duration::from_secs(20), || async {
+        let checked: Option<chrono::DateTime<chrono::Utc>> =
+            sqlx::query_scalar("SELECT price_checked_at FROM fleets WHERE id = $1::uuid")
+                .bind(&fleet)
+                .fetch_one(&c.db)
+                .await
+                .unwrap();
+        checked.is_some()
+    })
+    .await;
+    let segments: i64 = sqlx::query_scalar("SELECT count(*) FROM fleet_prices WHERE fleet_id = $1::uuid")
+        .bind(&fleet)
+        .fetch_one(&c.db)
+        .await
+        .unwrap();
+    assert_eq!(segments, 1, "an unchanged price starts no segment");
     let down: serde_json::Value = serde_json::from_str(&ok(c.cli(&["fleet", "down", &fleet, "-o", "json"]))).unwrap();
     assert_eq!(down["state"], "down");
     for i in down["instances"].as_array().unwrap() {
@@ -407,6 +425,34 @@ async fn bad_fleets_are_refused_in_one_line_before_anything_launches() {
     let err = fails(out);
     assert!(err.contains("fleets need an admin token"), "{err}");
 
+    // A dry run prices it and launches nothing; a bad budget is refused like a bad price.
+    let plan = ok(c.cli(&[
+        "fleet",
+        "up",
+        "--instance-type",
+        "g5.xlarge",
+        "--image",
+        &ami,
+        "--count",
+        "3",
+        "--dry-run",
+        "--max-hours",
+        "2",
+        "--max-cost",
+        "4.5",
+    ]));
+    assert!(
+        plan.contains("dry run, nothing launched: 3 x g5.xlarge (ec2) at $1.006/instance-hour (on-demand"),
+        "{plan}"
+    );
+    assert!(plan.contains("$3.02 per hour while all run; at most $6.04 by --max-hours 2"), "{plan}");
+    assert!(plan.contains("budget $4.50: about 1.49 h at the full count"), "{plan}");
+    for (arg, says) in [("-2", "-2 is out of range"), ("abc", "`abc` is not a number of dollars")] {
+        let err = fails(c.cli(&["fleet", "up", "--instance-type", "g5.xlarge", "--image", &ami, "--max-cost", arg]));
+        assert!(err.contains(says), "{arg}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+
     let total = aws.describe_instances().send().await.unwrap().reservations().len();
     assert_eq!(total, 0, "nothing was launched");
     let fleets: i64 = sqlx::query_scalar("SELECT count(*) FROM fleets").fetch_one(&c.db).await.unwrap();
@@ -539,11 +585,29 @@ async fn local_fleet_bootstraps_two_workers_that_finish_a_sweep_then_scales_to_z
     let best: serde_json::Value = serde_json::from_str(&ok(c.cli(&["best", &sweep, "-o", "json"]))).unwrap();
     let reach = best["spent_to_reach_usd"].as_f64().unwrap();
     assert!(reach > 0.0 && reach <= busy + 1e-6, "spent {reach} of {busy} to reach the winner");
+    // The best objective against the spend, in the report and the dashboard: its last
+    // step is the winner, reached at what `sweep best` says.
+    let report = c.dir.path().join("report.html");
+    ok(c.cli(&["report", &sweep, "--out", report.to_str().unwrap()]));
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("id=\"best-by-cost\"") && html.contains(&format!("found after {reach:.2} USD")), "report");
+    let token = std::fs::read_to_string(&c.token).unwrap();
+    let (addr, path) = (c.addr().replace("http://", ""), format!("/api/v1/sweeps/{sweep}/configurations"));
+    let bearer = format!("Bearer {}", token.trim());
+    let api = tokio::task::spawn_blocking(move || {
+        sweep_testkit::http::get(&addr, &path, &[("Authorization", bearer.as_str())]).json()
+    })
+    .await
+    .unwrap();
+    let steps = api["best_by_cost"].as_array().unwrap();
+    let last = steps.last().unwrap();
+    assert_eq!((last[0].as_f64().unwrap(), &last[1]), (reach, &best["objective"]), "{api}");
     eprintln!(
         "local fleet: {lived:.1} instance-seconds, {cost:.2} USD at 3,600 USD/h; trials {busy:.2} USD \
          ({:.0}% busy); the winner after {reach:.2} USD",
         100.0 * busy / cost
     );
+    price_history_is_integrated(&c, &fleet).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -652,3 +716,39 @@ async fn a_launch_that_fails_leaves_nothing_and_a_fleet_ends_at_its_max_hours() 
         assert!(i["end_reason"].as_str().unwrap().contains("max hours"), "{i}");
     }
 }
+
+/// A price that moved (as a spot price read again does) applies from when it moved: with
+/// a segment at 7,200 USD/h from a moment inside the first instance's life, each
+/// instance costs 1 USD a second before it and 2 after.
+async fn price_history_is_integrated(c: &Cluster, fleet: &str) {
+    type Life = (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>);
+    let lives: Vec<Life> = sqlx::query_as(
+        "SELECT launched_at, terminated_at FROM instances WHERE fleet_id = $1::uuid ORDER BY launched_at",
+    )
+    .bind(fleet)
+    .fetch_all(&c.db)
+    .await
+    .unwrap();
+    let at = lives[0].0 + (lives[0].1 - lives[0].0) / 2;
+    sqlx::query("INSERT INTO fleet_prices (fleet_id, since, usd_per_hour, source) VALUES ($1::uuid, $2, 7200, 'test')")
+        .bind(fleet)
+        .bind(at)
+        .execute(&c.db)
+        .await
+        .unwrap();
+    let secs = |d: chrono::TimeDelta| d.num_microseconds().unwrap() as f64 / 1e6;
+    let want: f64 = lives
+        .iter()
+        .map(|&(from, to)| {
+            let before = secs(to.min(at) - from).max(0.0);
+            let after = secs(to - from.max(at)).max(0.0);
+            before + 2.0 * after
+        })
+        .sum();
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(c.cli(&["fleet", "status", fleet, "-o", "json"]))).unwrap();
+    let cost = status["cost_usd"].as_f64().unwrap();
+    assert!((cost - want).abs() < 1e-3, "{cost} USD, want {want}");
+}
+
+mod budget;

@@ -17,7 +17,7 @@ pub(super) enum Stop {
     Cancelled,
     /// Another attempt owns it now: report nothing.
     LeaseLost,
-    /// This worker is shutting down: hand it back.
+    /// This worker is shutting down, or a budget is spent: hand it back.
     Draining,
     /// The instance is being reclaimed (spot notice): hand it back as preempted.
     Preempted,

@@ -13,7 +13,7 @@ use super::Agent;
 
 impl Agent {
     /// Extends the leases of running trials and applies what the coordinator says
-    /// about each (cancelled, lease lost). An empty heartbeat still says "alive".
+    /// about each (cancelled, lease lost, hand back). An empty heartbeat still says "alive".
     pub(super) async fn heartbeat_loop(self: Arc<Self>, every: Duration) {
         loop {
             tokio::select! {
@@ -27,6 +27,8 @@ impl Agent {
                         let why = match pb::Action::try_from(d.action) {
                             Ok(pb::Action::Cancel) => Stop::Cancelled,
                             Ok(pb::Action::LeaseLost) => Stop::LeaseLost,
+                            // A budget is spent: checkpoint and hand it back, as when draining.
+                            Ok(pb::Action::HandBack) => Stop::Draining,
                             _ => continue,
                         };
                         let Some(t) = d.trial else { continue };

@@ -71,6 +71,7 @@ async function sweepPage(id) {
     <section><h2>Validation curves <span class="legend" id="curves-legend"></span></h2><div id="curves"></div></section></div>
     <div class="grid2"><section><h2>Parameter importance</h2><div id="importance" class="muted">needs 8 succeeded trials</div></section>
     <section id="heat-section"><h2>Heatmap</h2><div id="heatmap" class="muted">for sweeps over exactly two parameters</div></section></div>
+    <section id="cost" hidden><h2>What it cost <span class="legend">the best objective so far against what the sweep had spent when each trial finished</span></h2><div id="cost-chart"></div></section>
     <section id="pareto" hidden><h2>Pareto front <span class="legend">no other configuration is at least as good on every objective and better on one</span></h2><table></table></section>
     <section><h2>Test macro-F1 by label group <span class="legend">head: 100+ training positives, medium: 20-99, tail: under 20</span></h2><table id="groups"></table></section>
     <section><h2>Trials <span class="legend" id="shown"></span></h2><div class="scroll"><table id="trials"></table></div></section>
@@ -107,7 +108,7 @@ function scheduleDerived() {
 async function refreshDerived() {
   const [c, i] = await Promise.all([api(`sweeps/${S.id}/configurations`), api(`sweeps/${S.id}/importance`)]);
   S.configs = c; S.importance = i;
-  renderLeaderboard(); renderImportance(); renderHeatmap(); renderGroups(); renderPareto();
+  renderLeaderboard(); renderImportance(); renderHeatmap(); renderGroups(); renderPareto(); renderCost();
 }
 async function loadCurves(ids) {
   const q = ids ? `?trials=${ids.join(',')}` : '';
@@ -213,6 +214,26 @@ function renderGroups() {
   const g = S.configs.groups || [];
   document.getElementById('groups').innerHTML = `<thead><tr><th>configuration</th><th class="num">n</th><th class="num">head</th><th class="num">medium</th><th class="num">tail</th></tr></thead><tbody>${
     g.map(x => `<tr><td>${esc(inline(x.params))}</td><td class="num">${x.n}</td><td class="num">${fmt(x.head)}</td><td class="num">${fmt(x.medium)}</td><td class="num">${fmt(x.tail)}</td></tr>`).join('')}</tbody>`;
+}
+
+// The best objective so far against the dollars spent: a staircase, a dot at each new best.
+function renderCost() {
+  const steps = S.configs.best_by_cost || [], el = document.getElementById('cost');
+  if (!steps.length) return;
+  el.hidden = false;
+  const W = 560, H = 220, L = 56, B = 28, xs = Math.max(S.configs.cost_usd, steps[steps.length - 1][0]) * 1.05;
+  const ys = steps.map(s => s[1]), lo = Math.min(...ys), hi = Math.max(...ys), pad = Math.max((hi - lo) * 0.1, 0.005);
+  const x = u => L + (W - L - 10) * u / xs, y = v => 10 + (H - B - 10) * (1 - (v - lo + pad) / (hi - lo + 2 * pad));
+  let d = `M${x(steps[0][0])},${y(steps[0][1])}`;
+  for (let i = 1; i < steps.length; i++) d += ` H${x(steps[i][0])} V${y(steps[i][1])}`;
+  d += ` H${x(xs / 1.05)}`;
+  const last = steps[steps.length - 1];
+  document.getElementById('cost-chart').innerHTML = `<svg width="${W}" height="${H}" role="img"><path d="${d}" fill="none" stroke="#1c5fd1"/>
+    ${steps.map(s => `<circle cx="${x(s[0])}" cy="${y(s[1])}" r="3" fill="#1c5fd1"><title>${fmt(s[1])} after ${s[0].toFixed(2)} USD</title></circle>`).join('')}
+    <line x1="${L}" y1="${H - B}" x2="${W - 10}" y2="${H - B}" stroke="#999"/><line x1="${L}" y1="10" x2="${L}" y2="${H - B}" stroke="#999"/>
+    <text x="${L}" y="${H - 8}" font-size="11">0</text><text x="${x(xs / 1.05)}" y="${H - 8}" font-size="11" text-anchor="end">${(xs / 1.05).toFixed(2)} USD</text>
+    <text x="${L - 4}" y="${y(hi)}" font-size="11" text-anchor="end">${fmt(hi, 3)}</text><text x="${L - 4}" y="${y(lo)}" font-size="11" text-anchor="end">${fmt(lo, 3)}</text></svg>
+    <p class="legend" id="cost-found">best ${fmt(last[1])} found after ${last[0].toFixed(2)} of ${S.configs.cost_usd.toFixed(2)} USD</p>`;
 }
 
 // With several objectives: the configurations no other beats on every one.
