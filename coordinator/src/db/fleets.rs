@@ -330,15 +330,20 @@ pub async fn mark_idle(db: impl PgExecutor<'_>, fleet: Uuid, idle: bool) -> Resu
     .await?)
 }
 
-/// A spot fleet's price, read again: a changed price starts a new segment of its history
-/// (from now) and becomes its current price. Returns whether it changed.
-pub async fn reprice(db: &sqlx::PgPool, fleet: Uuid, usd_per_hour: f64, source: &str) -> Result<bool> {
+/// A spot fleet's price, read again (None: the read failed; the next try waits a full
+/// interval too): a changed price starts a new segment of its history (from now) and
+/// becomes its current price. Returns whether it changed.
+pub async fn reprice(db: &sqlx::PgPool, fleet: Uuid, read: Option<(f64, &str)>) -> Result<bool> {
     let mut tx = db.begin().await?;
     let current: f64 =
         sqlx::query_scalar("UPDATE fleets SET price_checked_at = now() WHERE id = $1 RETURNING price_per_hour")
             .bind(fleet)
             .fetch_one(&mut *tx)
             .await?;
+    let Some((usd_per_hour, source)) = read else {
+        tx.commit().await?;
+        return Ok(false);
+    };
     let changed = (current - usd_per_hour).abs() > 1e-12;
     if changed {
         sqlx::query("INSERT INTO fleet_prices (fleet_id, since, usd_per_hour, source) VALUES ($1, now(), $2, $3)")

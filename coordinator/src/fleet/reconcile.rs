@@ -276,14 +276,14 @@ async fn refresh_price(state: &AppState, f: &FleetRow, spec: &FleetSpec) {
         Ok(None) => Err("no spot price history for its type".into()),
         Err(e) => Err(e.to_string()),
     };
-    let outcome = match read {
-        Ok(p) => fleets::reprice(&state.db, f.id, p.usd_per_hour, &p.source).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e),
-    };
-    match outcome {
+    if let Err(e) = &read {
+        tracing::warn!(fleet = %f.id, error = %e, "spot price not read again; keeping the last one");
+    }
+    let found = read.as_ref().ok().map(|p| (p.usd_per_hour, p.source.as_str()));
+    match fleets::reprice(&state.db, f.id, found).await {
         Ok(true) => tracing::info!(fleet = %f.id, "spot price changed: the new price applies from now"),
         Ok(false) => {}
-        Err(e) => tracing::warn!(fleet = %f.id, error = %e, "spot price not read again; keeping the last one"),
+        Err(e) => tracing::warn!(fleet = %f.id, error = %e, "spot price read but not recorded"),
     }
 }
 

@@ -410,19 +410,7 @@ async fn bad_fleets_are_refused_in_one_line_before_anything_launches() {
     let err = fails(c.cli(&["fleet", "up", "--instance-type", "g5.xlarge", "--image", "ami-12345678"]));
     assert!(err.contains("ami-12345678"), "{err}");
     // A client token may not spend money.
-    let client_token = c.dir.path().join("client-token");
-    let made = std::process::Command::new(bin("sweep-coordinator"))
-        .args(["token", "create", "--role", "client", "--database-url", &c.db_url, "--out"])
-        .arg(&client_token)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let out = std::process::Command::new(bin("sweep"))
-        .args(["fleet", "ls", "--coordinator", &c.addr()])
-        .env("SWEEP_TOKEN_FILE", &client_token)
-        .output()
-        .unwrap();
-    let err = fails(out);
+    let err = fails(as_client(&c, &["fleet", "ls"]));
     assert!(err.contains("fleets need an admin token"), "{err}");
 
     // A dry run prices it and launches nothing; a bad budget is refused like a bad price.
@@ -715,6 +703,25 @@ async fn a_launch_that_fails_leaves_nothing_and_a_fleet_ends_at_its_max_hours() 
     for i in status["instances"].as_array().unwrap() {
         assert!(i["end_reason"].as_str().unwrap().contains("max hours"), "{i}");
     }
+}
+
+/// The CLI with a client token (made on first use).
+fn as_client(c: &Cluster, args: &[&str]) -> std::process::Output {
+    let client_token = c.dir.path().join("client-token");
+    if !client_token.exists() {
+        let made = std::process::Command::new(bin("sweep-coordinator"))
+            .args(["token", "create", "--role", "client", "--database-url", &c.db_url, "--out"])
+            .arg(&client_token)
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+    std::process::Command::new(bin("sweep"))
+        .args(args)
+        .args(["--coordinator", &c.addr()])
+        .env("SWEEP_TOKEN_FILE", &client_token)
+        .output()
+        .unwrap()
 }
 
 /// A price that moved (as a spot price read again does) applies from when it moved: with

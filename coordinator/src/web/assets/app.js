@@ -128,12 +128,19 @@ function renderLive() {
     const d = done(s), elapsed = (Date.now() - s.created_unix_ms) / 1000;
     const eta = d > 0 && d < s.total && s.state === 'running' ? `, about ${duration(elapsed / d * (s.total - d))} to go` : '';
     document.getElementById('summary').innerHTML = `${esc(s.state)} &middot; ${esc(s.method)} &middot; ${esc(s.metric.goal)} ${esc(s.metric.name)} &middot;
-      ${d} of ${s.total} trials ended${eta} ${progressBar(s.counts, s.total)}
+      ${d} of ${s.total} trials ended${eta}${spent(s)} ${progressBar(s.counts, s.total)}
       ${ORDER.filter(k => s.counts[k]).map(k => `<span class="pill st-${k}">${k} ${s.counts[k]}</span>`).join(' ')}`;
     renderParcoords(); renderTrials(); renderProblems();
   });
 }
 
+// What the sweep has spent, of its budget; when the budget is spent, how to go on.
+function spent(s) {
+  if (!s.cost_usd && !s.max_cost_usd) return '';
+  const of = s.max_cost_usd ? ` of ${s.max_cost_usd.toFixed(2)}` : '';
+  const held = s.state === 'budget_exhausted' ? ` <span class="warn" id="budget-spent">budget spent: queued trials wait; <code>sweep budget ${esc(s.sweep_id)} USD</code> raises it</span>` : '';
+  return ` &middot; ${s.cost_usd.toFixed(2)}${of} USD${held}`;
+}
 function objective(t) { return t.objective; }
 function swept() {
   const names = new Set();

@@ -31,6 +31,30 @@ fn sweep_status(c: &Cluster, sweep: &str) -> (String, f64, f64) {
     )
 }
 
+/// The first line of `sweep watch SWEEP` (no terminal: plain lines) containing `needle`;
+/// the watch is stopped then.
+fn watch_line(c: &Cluster, sweep: &str, needle: &str) -> String {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(bin("sweep"))
+        .args(["watch", sweep, "--coordinator", &c.addr()])
+        .env("SWEEP_TOKEN_FILE", &c.token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let needle = needle.to_string();
+    std::thread::spawn(move || {
+        let found = std::io::BufReader::new(out).lines().map_while(Result::ok).find(|l| l.contains(&needle));
+        let _ = tx.send(found);
+    });
+    let found = rx.recv_timeout(Duration::from_secs(30));
+    let _ = child.kill();
+    let _ = child.wait();
+    found.ok().flatten().expect("sweep watch said it")
+}
+
 /// Live instances of a fleet.
 async fn live_instances(c: &Cluster, fleet: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM instances WHERE fleet_id = $1::uuid AND state <> 'terminated'")
@@ -134,6 +158,11 @@ async fn budgets_stop_the_spend_within_a_pass_lose_nothing_and_a_raise_resumes()
         .unwrap();
     assert_eq!(reason, "its sweeps' budgets are spent");
     eprintln!("sweep budget 12 USD: spent {spent:.2} USD, {handed} trial(s) handed back, {queued} queued");
+    // `sweep watch` keeps following a sweep whose budget is spent (a raise resumes it) and
+    // says so, with the command that raises it.
+    let said = watch_line(&c, &sweep, "budget spent");
+    assert!(said.contains(&format!("budget spent ({spent:.2} of 12.00 USD)")), "{said}");
+    assert!(said.contains(&format!("`sweep budget {sweep} USD` raises it")), "{said}");
     // Bad budgets: one line, nothing changed.
     for (arg, says) in [("-3", "-3 is out of range"), ("0", "0 is out of range"), ("abc", "`abc` is not a number")] {
         let err = fails(c.cli(&["budget", &sweep, arg]));
@@ -141,7 +170,7 @@ async fn budgets_stop_the_spend_within_a_pass_lose_nothing_and_a_raise_resumes()
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     }
     // A raise resumes it: the fleet comes back, the handed-back trial goes on from its checkpoint.
-    let raised = ok(c.cli(&["budget", &sweep, "1000"]));
+    let raised = ok(as_client(&c, &["budget", &sweep, "1000"]));
     assert!(raised.contains("work goes on"), "{raised}");
     finished_from_checkpoints(&c, &sweep).await;
     ok(c.cli(&["fleet", "down", &fleet]));
@@ -172,6 +201,9 @@ async fn budgets_stop_the_spend_within_a_pass_lose_nothing_and_a_raise_resumes()
     assert_eq!(status["instances"][0]["end_reason"], "the fleet's budget (15 USD) is spent");
     eprintln!("fleet budget 15 USD: cost {cost:.2} USD, {handed} trial(s) handed back");
     assert!(handed >= 1, "the running trial was handed back");
+    // A fleet's budget is an admin's; a sweep's, its submitter's (a client token).
+    let err = fails(as_client(&c, &["fleet", "budget", &fleet, "1000"]));
+    assert!(err.contains("fleets need an admin token"), "{err}");
     let raised = ok(c.cli(&["fleet", "budget", &fleet, "1000"]));
     assert!(raised.contains("work goes on"), "{raised}");
     finished_from_checkpoints(&c, &sweep).await;
