@@ -61,7 +61,7 @@ pub async fn check_sweeps(state: &AppState) -> Result<Vec<Uuid>> {
     let mut out = Vec::new();
     for (sweep, max) in budgets::sweeps_to_check(&state.db).await? {
         let spend = Spend {
-            cost_usd: costs::sweep(&state.db, sweep, None).await?,
+            cost_usd: costs::sweep(&state.db, sweep).await?,
             usd_per_hour: budgets::sweep_rate(&state.db, sweep).await?,
         };
         if spend.runs_out(max, lookahead) {
@@ -89,13 +89,11 @@ pub async fn check_fleet(state: &AppState, fleet: Uuid, max: f64) -> Result<bool
 }
 
 /// A budget given on the command line or in a request: dollars above 0.
+/// The rule is the sweep file's (`sweep_file::Budget`).
 pub fn check_amount(field: &str, usd: f64) -> Result<f64> {
-    if usd.is_finite() && usd > 0.0 {
-        Ok(usd)
-    } else {
-        Err(CoordinatorError::InvalidArgument(format!(
-            "{field}: {usd} is out of range: a budget is a number of dollars above 0"
-        )))
+    match (sweep_file::Budget { max_cost_usd: usd }).problem() {
+        None => Ok(usd),
+        Some(problem) => Err(CoordinatorError::InvalidArgument(format!("{field}: {problem}"))),
     }
 }
 
@@ -117,7 +115,7 @@ pub async fn set(state: &AppState, what: Budgeted, id: Uuid, max: f64) -> Result
         Budgeted::Fleet => check_fleet(state, id, max).await?,
     };
     let cost_usd = match what {
-        Budgeted::Sweep => costs::sweep(&state.db, id, None).await?,
+        Budgeted::Sweep => costs::sweep(&state.db, id).await?,
         Budgeted::Fleet => budgets::fleet_spend(&state.db, id).await?.0,
     };
     tracing::info!(kind = what.name(), %id, max_cost_usd = max, cost_usd, exhausted, "budget set");

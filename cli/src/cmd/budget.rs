@@ -18,10 +18,10 @@ pub struct Args {
 /// A budget argument: dollars above 0.
 pub fn usd(s: &str) -> Result<f64, String> {
     let v: f64 = s.trim_start_matches('$').parse().map_err(|_| format!("`{s}` is not a number of dollars"))?;
-    if v.is_finite() && v > 0.0 {
-        Ok(v)
-    } else {
-        Err(format!("{v} is out of range: a budget is a number of dollars above 0"))
+    // The sweep file's rule, so the three ways to give a budget refuse the same values.
+    match (sweep_file::Budget { max_cost_usd: v }).problem() {
+        None => Ok(v),
+        Some(problem) => Err(problem),
     }
 }
 

@@ -14,12 +14,10 @@ use uuid::Uuid;
 
 use crate::error::Result;
 
-/// Per attempt: its trial, its sweep, its cost in USD until `$2` (NULL: now; a moment
-/// in the past: attempts then running count up to it, later ones not at all; LEAST
-/// ignores a NULL).
+/// Per attempt: its trial, its sweep, its cost in USD so far (a running one up to now).
 const ATTEMPT_COSTS: &str = "
     SELECT a.trial_id, t.sweep_id,
-           fleet_usd(f.id, a.started_at, least(coalesce(a.ended_at, now()), $2)) / greatest(w.slots, 1) AS usd
+           fleet_usd(f.id, a.started_at, coalesce(a.ended_at, now())) / greatest(w.slots, 1) AS usd
     FROM trial_attempts a
     JOIN trials t ON t.id = a.trial_id
     JOIN workers w ON w.id = a.worker_id
@@ -30,30 +28,28 @@ const ATTEMPT_COSTS: &str = "
 pub async fn trials(db: impl PgExecutor<'_>, sweep: Uuid, only: Option<&[Uuid]>) -> Result<HashMap<Uuid, f64>> {
     let rows: Vec<(Uuid, f64)> = sqlx::query_as(&format!(
         "SELECT trial_id, sum(usd)::float8
-         FROM ({ATTEMPT_COSTS} WHERE t.sweep_id = $1 AND ($3::uuid[] IS NULL OR t.id = ANY($3))) c
+         FROM ({ATTEMPT_COSTS} WHERE t.sweep_id = $1 AND ($2::uuid[] IS NULL OR t.id = ANY($2))) c
          GROUP BY trial_id"
     ))
     .bind(sweep)
-    .bind(None::<chrono::DateTime<chrono::Utc>>)
     .bind(only)
     .fetch_all(db)
     .await?;
     Ok(rows.into_iter().collect())
 }
 
-/// The sweep's cost in USD up to `until` (None: so far).
-pub async fn sweep(db: impl PgExecutor<'_>, sweep: Uuid, until: Option<chrono::DateTime<chrono::Utc>>) -> Result<f64> {
+/// The sweep's cost in USD so far.
+pub async fn sweep(db: impl PgExecutor<'_>, sweep: Uuid) -> Result<f64> {
     let usd: Option<f64> =
         sqlx::query_scalar(&format!("SELECT sum(usd)::float8 FROM ({ATTEMPT_COSTS} WHERE t.sweep_id = $1) c"))
             .bind(sweep)
-            .bind(until)
             .fetch_one(db)
             .await?;
     Ok(usd.unwrap_or(0.0))
 }
 
 /// What the sweep had spent when each of its finished trials (all, or those in `only`)
-/// finished: the same rule as [`sweep`] with `until` at each trial's end, for every
+/// finished: the same rule as [`sweep`], counted up to each trial's end, for every
 /// trial in one read of the sweep's attempts. Trials that have not finished are absent.
 pub async fn spent_when_finished(db: &sqlx::PgPool, sweep: Uuid, only: Option<&[Uuid]>) -> Result<HashMap<Uuid, f64>> {
     // Each attempt on a priced instance, cut at the fleet's price changes: (start, end,

@@ -32,7 +32,7 @@ impl ClientApi {
     async fn summarize(&self, row: sweeps::SweepRow) -> Result<pb::Sweep> {
         let id = row.id;
         let counts = sweeps::counts(&self.state.db, id).await?;
-        let cost_usd = costs::sweep(&self.state.db, id, None).await?;
+        let cost_usd = costs::sweep(&self.state.db, id).await?;
         Ok(pb::Sweep { cost_usd, ..convert::sweep(row, counts) })
     }
 
