@@ -164,7 +164,10 @@ pub fn print_best(
     match configuration {
         Some(c) => {
             let ci = c.summary.ci95.map(|h| format!(" ± {h:.4} (95% CI)")).unwrap_or_default();
-            let (n, folds) = (c.summary.n, config["dataset"]["cv"]["folds"].as_u64().unwrap_or(0) as usize);
+            let cv = &config["dataset"]["cv"];
+            let folds =
+                if cv["refit"].as_bool() == Some(true) { 0 } else { cv["folds"].as_u64().unwrap_or(0) as usize };
+            let n = c.summary.n;
             let runs = match folds {
                 0 => format!("{n} replicas"),
                 k if n > k => format!("{n} runs ({k}-fold cross-validation x {} replicas)", n / k),
@@ -216,9 +219,17 @@ pub fn print_best(
         ]);
     }
     println!("{tb}");
-    if config["dataset"].get("cv").is_some() {
-        println!("# cross-validated: the file below trains the deliverable, one model on all of train");
-        println!("# (less val_fraction for early stopping and thresholds); `sweep model get` gives a fold's model");
+    let cv = &config["dataset"]["cv"];
+    if cv["refit"].as_bool() == Some(true) {
+        let epochs = t.metrics.get("cv.refit_epochs").map_or(String::from("?"), |e| format!("{e}"));
+        println!("# a refit trial: val.* are its folds' out-of-fold predictions, where its thresholds were tuned;");
+        println!(
+            "# its model trained {epochs} epochs (the folds' mean best) on all of train: `sweep model get` gives it"
+        );
+    } else if cv.get("folds").is_some() {
+        println!("# cross-validated: the file below trains the deliverable (refit: true): the folds again, thresholds");
+        println!("# tuned on their out-of-fold predictions, then one model on all of train for their mean best epoch;");
+        println!("# `sweep model get` of this trial gives its fold's model");
     }
     println!("# a sweep file that re-runs this configuration:");
     print!("{}", rerun_yaml(&sweep.name, &config)?);

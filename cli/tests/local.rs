@@ -80,6 +80,23 @@ fn sweep_local_runs_reports_and_leaves_nothing_running() {
     assert!(html3.contains("<h2>Pareto front</h2>") && html3.contains("id=\"pareto\""), "the report's front");
     assert!(processes_mentioning(&data_s).is_empty());
 
+    // The file `sweep best` printed for the cross-validated winner, run as it is: one
+    // refit trial (its folds, thresholds on their out-of-fold predictions, one model).
+    let deliverable: Vec<&str> = third
+        .split("# a sweep file that re-runs this configuration:\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| !l.starts_with("name:"))
+        .collect();
+    let deliverable = deliverable.join("\n") + "\n";
+    assert!(deliverable.contains("refit: true"), "{deliverable}");
+    let (fourth, _) = run_body("local-four", "", &deliverable, None);
+    assert!(fourth.contains("leaderboard of local-four (succeeded 1)"), "{fourth}");
+    assert!(fourth.contains("# a refit trial: val.* are its folds' out-of-fold predictions"), "{fourth}");
+    assert!(processes_mentioning(&data_s).is_empty());
+
     render_in_chromium(&report, 4);
     if pg_dir.starts_with("/var/lib/sweep/") {
         let _ = std::fs::remove_dir_all(&pg_dir);

@@ -56,6 +56,11 @@ pub struct DatasetConfig {
     pub cv_folds: u32,
     /// Which fold this trial validates on (set by expansion, one trial per fold).
     pub fold: u32,
+    /// `cv: {folds: k, refit: true}`: one trial that trains the k folds itself, tunes
+    /// the thresholds on their out-of-fold predictions, then trains one model on all of
+    /// train for the folds' mean best epoch (the deliverable of a cross-validated
+    /// winner). Written out only when set.
+    pub cv_refit: bool,
     /// The data files as blobs, by role (`train`, `test`, `xml`, `val`, `label_names`)
     /// -> SHA-256: set when `sweep submit` uploaded them; workers fetch them by hash and
     /// put local paths back before anything reads the config.
@@ -71,6 +76,7 @@ impl Default for DatasetConfig {
             split: SplitMethod::Random,
             cv_folds: 0,
             fold: 0,
+            cv_refit: false,
             blobs: BTreeMap::new(),
         }
     }

@@ -44,7 +44,7 @@ impl SweepSpec {
         };
         configurations
             .saturating_mul(u64::from(self.replicas))
-            .saturating_mul(u64::from(self.base.dataset.cv_folds.max(1)))
+            .saturating_mul(u64::from(self.base.dataset.trials_per_run()))
     }
 
     /// Configurations a TPE sweep starts with (random draws); also how many it keeps in
@@ -114,8 +114,8 @@ impl SweepSpec {
                 })
                 .collect()
         };
-        let folds = replicas.first().map_or(0, |(_, c)| c.dataset.cv_folds);
-        if folds == 0 {
+        let folds = replicas.first().map_or(1, |(_, c)| c.dataset.trials_per_run());
+        if folds == 1 {
             return replicas;
         }
         replicas

@@ -13,8 +13,14 @@ use crate::TrialConfig;
 pub struct FuseKey(String);
 
 impl FuseKey {
+    /// A refit trial (`cv: {refit: true}`) trains its folds one after another and then
+    /// its model: it never shares a stack, so its key is all of its config.
     pub fn of(config: &TrialConfig) -> FuseKey {
-        let key = serde_json::json!([config.dataset.identity_json(), config.model.hidden, config.train.batch_size]);
+        let key = if config.dataset.cv_refit {
+            serde_json::json!(["refit", config])
+        } else {
+            serde_json::json!([config.dataset.identity_json(), config.model.hidden, config.train.batch_size])
+        };
         FuseKey(hex::encode(Sha256::digest(serde_json::to_vec(&key).expect("json"))))
     }
 
@@ -29,7 +35,9 @@ pub fn fuse_mismatch(cfgs: &[TrialConfig]) -> Option<String> {
     let first = cfgs.first()?;
     let key = FuseKey::of(first);
     cfgs.iter().enumerate().find(|(_, c)| FuseKey::of(c) != key).map(|(i, c)| {
-        if c.model.hidden != first.model.hidden {
+        if c.dataset.cv_refit || first.dataset.cv_refit {
+            "a refit trial (`cv: {refit: true}`) trains alone".to_string()
+        } else if c.model.hidden != first.model.hidden {
             format!("config {i} has hidden {:?}, config 0 {:?}", c.model.hidden, first.model.hidden)
         } else if c.train.batch_size != first.train.batch_size {
             format!("config {i} has batch_size {}, config 0 {}", c.train.batch_size, first.train.batch_size)

@@ -127,7 +127,7 @@ pub fn parse(source: &str, source_name: &str, limits: Limits) -> Result<SweepSpe
         configurations,
         run_cap: check_run_cap(&mut cx, raw.method, raw.run_cap, limits),
         replicas: raw.replicas,
-        early_stop: check_early_stop(&mut cx, raw.early_stop, base.train.epochs),
+        early_stop: check_early_stop(&mut cx, raw.early_stop, base.train.epochs, base.dataset.cv_refit),
         budget: check_budget(&mut cx, raw.budget),
         name: raw.name,
         method: raw.method,
@@ -263,11 +263,13 @@ fn check_run_cap(cx: &mut Ctx<'_>, method: Method, run_cap: Option<u64>, limits:
 }
 
 /// ASHA's settings, with `max_epochs` defaulting to the base `train.epochs`.
-fn check_early_stop(cx: &mut Ctx<'_>, rule: Option<EarlyStop>, epochs: u32) -> Option<EarlyStop> {
+fn check_early_stop(cx: &mut Ctx<'_>, rule: Option<EarlyStop>, epochs: u32, refit: bool) -> Option<EarlyStop> {
     let EarlyStop::Asha { min_epochs, reduction_factor, max_epochs } = rule?;
     let max_epochs = if max_epochs == 0 { epochs } else { max_epochs };
     let at = ["early_stop"];
-    if min_epochs == 0 {
+    if refit {
+        cx.err(&at, "early_stop", "a refit trial (`cv: {refit: true}`) trains its folds and then its model: no rungs");
+    } else if min_epochs == 0 {
         cx.err(&at, "early_stop.min_epochs", "must be at least 1");
     } else if !(2..=100).contains(&reduction_factor) {
         cx.err(&at, "early_stop.reduction_factor", format!("{reduction_factor} is out of range: must be in [2, 100]"));

@@ -30,14 +30,26 @@ impl SplitMethod {
     }
 }
 
-/// `cv: {folds: k}`.
+/// `cv: {folds: k}`, or `cv: {folds: k, refit: true}`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Cv {
     folds: u32,
+    #[serde(default)]
+    refit: bool,
 }
 
 impl DatasetConfig {
+    /// Trials per configuration and replica: one per fold when cross-validated, else
+    /// one (a refit trial trains its folds itself).
+    pub fn trials_per_run(&self) -> u32 {
+        if self.cv_refit {
+            1
+        } else {
+            self.cv_folds.max(1)
+        }
+    }
+
     /// The keys every kind shares: the split settings, then blobs when bound.
     pub(crate) fn insert_split(&self, m: &mut Map<String, Value>) {
         m.insert("val_fraction".into(), json!(self.val_fraction));
@@ -45,7 +57,9 @@ impl DatasetConfig {
         if self.split != SplitMethod::Random {
             m.insert("split".into(), json!(self.split.as_str()));
         }
-        if self.cv_folds > 0 {
+        if self.cv_refit {
+            m.insert("cv".into(), json!({"folds": self.cv_folds, "refit": true}));
+        } else if self.cv_folds > 0 {
             m.insert("cv".into(), json!({"folds": self.cv_folds}));
             m.insert("fold".into(), json!(self.fold));
         }
@@ -68,7 +82,7 @@ impl DatasetConfig {
         }
         if let Some(v) = m.remove("cv") {
             let cv: Cv = serde_json::from_value(v).map_err(|e| format!("cv: {e} (write cv: {{folds: 5}})"))?;
-            self.cv_folds = cv.folds;
+            (self.cv_folds, self.cv_refit) = (cv.folds, cv.refit);
         }
         if let Some(v) = m.remove("fold") {
             self.fold = serde_json::from_value(v).map_err(|e| format!("fold: {e}"))?;
@@ -86,6 +100,9 @@ impl DatasetConfig {
         }
         if self.cv_folds == 0 && self.fold > 0 {
             bad.push(("dataset.fold".into(), "folds come with `cv: {folds: k}`".into()));
+        } else if self.cv_refit && self.fold > 0 {
+            let msg = "a refit trial (`cv: {refit: true}`) trains every fold itself: remove `fold`";
+            bad.push(("dataset.fold".into(), msg.into()));
         } else if self.cv_folds == 1 || self.cv_folds > 20 {
             bad.push(("dataset.cv.folds".into(), format!("{} is out of range: must be in [2, 20]", self.cv_folds)));
         } else if self.fold >= self.cv_folds.max(1) {

@@ -344,6 +344,50 @@ fn cross_validation_makes_one_trial_per_fold() {
     }
 }
 
+/// `dataset.cv: {folds: k, refit: true}` (the deliverable of a cross-validated
+/// configuration): one trial per configuration and replica that trains the folds itself;
+/// its identity differs from the fold trials', it never fuses with another trial, and
+/// what it cannot be is refused.
+#[test]
+fn a_refit_is_one_trial_that_trains_its_folds_itself() {
+    let yaml = "name: r\nreplicas: 2\ndataset: {kind: mulan, name: bibtex, cv: {folds: 5, refit: true}}\nparameters:\n  loss.focal_gamma: {values: [0, 2]}\n";
+    let spec = parse(yaml, "r.yaml", Limits::default()).unwrap();
+    assert_eq!(spec.planned_trials(), 4);
+    let trials = spec.expand().unwrap();
+    assert_eq!(trials.len(), 4, "2 configurations x 2 replicas, no trial per fold");
+    assert!(trials.iter().all(|t| t.config.dataset.cv_refit && t.config.dataset.cv_folds == 5));
+    assert!(trials.iter().all(|t| !t.params.contains_key("dataset.fold")));
+    let v = serde_json::to_value(&trials[0].config).unwrap();
+    assert_eq!(v["dataset"]["cv"], serde_json::json!({"folds": 5, "refit": true}));
+    assert!(v["dataset"].get("fold").is_none(), "{v}");
+    let back: sweep_file::TrialConfig = serde_json::from_value(v).unwrap();
+    assert_eq!(back, trials[0].config, "a refit config reads back as itself");
+    let folds = parse(&yaml.replace(", refit: true", ""), "f.yaml", Limits::default()).unwrap().expand().unwrap();
+    assert!(folds.iter().all(|f| trials.iter().all(|t| t.hash != f.hash)));
+    // Fold trials of one fold share a fuse key; refit trials never do.
+    let key = sweep_file::FuseKey::of;
+    assert_eq!(key(&folds[0].config), key(&folds[10].config), "fold 0 of both configurations");
+    assert_ne!(key(&trials[0].config), key(&trials[1].config));
+    let why = sweep_file::fuse_mismatch(&[folds[0].config.clone(), trials[0].config.clone()]).unwrap();
+    assert!(why.contains("a refit trial"), "{why}");
+    let cases: &[(&str, &str)] = &[
+        (
+            "name: x\ndataset: {kind: mulan, name: bibtex, cv: {folds: 3, refit: true}, fold: 1}\n",
+            "dataset.fold: a refit trial (`cv: {refit: true}`) trains every fold itself",
+        ),
+        ("name: x\ndataset: {kind: mulan, name: bibtex, cv: {folds: 3, refit: yes}}\n", "cv: invalid type"),
+        ("name: x\ndataset: {kind: mulan, name: bibtex, cv: {refit: true}}\n", "missing field `folds`"),
+        (
+            "name: x\ndataset: {kind: mulan, name: bibtex, cv: {folds: 3, refit: true}}\nearly_stop: {type: asha, min_epochs: 1}\n",
+            "early_stop: a refit trial",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let e = err(yaml);
+        assert!(e.contains(want), "for {yaml:?}\n got: {e}\nwant: {want}");
+    }
+}
+
 #[test]
 fn a_budget_is_positive_dollars_and_changes_no_trial() {
     let base = "name: x\nparameters:\n  loss.focal_gamma: {values: [0, 2]}\n";

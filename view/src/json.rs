@@ -167,12 +167,15 @@ pub fn rank<'a>(trials: &'a [pb::Trial], metric: &str, goal: pb::Goal) -> Vec<&'
 /// A sweep file whose single trial is `config`: each section as the trial resolved it,
 /// the dataset with only the fields its kind uses (a config stored by an earlier
 /// version, which carried every kind's fields, is read and written back the same way).
-/// A cross-validated trial's file drops the folds: it trains the deliverable, one model
-/// on all of train (less `val_fraction` for early stopping and thresholds).
+/// A cross-validated trial's file trains the deliverable: `cv: {folds: k, refit: true}`,
+/// the folds again for their out-of-fold predictions (the thresholds) and best epochs,
+/// then one model on all of train.
 pub fn rerun_yaml(name: &str, config: &Value) -> anyhow::Result<String> {
     let config = match serde_json::from_value::<sweep_file::TrialConfig>(config.clone()) {
         Ok(mut c) => {
-            (c.dataset.cv_folds, c.dataset.fold) = (0, 0);
+            if c.dataset.cv_folds > 0 {
+                (c.dataset.cv_refit, c.dataset.fold) = (true, 0);
+            }
             serde_json::to_value(c)?
         }
         Err(_) => config.clone(),

@@ -61,8 +61,9 @@ fn run_of(t: &pb::Trial) -> (SeedKey, f64) {
         d["split_seed"].as_u64().unwrap_or(0),
         d["fold"].as_u64().unwrap_or(0),
     );
+    let refit = d["cv"]["refit"].as_bool() == Some(true);
     let test_train = match d["cv"]["folds"].as_u64() {
-        Some(k) if k >= 2 => 1.0 / (k - 1) as f64,
+        Some(k) if k >= 2 && !refit => 1.0 / (k - 1) as f64,
         _ => 0.0,
     };
     (key, test_train)

@@ -46,9 +46,8 @@ fn read_configs(paths: &[PathBuf]) -> anyhow::Result<(Vec<TrialConfig>, Vec<Stri
 fn load_datasets(
     cfgs: &[TrialConfig],
     device: tch::Device,
-    cache_dir: Option<&Path>,
+    cache: &data::DatasetCache,
 ) -> anyhow::Result<Vec<(DatasetConfig, Arc<data::Dataset>)>> {
-    let cache = cache_dir.map_or_else(data::DatasetCache::default, |d| data::DatasetCache::with_dir(d.to_path_buf()));
     let mut datasets: Vec<(DatasetConfig, Arc<data::Dataset>)> = Vec::new();
     for cfg in cfgs {
         if !datasets.iter().any(|(d, _)| *d == cfg.dataset) {
@@ -70,7 +69,8 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     }
     let (cfgs, stems) = read_configs(a.configs)?;
     let device = train::device(a.device)?;
-    let datasets = load_datasets(&cfgs, device, a.cache_dir)?;
+    let cache = a.cache_dir.map_or_else(data::DatasetCache::default, |d| data::DatasetCache::with_dir(d.to_path_buf()));
+    let datasets = load_datasets(&cfgs, device, &cache)?;
     if a.fused && datasets.len() > 1 {
         bail!("--fused: the configs name {} different datasets; a stack trains on one", datasets.len());
     }
@@ -79,9 +79,13 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     let mut progress = |i: usize, r: &train::EpochReport| {
         let m = &r.metrics;
         let who = if many { format!("{:<12} ", stems[i]) } else { String::new() };
+        let val = match (m.get("val.f1_micro"), m.get("val.f1_macro")) {
+            (Some(micro), Some(macro_)) => format!("val.f1_micro {micro:.4}  val.f1_macro {macro_:.4}"),
+            _ => "(no validation rows: a refit's final model)".into(),
+        };
         eprintln!(
-            "{who}epoch {:>3}  train.loss {:.5}  val.f1_micro {:.4}  val.f1_macro {:.4}  {:.0} samples/s",
-            r.epoch, m["train.loss"], m["val.f1_micro"], m["val.f1_macro"], m["samples_per_s"]
+            "{who}epoch {:>3}  train.loss {:.5}  {val}  {:.0} samples/s",
+            r.epoch, m["train.loss"], m["samples_per_s"]
         );
     };
     let controls: Vec<train::Control> = cfgs.iter().map(|_| train::Control::default()).collect();
@@ -90,10 +94,12 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
         let refs: Vec<&train::Control> = controls.iter().collect();
         train::train_fused(&datasets[0].1, &cfgs, device, &mut progress, &refs)
     } else {
-        let one = |(i, cfg): (usize, &TrialConfig)| {
-            train::train_one(dataset_of(cfg), cfg, device, &mut |r| progress(i, r), &controls[i])
+        let load = |d: &DatasetConfig| cache.get(d).map_err(|e| train::TrainError::User(e.to_string()));
+        let mut one = |(i, cfg): (usize, &TrialConfig)| match cfg.dataset.cv_refit {
+            true => train::train_refit(cfg, &load, device, &mut |r| progress(i, r), &controls[i]),
+            false => train::train_one(dataset_of(cfg), cfg, device, &mut |r| progress(i, r), &controls[i]),
         };
-        cfgs.iter().enumerate().map(one).collect()
+        cfgs.iter().enumerate().map(&mut one).collect()
     };
     if many {
         let how = if a.fused { ", fused" } else { "" };

@@ -248,21 +248,30 @@ pub struct SplitSettings {
     pub method: SplitMethod,
     /// Cross-validation: (folds, the fold validated on); folds are always stratified.
     pub cv: Option<(u32, u32)>,
+    /// A refit trial's final model: every training row trains, none validates.
+    pub refit: bool,
 }
 
 impl SplitSettings {
     pub fn of(cfg: &DatasetConfig) -> SplitSettings {
-        let cv = (cfg.cv_folds > 0).then_some((cfg.cv_folds, cfg.fold));
-        SplitSettings { val_fraction: cfg.val_fraction, seed: cfg.split_seed, method: cfg.split, cv }
+        let (cv, refit) = match (cfg.cv_folds, cfg.cv_refit) {
+            (0, _) => (None, false),
+            (_, true) => (None, true),
+            (k, false) => (Some((k, cfg.fold)), false),
+        };
+        SplitSettings { val_fraction: cfg.val_fraction, seed: cfg.split_seed, method: cfg.split, cv, refit }
     }
 
     /// A random split (what every configuration without `split:` gets).
     pub fn random(val_fraction: f64, seed: u64) -> SplitSettings {
-        SplitSettings { val_fraction, seed, method: SplitMethod::Random, cv: None }
+        SplitSettings { val_fraction, seed, method: SplitMethod::Random, cv: None, refit: false }
     }
 
     /// The training rows and the validation rows (each ascending) of `train`.
     pub fn rows(&self, train: &Split, labels: usize) -> (Vec<usize>, Vec<usize>) {
+        if self.refit {
+            return ((0..train.n).collect(), Vec::new());
+        }
         if let Some((folds, fold)) = self.cv {
             // k stratified folds of the seed: the same rows for every configuration.
             let fractions = vec![1.0 / f64::from(folds); folds as usize];
@@ -297,7 +306,7 @@ pub fn split(raw: &RawData, how: &SplitSettings) -> Result<Dataset, DataError> {
         return Err(DataError(format!("{}: the dataset has no labels", raw.name)));
     }
     let (mut train, mut val) = match &raw.val {
-        Some(_) if how.cv.is_some() => {
+        Some(_) if how.cv.is_some() || how.refit => {
             return Err(DataError(format!(
                 "{}: dataset.cv: the data has its own validation split; folds are carved from train",
                 raw.name
@@ -306,7 +315,7 @@ pub fn split(raw: &RawData, how: &SplitSettings) -> Result<Dataset, DataError> {
         Some(val) => (raw.train.clone(), val.clone()),
         None => {
             let (train_rows, val_rows) = how.rows(&raw.train, l);
-            if train_rows.is_empty() || val_rows.is_empty() {
+            if train_rows.is_empty() || (val_rows.is_empty() && !how.refit) {
                 return Err(DataError(format!("{}: {} training rows are too few to split", raw.name, raw.train.n)));
             }
             (raw.train.take(&train_rows, d, l), raw.train.take(&val_rows, d, l))

@@ -1,5 +1,6 @@
 //! A model's result from its best epoch: validation and test metrics with thresholds
-//! tuned on validation and applied to test, timings, and the model artifact.
+//! tuned on validation (or, for a refit trial, on its folds' out-of-fold predictions)
+//! and applied to test, timings, and the model artifact.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -19,6 +20,18 @@ pub(super) fn objective_of(metrics: &BTreeMap<String, f64>, name: &str) -> Resul
         .ok_or_else(|| TrainError::User(format!("metric `{name}` is not reported for this dataset")))
 }
 
+/// A model's validation: the metrics, and the thresholds tuned on it that test gets.
+pub(super) struct Validation {
+    pub metrics: BTreeMap<String, f64>,
+    pub thresholds: Thresholds,
+}
+
+/// The best epoch's model scored on validation: its probabilities and mean loss.
+pub(super) fn validation_scores(m: &Model, model: &crate::model::Mlp, ds: &Dataset, device: Device) -> (Vec<f32>, f64) {
+    let yva = labels_tensor(&ds.val.y, ds.val.n, ds.labels, device);
+    score(model, &Rows::of(&ds.val, ds.features, device), ds.val.n, Some((&yva, &m.loss)))
+}
+
 pub(super) fn finish(
     m: Model,
     ds: &Dataset,
@@ -26,17 +39,32 @@ pub(super) fn finish(
     started: Instant,
     stack_size: usize,
 ) -> Result<TrialResult, TrainError> {
+    let l = ds.labels;
+    let (_, _, model) = m.best.as_ref().ok_or_else(|| TrainError::User("no epoch ran".into()))?;
+    let (val_probs, val_loss) = validation_scores(&m, model, ds, device);
+    let thresholds: Thresholds = metrics::tune_checked(&val_probs, &ds.val.y, l);
+    let mut metrics = metrics::report("val", &val_probs, &ds.val.y, l, &thresholds, &ds.train_positives);
+    metrics.insert("val.loss".into(), val_loss);
+    complete(m, ds, device, started, stack_size, Validation { metrics, thresholds })
+}
+
+/// The result of a model whose validation is done: test scored with its thresholds,
+/// timings, and the model artifact.
+pub(super) fn complete(
+    m: Model,
+    ds: &Dataset,
+    device: Device,
+    started: Instant,
+    stack_size: usize,
+    validation: Validation,
+) -> Result<TrialResult, TrainError> {
     let (cfg, l) = (m.cfg, ds.labels);
     let (_, best_epoch, model) = m.best.ok_or_else(|| TrainError::User("no epoch ran".into()))?;
-    let yva = labels_tensor(&ds.val.y, ds.val.n, l, device);
-    let (val_probs, val_loss) = score(&model, &Rows::of(&ds.val, ds.features, device), ds.val.n, Some((&yva, &m.loss)));
-    let thresholds: Thresholds = metrics::tune_checked(&val_probs, &ds.val.y, l);
+    let Validation { mut metrics, thresholds } = validation;
     let yte = labels_tensor(&ds.test.y, ds.test.n, l, device);
     let (test_probs, test_loss) =
         score(&model, &Rows::of(&ds.test, ds.features, device), ds.test.n, Some((&yte, &m.loss)));
-    let mut metrics = metrics::report("val", &val_probs, &ds.val.y, l, &thresholds, &ds.train_positives);
     metrics.extend(metrics::report("test", &test_probs, &ds.test.y, l, &thresholds, &ds.train_positives));
-    metrics.insert("val.loss".into(), val_loss);
     metrics.insert("test.loss".into(), test_loss);
     metrics.insert("threshold_global".into(), thresholds.global as f64);
     let weights = crate::artifact::ModelFiles::weights_of(&model)

@@ -9,9 +9,11 @@
 //! A stack's life, in `stack.rs`: build (models, optimiser, loss, batches), resume (from
 //! checkpoints), one epoch (the batches, suspend and cancel between them), end of epoch
 //! (each model's validation, report, early stopping, checkpoint), finish (`finish.rs`:
-//! each model's result from its best epoch).
+//! each model's result from its best epoch). A refit trial (`refit.rs`) is its folds as
+//! stacks of one, then one model on all of train.
 
 mod finish;
+mod refit;
 mod stack;
 
 use std::collections::BTreeMap;
@@ -25,6 +27,7 @@ use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
 pub use crate::epoch::EpochReport;
 pub use crate::score::probabilities;
+pub use refit::train_refit;
 
 /// Why a trial did not finish.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -144,13 +147,6 @@ pub fn train_stack(
         Ok(run) => run,
         Err(why) => return (0..n).map(|_| Err(TrainError::User(why.clone()))).collect(),
     };
-    let (first_epoch, mut position) = run.resume();
-    for epoch in first_epoch..=run.max_epochs() {
-        if !run.any_active() {
-            break;
-        }
-        let trained = run.epoch(epoch, position.take(), checkpoint);
-        run.end_of_epoch(epoch, trained, progress, checkpoint);
-    }
+    run.train(progress, checkpoint);
     run.finish()
 }

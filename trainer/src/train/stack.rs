@@ -262,6 +262,22 @@ impl<'a> Run<'a> {
         Trained { losses: means.into_iter().map(f64::from).collect(), seconds, t0 }
     }
 
+    /// Resumes, then trains epochs until every model has ended or reached its last.
+    pub fn train(
+        &mut self,
+        progress: &mut dyn FnMut(usize, &EpochReport),
+        checkpoint: &mut dyn FnMut(usize, Checkpoint),
+    ) {
+        let (first_epoch, mut position) = self.resume();
+        for epoch in first_epoch..=self.max_epochs() {
+            if !self.any_active() {
+                break;
+            }
+            let trained = self.epoch(epoch, position.take(), checkpoint);
+            self.end_of_epoch(epoch, trained, progress, checkpoint);
+        }
+    }
+
     /// Each model that trained this epoch: its validation metrics, its report, early
     /// stopping, and its checkpoint when one is due.
     pub fn end_of_epoch(
@@ -301,6 +317,10 @@ impl<'a> Run<'a> {
             )));
         }
         let ds = self.ds;
+        if ds.val.n == 0 {
+            self.no_validation(i, epoch, trained, progress);
+            return Ok(());
+        }
         let model = self.stack.view(i as i64);
         let m = &mut self.models[i];
         let (val_probs, val_loss) = score(&model, &self.val_rows, ds.val.n, Some((&self.yva, &m.loss)));
@@ -331,6 +351,32 @@ impl<'a> Run<'a> {
             m.ended = Some(Ok(()));
         }
         Ok(())
+    }
+
+    /// Model i's epoch with nothing to validate on (a refit trial's final model, trained
+    /// on every row for a number of epochs the folds chose): its report has the training
+    /// metrics alone, and the latest epoch is its best.
+    fn no_validation(
+        &mut self,
+        i: usize,
+        epoch: u32,
+        trained: &Trained,
+        progress: &mut dyn FnMut(usize, &EpochReport),
+    ) {
+        let mut metrics = std::collections::BTreeMap::new();
+        metrics.insert("train.loss".to_string(), trained.losses[i]);
+        metrics.insert("epoch_seconds".into(), trained.t0.elapsed().as_secs_f64());
+        metrics.insert("samples_per_s".into(), self.ds.train.n as f64 / trained.seconds.max(1e-9));
+        let report = EpochReport { epoch, metrics };
+        progress(i, &report);
+        let model = self.stack.model(i as i64);
+        let m = &mut self.models[i];
+        m.history.push(report);
+        m.best = Some((f64::from(epoch), epoch, model));
+        if epoch >= m.cfg.train.epochs || m.control.finish.load(Ordering::Relaxed) {
+            m.stopped_early = epoch < m.cfg.train.epochs;
+            m.ended = Some(Ok(()));
+        }
     }
 
     /// Model i's checkpoint now: `epochs_done` finished, `position` into the next.

@@ -8,6 +8,7 @@ mod determinism;
 mod featurize;
 mod fused;
 mod losses;
+mod refit;
 mod split;
 mod text;
 mod train;

@@ -56,7 +56,8 @@ fn ours(y: &[u8], n: usize, l: usize, fraction: f64) -> (Stats, Stats) {
     let (mut it, mut rnd) = (Stats::default(), Stats::default());
     for seed in 0..SEEDS {
         for (method, acc) in [(SplitMethod::Iterative, &mut it), (SplitMethod::Random, &mut rnd)] {
-            let (_, val) = SplitSettings { val_fraction: fraction, seed, method, cv: None }.rows(&train, l);
+            let (_, val) =
+                SplitSettings { val_fraction: fraction, seed, method, cv: None, refit: false }.rows(&train, l);
             acc.add(stats(y, n, l, &val, fraction));
         }
     }

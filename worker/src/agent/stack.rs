@@ -52,8 +52,18 @@ impl Agent {
         let cfgs: Vec<sweep_file::TrialConfig> = members.iter().map(|m| m.config.clone()).collect();
         let controls: Vec<Arc<train::Control>> = members.iter().map(|m| m.slot.running.control.clone()).collect();
         let (device, span, n) = (self.device, tracing::Span::current(), members.len());
+        let cache = self.cache.clone();
         let work = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
+            if let ([cfg], [control]) = (&cfgs[..], &controls[..]) {
+                if cfg.dataset.cv_refit {
+                    // Its folds and its model, one after another; no checkpoints.
+                    let load =
+                        |d: &sweep_file::DatasetConfig| cache.get(d).map_err(|e| TrainError::User(e.to_string()));
+                    let progress = &mut |r: &EpochReport| drop(tx.send(Msg::Epoch(0, r.clone())));
+                    return vec![train::train_refit(cfg, &load, device, progress, control)];
+                }
+            }
             let (d, l) = (ds.features as i64, ds.labels as i64);
             let sparse = matches!(ds.train.x, sweep_trainer::data::Features::Sparse(_));
             let resume: Vec<Option<Checkpoint>> = resume
