@@ -161,12 +161,12 @@ pub fn print_best(
 ) -> anyhow::Result<()> {
     let config: Value = serde_json::from_str(&t.config_json).unwrap_or_default();
     let objective = fmt_metric(t.metrics.get(&sweep.metric_name));
+    let cv = &config["dataset"]["cv"];
+    let refit = cv["refit"].as_bool() == Some(true);
     match configuration {
         Some(c) => {
             let ci = c.summary.ci95.map(|h| format!(" ± {h:.4} (95% CI)")).unwrap_or_default();
-            let cv = &config["dataset"]["cv"];
-            let folds =
-                if cv["refit"].as_bool() == Some(true) { 0 } else { cv["folds"].as_u64().unwrap_or(0) as usize };
+            let folds = if refit { 0 } else { cv["folds"].as_u64().unwrap_or(0) as usize };
             let n = c.summary.n;
             let runs = match folds {
                 0 => format!("{n} replicas"),
@@ -219,21 +219,26 @@ pub fn print_best(
         ]);
     }
     println!("{tb}");
-    let cv = &config["dataset"]["cv"];
-    if cv["refit"].as_bool() == Some(true) {
+    print_cv_note(refit, cv.get("folds").is_some(), t);
+    println!("# a sweep file that re-runs this configuration:");
+    print!("{}", rerun_yaml(&sweep.name, &config)?);
+    Ok(())
+}
+
+/// What a cross-validated trial's model is: a refit's, or one fold's (the file below then
+/// trains the deliverable).
+fn print_cv_note(refit: bool, folds: bool, t: &pb::Trial) {
+    if refit {
         let epochs = t.metrics.get("cv.refit_epochs").map_or(String::from("?"), |e| format!("{e}"));
         println!("# a refit trial: val.* are its folds' out-of-fold predictions, where its thresholds were tuned;");
         println!(
             "# its model trained {epochs} epochs (the folds' mean best) on all of train: `sweep model get` gives it"
         );
-    } else if cv.get("folds").is_some() {
+    } else if folds {
         println!("# cross-validated: the file below trains the deliverable (refit: true): the folds again, thresholds");
         println!("# tuned on their out-of-fold predictions, then one model on all of train for their mean best epoch;");
         println!("# `sweep model get` of this trial gives its fold's model");
     }
-    println!("# a sweep file that re-runs this configuration:");
-    print!("{}", rerun_yaml(&sweep.name, &config)?);
-    Ok(())
 }
 
 fn live(f: &pb::Fleet) -> usize {
