@@ -27,10 +27,46 @@ fn bearer<T>(req: &Request<T>) -> Result<&str> {
         .ok_or_else(|| CoordinatorError::Unauthenticated("authorization must be `Bearer <token>`".into()))
 }
 
+/// Who makes a client call: which API token, and its role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub token: Uuid,
+    pub role: Role,
+}
+
+impl Caller {
+    /// Whether this caller may change (cancel, retry, re-budget, resubmit) a sweep whose
+    /// owner is `owner`: its submitter or an admin. A sweep stored before sweeps had
+    /// owners (`None`) is an admin's to change.
+    pub fn may_change(&self, owner: Option<Uuid>) -> bool {
+        self.role == Role::Admin || owner == Some(self.token)
+    }
+
+    /// [`Caller::may_change`] as an answer: PERMISSION_DENIED naming the sweep.
+    pub fn check_owner(&self, sweep: &str, owner: Option<Uuid>) -> Result<()> {
+        if self.may_change(owner) {
+            return Ok(());
+        }
+        Err(CoordinatorError::PermissionDenied(format!(
+            "sweep {sweep} was submitted with another token: only that token or an admin may change it \
+             (any client token may read it)"
+        )))
+    }
+}
+
+/// A caller the dashboard has already authenticated (by its Bearer header or its login
+/// session), put in the extensions of the requests it makes in process. Extensions
+/// never come from the network: a peer cannot set one.
+#[derive(Debug, Clone, Copy)]
+pub struct Authenticated(pub Caller);
+
 /// A client (CLI) call: an admin or client API token.
-pub async fn client<T>(db: &PgPool, req: &Request<T>) -> Result<Role> {
+pub async fn client<T>(db: &PgPool, req: &Request<T>) -> Result<Caller> {
+    if let Some(Authenticated(caller)) = req.extensions().get::<Authenticated>() {
+        return Ok(*caller);
+    }
     match tokens::lookup(db, bearer(req)?).await? {
-        Some((_, role @ (Role::Admin | Role::Client))) => Ok(role),
+        Some((token, role @ (Role::Admin | Role::Client))) => Ok(Caller { token, role }),
         Some((_, Role::Join)) => {
             Err(CoordinatorError::PermissionDenied("a join token can only register workers".into()))
         }
@@ -40,7 +76,7 @@ pub async fn client<T>(db: &PgPool, req: &Request<T>) -> Result<Role> {
 
 /// A call only an admin may make (fleets: they spend money).
 pub async fn admin<T>(db: &PgPool, req: &Request<T>) -> Result<()> {
-    match client(db, req).await? {
+    match client(db, req).await?.role {
         Role::Admin => Ok(()),
         _ => Err(CoordinatorError::PermissionDenied("fleets need an admin token".into())),
     }

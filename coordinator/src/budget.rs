@@ -21,7 +21,7 @@ use sweep_proto as pb;
 use uuid::Uuid;
 
 use crate::db::budgets::{self, Budgeted};
-use crate::db::costs;
+use crate::db::{costs, leases};
 use crate::error::{CoordinatorError, Result};
 use crate::state::AppState;
 
@@ -55,24 +55,46 @@ pub fn hand_back_grace(state: &AppState) -> chrono::Duration {
     chrono::Duration::milliseconds(i64::from(state.settings.lease_ms))
 }
 
-/// Marks the running sweeps whose budgets run out; returns them.
+/// Marks the running sweeps whose budgets run out; returns them. A sweep whose check
+/// fails is logged and the others are still checked (one bad row must not stop them).
 pub async fn check_sweeps(state: &AppState) -> Result<Vec<Uuid>> {
-    let lookahead = lookahead_hours(state, Budgeted::Sweep);
     let mut out = Vec::new();
     for (sweep, max) in budgets::sweeps_to_check(&state.db).await? {
-        let spend = Spend {
-            cost_usd: costs::sweep(&state.db, sweep).await?,
-            usd_per_hour: budgets::sweep_rate(&state.db, sweep).await?,
-        };
-        if spend.runs_out(max, lookahead) {
-            budgets::exhaust(&state.db, Budgeted::Sweep, sweep).await?;
-            tracing::warn!(%sweep, cost_usd = spend.cost_usd, usd_per_hour = spend.usd_per_hour, max_cost_usd = max,
-                "the sweep's budget is spent: its running trials are handed back, nothing more is leased");
-            state.changed(sweep);
-            out.push(sweep);
+        match check_sweep(state, sweep, max).await {
+            Ok(true) => out.push(sweep),
+            Ok(false) => {}
+            Err(e @ CoordinatorError::Unavailable(_)) => return Err(e),
+            Err(e) => tracing::error!(%sweep, error = %e, "the sweep's budget could not be checked"),
         }
     }
     Ok(out)
+}
+
+/// Checks one sweep's budget; true when it ran out now.
+async fn check_sweep(state: &AppState, sweep: Uuid, max: f64) -> Result<bool> {
+    let spend = Spend {
+        cost_usd: costs::sweep(&state.db, sweep).await?,
+        usd_per_hour: budgets::sweep_rate(&state.db, sweep).await?,
+    };
+    if !spend.runs_out(max, lookahead_hours(state, Budgeted::Sweep)) {
+        return Ok(false);
+    }
+    budgets::exhaust(&state.db, Budgeted::Sweep, sweep).await?;
+    tracing::warn!(%sweep, cost_usd = spend.cost_usd, usd_per_hour = spend.usd_per_hour, max_cost_usd = max,
+        "the sweep's budget is spent: its running trials are handed back, nothing more is leased");
+    state.changed(sweep);
+    Ok(true)
+}
+
+/// Asks back every lease a spent budget covers (extended no more: it ends within one
+/// lease whatever its worker does), and wakes the watchers of their sweeps. Called at
+/// the end of every reconcile pass and when a budget is set.
+pub async fn enforce(state: &AppState) -> Result<()> {
+    for sweep in leases::ask_back(&state.db).await? {
+        tracing::warn!(%sweep, "hand-back asked: these leases are extended no more");
+        state.changed(sweep);
+    }
+    Ok(())
 }
 
 /// Checks a fleet's budget (in its reconcile pass); true when it ran out now.
@@ -103,6 +125,7 @@ pub fn check_amount(field: &str, usd: f64) -> Result<f64> {
 pub async fn set(state: &AppState, what: Budgeted, id: Uuid, max: f64) -> Result<pb::SetBudgetResponse> {
     let max = check_amount("max_cost_usd", max)?;
     budgets::set(&state.db, what, id, max).await?;
+    leases::withdraw_ask(&state.db).await?;
     let exhausted = match what {
         Budgeted::Sweep => {
             let now_out = check_sweeps(state).await?.contains(&id);
@@ -114,6 +137,7 @@ pub async fn set(state: &AppState, what: Budgeted, id: Uuid, max: f64) -> Result
         }
         Budgeted::Fleet => check_fleet(state, id, max).await?,
     };
+    enforce(state).await?;
     let cost_usd = match what {
         Budgeted::Sweep => costs::sweep(&state.db, id).await?,
         Budgeted::Fleet => budgets::fleet_spend(&state.db, id).await?.0,

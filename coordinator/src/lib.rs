@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod blobs;
 pub mod budget;
+pub mod conn;
 pub mod db;
 pub mod error;
 pub mod fleet;

@@ -104,6 +104,9 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init("info,sqlx=warn,h2=warn,tower=warn");
     match cli.cmd {
         Cmd::Serve(settings) => {
+            if let Some(fds) = sweep_coordinator::conn::raise_descriptor_limit() {
+                tracing::info!(fds, "open-file limit");
+            }
             let coordinator = Coordinator::build(*settings).await?;
             coordinator.run(signal::shutdown_token()).await
         }

@@ -158,7 +158,7 @@ impl Maintenance for CheckpointSweeper {
     async fn run_once(&self) -> Result<usize> {
         let blobs = trials::drop_ended_checkpoints(&self.0.db).await?;
         for blob in &blobs {
-            if let Err(e) = self.0.blobs.delete(blob).await {
+            if let Err(e) = self.0.blobs.delete_unreferenced(&self.0.db, blob).await {
                 tracing::warn!(%blob, error = %e, "checkpoint of an ended trial not deleted");
             }
         }
@@ -166,6 +166,31 @@ impl Maintenance for CheckpointSweeper {
             tracing::info!(checkpoints = blobs.len(), "checkpoints of ended trials deleted");
         }
         Ok(blobs.len())
+    }
+}
+
+/// Deletes unfinished uploads left untouched for a day (each coordinator its own staging
+/// directory: it runs on every coordinator, not only the leader).
+pub struct StagingSweeper(pub Arc<AppState>);
+
+/// How long an unfinished upload is kept without a byte added.
+pub const STAGED_UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
+
+impl Maintenance for StagingSweeper {
+    /// Unfinished uploads deleted in this pass.
+    type Report = usize;
+    const NAME: &'static str = "staging-sweeper";
+
+    fn period(&self) -> Duration {
+        Duration::from_secs(600)
+    }
+
+    async fn run_once(&self) -> Result<usize> {
+        let n = self.0.blobs.expire_partials(STAGED_UPLOAD_TTL).await?;
+        if n > 0 {
+            tracing::info!(uploads = n, "unfinished uploads untouched for a day deleted");
+        }
+        Ok(n)
     }
 }
 

@@ -41,6 +41,18 @@ pub struct Settings {
     /// Largest number of concurrent HTTP/2 streams per connection.
     #[arg(long, default_value_t = 256)]
     pub max_concurrent_streams: u32,
+    /// Connections open at once on the port, in all (kept under the descriptor limit).
+    #[arg(long, env = "SWEEP_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Connections open at once from one peer address; more are closed at once.
+    #[arg(long, env = "SWEEP_MAX_CONNECTIONS_PER_PEER", default_value_t = 512)]
+    pub max_connections_per_peer: usize,
+    /// A connection that sends nothing this long after it opens is closed.
+    #[arg(long, default_value_t = 10_000)]
+    pub handshake_timeout_ms: u64,
+    /// A connection silent both ways this long is closed (above the 30 s long-poll).
+    #[arg(long, default_value_t = 300_000)]
+    pub idle_timeout_ms: u64,
     /// Serve Prometheus metrics at http://ADDR/metrics (off the gRPC port; off by default).
     #[arg(long, env = "SWEEP_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -113,6 +125,17 @@ impl Settings {
             let base = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
             base.join(".local/share/sweep/blobs").to_string_lossy().into_owned()
         })
+    }
+
+    /// The listener's connection limits (see `conn`).
+    pub fn connection_limits(&self) -> crate::conn::Limits {
+        crate::conn::Limits {
+            max_connections: self.max_connections.max(1),
+            max_per_peer: self.max_connections_per_peer.max(1),
+            handshake: std::time::Duration::from_millis(self.handshake_timeout_ms.max(100)),
+            idle: std::time::Duration::from_millis(self.idle_timeout_ms.max(31_000)),
+        }
+        .fitted()
     }
 
     pub fn heartbeat_ms(&self) -> u32 {

@@ -72,7 +72,11 @@ impl Coordinator {
         let blob = pb::blob_service_server::BlobServiceServer::new(BlobApi { state: self.state.clone() })
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
+        let limits = settings.connection_limits();
         let mut builder = Server::builder()
+            // A peer that stops answering pings is closed (the idle limit covers silence).
+            .http2_keepalive_interval(Some(Duration::from_secs(60)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             // HTTP/1.1 too, for the bootstrap's `curl` of the worker binary (gRPC stays HTTP/2).
             .accept_http1(true)
             .max_concurrent_streams(Some(settings.max_concurrent_streams))
@@ -99,7 +103,7 @@ impl Coordinator {
             .add_service(client)
             .add_service(agent)
             .add_service(blob)
-            .serve_with_incoming_shutdown(incoming(self.listener), shutdown.cancelled_owned())
+            .serve_with_incoming_shutdown(crate::conn::incoming(self.listener, limits), shutdown.cancelled_owned())
             .await
             .context("serve")?;
         maintenance.join_all().await;
@@ -120,6 +124,8 @@ impl Coordinator {
             leader.clone(),
             shutdown.clone(),
         ));
+        let staging = crate::maintenance::StagingSweeper(self.state.clone());
+        maintenance.spawn(crate::maintenance::run(staging, None, shutdown.clone()));
         if let Some(changes) = self.state.take_announcements() {
             maintenance.spawn(crate::notify::announce(self.state.clone(), changes, shutdown.clone()));
         }
@@ -133,16 +139,4 @@ impl Coordinator {
         }
         Ok(maintenance)
     }
-}
-
-/// Accepted connections with Nagle's algorithm off. Connections handed to tonic through
-/// `serve_with_incoming` do not get its TCP settings, and small gRPC replies held back
-/// until the peer's delayed ACK cost about 40 ms per call.
-fn incoming(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-        let conn = conn?;
-        conn.set_nodelay(true)?;
-        Ok(conn)
-    })
 }

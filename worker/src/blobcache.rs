@@ -20,13 +20,23 @@ pub struct BlobCache {
     client: BlobClient,
     /// One fetch at a time (two trials needing one file fetch it once).
     fetching: tokio::sync::Mutex<()>,
+    /// The directory data files named by path must be under (an agent's: a sweep's
+    /// paths come from whoever holds a client token); None reads any path (offline runs
+    /// of the user's own config).
+    confined: Option<PathBuf>,
 }
 
 impl BlobCache {
     pub fn new(dir: PathBuf, max_bytes: u64, client: BlobClient) -> anyhow::Result<BlobCache> {
         use anyhow::Context;
         std::fs::create_dir_all(&dir).with_context(|| format!("cache directory {}", dir.display()))?;
-        Ok(BlobCache { dir, max_bytes, client, fetching: Default::default() })
+        Ok(BlobCache { dir, max_bytes, client, fetching: Default::default(), confined: None })
+    }
+
+    /// Reads data files named by path only from under `root` (see [`confine`]).
+    pub fn confined_to(mut self, root: PathBuf) -> BlobCache {
+        self.confined = Some(root);
+        self
     }
 
     /// A verified local copy of blob `sha`.
@@ -60,8 +70,12 @@ impl BlobCache {
     /// Puts local paths in place of a dataset's blobs (fetched into the cache) and of
     /// its `s3://` files (read from the object store): what a worker does before anything
     /// checks or reads the config.
+    /// Any other file it names must be under the data directory it is confined to.
     pub async fn materialize(&self, d: &mut sweep_file::DatasetConfig) -> Result<(), TrainError> {
         let local = |p: PathBuf| p.to_string_lossy().into_owned();
+        if let Some(root) = &self.confined {
+            confine(d, root)?;
+        }
         let remote: Vec<(&'static str, String)> =
             sweep_file::data_files(d).into_iter().filter(|(_, p)| sweep_file::is_remote(p)).collect();
         for (role, uri) in remote {
@@ -200,5 +214,40 @@ pub fn pack_model(model: &sweep_trainer::artifact::ModelFiles, path: &Path) -> a
         tar.append_data(&mut h, name, bytes)?;
     }
     tar.into_inner()?.sync_all()?;
+    Ok(())
+}
+
+/// Puts in place of every file `d` names by path (not bound to a blob, not `s3://`) its
+/// canonical path, refusing any that is not a file under `root` once `..` and symbolic
+/// links are resolved: nothing is opened before this check, and the error quotes only
+/// the path. The trainer then opens exactly the file checked.
+pub fn confine(d: &mut sweep_file::DatasetConfig, root: &Path) -> Result<(), TrainError> {
+    let bound: Vec<String> = d.blobs.keys().cloned().collect();
+    let unbound = sweep_file::DatasetConfig { blobs: Default::default(), ..d.clone() };
+    let named: Vec<(&'static str, String)> = sweep_file::data_files(&unbound)
+        .into_iter()
+        .filter(|(role, p)| !bound.iter().any(|b| b == role) && !sweep_file::is_remote(p))
+        .collect();
+    if named.is_empty() {
+        return Ok(());
+    }
+    let refuse = |role: &str, p: &str, why: &str| {
+        TrainError::User(format!(
+            "dataset.{role}: `{p}` {why}: this worker reads files named by path only under its data directory \
+             {} (--data or SWEEP_DATA_DIR); submit the sweep without --no-upload to send the file by hash",
+            root.display()
+        ))
+    };
+    let root = std::fs::canonicalize(root).map_err(|_| refuse(named[0].0, &named[0].1, "is not readable here"))?;
+    for (role, p) in named {
+        // As the trainer resolves it: absolute, else under the data directory.
+        let path = Path::new(&p);
+        let full = if path.is_absolute() { path.to_path_buf() } else { root.join(path) };
+        let real = std::fs::canonicalize(&full).map_err(|_| refuse(role, &p, "is not a file under it"))?;
+        if !real.starts_with(&root) || !real.is_file() {
+            return Err(refuse(role, &p, "is outside it"));
+        }
+        sweep_file::set_data_file(d, role, real.to_string_lossy().into_owned()).map_err(TrainError::User)?;
+    }
     Ok(())
 }

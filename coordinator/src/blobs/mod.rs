@@ -49,8 +49,14 @@ impl Drop for Busy<'_> {
     }
 }
 
-fn key(sha: &str) -> StorePath {
-    StorePath::from(format!("sha256/{}/{sha}", &sha[..2]))
+/// Where a blob lives in the store; refused (never a panic, never a path of some other
+/// shape) unless `sha` is a SHA-256 in lowercase hex.
+fn key(sha: &str) -> Result<StorePath> {
+    if !is_sha256(sha) {
+        let shown: String = sha.chars().take(80).collect();
+        return Err(invalid(format!("sha256: `{}` is not a SHA-256 in lowercase hex", shown.escape_debug())));
+    }
+    Ok(StorePath::from(format!("sha256/{}/{sha}", &sha[..2])))
 }
 
 impl Blobs {
@@ -86,7 +92,7 @@ impl Blobs {
 
     /// The stored size of a blob, if it is stored.
     pub async fn stored(&self, sha: &str) -> Result<Option<u64>> {
-        match self.store.head(&key(sha)).await {
+        match self.store.head(&key(sha)?).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(store_error(e)),
@@ -100,6 +106,26 @@ impl Blobs {
     /// Bytes of an unfinished upload held for `sha`.
     pub async fn received(&self, sha: &str) -> u64 {
         tokio::fs::metadata(self.partial(sha)).await.map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Deletes unfinished uploads nobody has added to for `older_than` (a client that gave
+    /// up, or a flood of partial uploads); returns how many. One being uploaded now stays.
+    pub async fn expire_partials(&self, older_than: std::time::Duration) -> Result<usize> {
+        let io = |e: std::io::Error| CoordinatorError::Unexpected(anyhow::anyhow!("staging: {e}"));
+        let mut n = 0;
+        let mut dir = tokio::fs::read_dir(&self.staging).await.map_err(io)?;
+        while let Some(entry) = dir.next_entry().await.map_err(io)? {
+            let name = entry.file_name();
+            let Some(sha) = name.to_str().and_then(|n| n.strip_suffix(".part")) else { continue };
+            if self.busy.lock().expect("busy").contains(sha) {
+                continue;
+            }
+            let idle = entry.metadata().await.and_then(|m| m.modified()).map(|t| t.elapsed().unwrap_or_default());
+            if idle.is_ok_and(|idle| idle > older_than) && tokio::fs::remove_file(entry.path()).await.is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Checks a blob's name and size before any byte is taken.
@@ -174,7 +200,7 @@ impl Blobs {
 
     async fn store_file(&self, sha: &str, path: &Path) -> Result<()> {
         let io = |e: std::io::Error| CoordinatorError::Unexpected(anyhow::anyhow!("staging {}: {e}", path.display()));
-        let upload = self.store.put_multipart(&key(sha)).await.map_err(store_error)?;
+        let upload = self.store.put_multipart(&key(sha)?).await.map_err(store_error)?;
         let mut writer = WriteMultipart::new(upload);
         let mut file = tokio::fs::File::open(path).await.map_err(io)?;
         let mut buf = vec![0u8; 8 << 20];
@@ -190,9 +216,25 @@ impl Blobs {
         Ok(())
     }
 
-    /// Deletes a blob (a model no trial keeps any more).
-    pub async fn delete(&self, sha: &str) -> Result<()> {
-        match self.store.delete(&key(sha)).await {
+    /// Deletes a blob that nothing refers to any more (a replaced checkpoint, a model no
+    /// trial keeps): not while it is being uploaded, and not while a sweep's data, a
+    /// checkpoint, a kept model or an open trial's config names it. True when deleted.
+    /// (What names a blob is written by other calls; one that names it between the check
+    /// and the delete, e.g. a submit right after the same bytes were uploaded, is the
+    /// window left: see docs/guarantees.md.)
+    pub async fn delete_unreferenced(&self, db: &sqlx::PgPool, sha: &str) -> Result<bool> {
+        key(sha)?;
+        if self.busy.lock().expect("busy").contains(sha) || crate::db::blobs::referenced(db, sha).await? {
+            tracing::info!(blob = %sha, "blob kept: something still refers to it");
+            return Ok(false);
+        }
+        self.delete(sha).await?;
+        Ok(true)
+    }
+
+    /// Deletes a blob whatever refers to it (only through [`Blobs::delete_unreferenced`]).
+    async fn delete(&self, sha: &str) -> Result<()> {
+        match self.store.delete(&key(sha)?).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(store_error(e)),
         }
@@ -200,11 +242,9 @@ impl Blobs {
 
     /// A stored blob from `offset`, as a stream of byte chunks.
     pub async fn get(&self, sha: &str, offset: u64) -> Result<impl Stream<Item = Result<bytes::Bytes>> + use<>> {
-        if !is_sha256(sha) {
-            return Err(invalid(format!("sha256: `{sha}` is not a SHA-256 in lowercase hex")));
-        }
+        let key = key(sha)?;
         let opts = GetOptions { range: (offset > 0).then_some(GetRange::Offset(offset)), ..Default::default() };
-        let got = match self.store.get_opts(&key(sha), opts).await {
+        let got = match self.store.get_opts(&key, opts).await {
             Ok(g) => g,
             Err(object_store::Error::NotFound { .. }) => return Err(CoordinatorError::NotFound(format!("blob {sha}"))),
             Err(e) => return Err(store_error(e)),

@@ -340,7 +340,9 @@ pub async fn reprice(db: &sqlx::PgPool, fleet: Uuid, read: Option<(f64, &str)>) 
             .bind(fleet)
             .fetch_one(&mut *tx)
             .await?;
-    let Some((usd_per_hour, source)) = read else {
+    // A price outside what `prices::price` takes is no reading (the last one stays).
+    let sane = |usd: f64| usd.is_finite() && (0.0..=crate::fleet::prices::MAX_USD_PER_HOUR).contains(&usd);
+    let Some((usd_per_hour, source)) = read.filter(|r| sane(r.0)) else {
         tx.commit().await?;
         return Ok(false);
     };

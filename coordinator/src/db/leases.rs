@@ -41,15 +41,35 @@ pub async fn claim(
     sweeps: Option<&[Uuid]>,
     fuse: bool,
 ) -> Result<Vec<Leased>> {
+    let sql = claim_sql(fuse, sweeps.is_some());
+    let q = sqlx::query_as(&sql).bind(worker).bind(n as i64).bind(lease_ms as f64);
+    let q = match sweeps {
+        Some(s) => q.bind(s),
+        None => q,
+    };
+    Ok(q.fetch_all(db).await?)
+}
+
+/// The claim statement: $1 the worker, $2 how many, $3 the lease in ms, and $4 the sweeps
+/// it may serve when `only_sweeps`. Public for the test that holds its plan to a walk of
+/// the queue's index (`api::the_claim_walks_the_queue_index_and_never_scans_the_queue`).
+pub fn claim_sql(fuse: bool, only_sweeps: bool) -> String {
     // Separate statements rather than `$4 IS NULL OR ...`: the common case (a worker that
-    // serves every sweep) keeps the plain queue scan.
-    let only = if sweeps.is_some() { "AND q.sweep_id = ANY ($4)" } else { "" };
+    // serves every sweep) keeps the plain queue scan. Wrapped in `coalesce` so that it stays
+    // a filter on that walk: as a bare `= ANY`, the planner may prefer the sweep's rows
+    // from another index, then sort them all (every queued trial of the sweep, each claim).
+    let only = if only_sweeps { "AND coalesce(q.sweep_id = ANY ($4), false)" } else { "" };
     let (queued, revoked, quarantined) =
         (TrialState::Queued.sql(), WorkerState::Revoked.sql(), WorkerState::Quarantined.sql());
+    // The sweep's budget is a scalar subquery on purpose: written as `NOT EXISTS`, the
+    // planner turns it into an anti-join that scans and sorts every queued trial on every
+    // claim (15 ms at 10,000 queued: the control plane fell to a quarter, issue 38),
+    // where a filter keeps the walk of the queue index that stops at the first claimable
+    // row. The worker's and its fleet's checks do not depend on the row: computed once.
     let claimable = format!(
         "q.state = {queued} AND q.not_before <= now()
          AND EXISTS (SELECT 1 FROM workers w WHERE w.id = $1 AND w.state NOT IN ({revoked}, {quarantined}))
-         AND NOT EXISTS (SELECT 1 FROM sweeps s WHERE s.id = q.sweep_id AND s.budget_exhausted_at IS NOT NULL)
+         AND (SELECT s.budget_exhausted_at IS NULL FROM sweeps s WHERE s.id = q.sweep_id)
          AND NOT EXISTS (SELECT 1 FROM instances i JOIN fleets f ON f.id = i.fleet_id
                          WHERE i.worker_id = $1 AND f.budget_exhausted_at IS NOT NULL)
          {only}"
@@ -71,21 +91,15 @@ pub async fn claim(
             "SELECT q.id FROM trials q WHERE {claimable} ORDER BY q.created_at, q.seq LIMIT $2 FOR UPDATE SKIP LOCKED"
         )
     };
-    let sql = format!(
+    format!(
         "UPDATE trials t
          SET state = {}, attempt = t.attempt + 1, lease_owner = $1,
              lease_expires_at = now() + make_interval(secs => $3::double precision / 1000),
-             updated_at = now(), error = NULL
+             updated_at = now(), error = NULL, hand_back = false
          WHERE t.id IN ({chosen})
          RETURNING t.id, t.attempt, t.sweep_id, t.config, t.params, t.checkpoint_blob, t.checkpoint_epoch",
         TrialState::Leased.sql()
-    );
-    let q = sqlx::query_as(&sql).bind(worker).bind(n as i64).bind(lease_ms as f64);
-    let q = match sweeps {
-        Some(s) => q.bind(s),
-        None => q,
-    };
-    Ok(q.fetch_all(db).await?)
+    )
 }
 
 /// Who writes: a worker, for one attempt of one trial. Every fenced statement binds
@@ -168,7 +182,18 @@ pub enum Directive {
     HandBack,
 }
 
-/// Extends the leases the worker still holds; says for each trial whether to go on.
+/// A lease's new expiry after a worker's call: one lease from now, or unchanged once a
+/// hand-back is asked of it (`hand_back`): such a lease ends on time whatever the worker
+/// does. For the `trials` row named `row`; the lease length in ms is bound as `$param`.
+fn extended(row: &str, param: u8) -> String {
+    format!(
+        "CASE WHEN {row}.hand_back THEN {row}.lease_expires_at \
+         ELSE now() + make_interval(secs => ${param}::double precision / 1000) END"
+    )
+}
+
+/// Extends the leases the worker still holds (not those asked back); says for each
+/// trial whether to go on.
 pub async fn heartbeat(
     conn: &mut PgConnection,
     worker: Uuid,
@@ -178,48 +203,81 @@ pub async fn heartbeat(
     let ids: Vec<Uuid> = trials.iter().map(|t| t.0).collect();
     let attempts: Vec<i32> = trials.iter().map(|t| t.1).collect();
     let sql = format!(
-        "UPDATE trials t SET lease_expires_at = now() + make_interval(secs => $4::double precision / 1000)
+        "UPDATE trials t SET lease_expires_at = {}
          FROM UNNEST($1::uuid[], $2::int[]) AS r(id, attempt)
          WHERE t.id = r.id AND t.attempt = r.attempt AND t.lease_owner = $3
            AND t.state = {} AND t.lease_expires_at > now()
-         RETURNING t.id",
+         RETURNING t.id, t.hand_back",
+        extended("t", 4),
         TrialState::Leased.sql()
     );
-    let extended: Vec<(Uuid,)> = sqlx::query_as(&sql)
+    let held: BTreeMap<Uuid, bool> = sqlx::query_as(&sql)
         .bind(&ids)
         .bind(&attempts)
         .bind(worker)
         .bind(lease_ms as f64)
         .fetch_all(&mut *conn)
-        .await?;
-    let extended: std::collections::HashSet<Uuid> = extended.into_iter().map(|r| r.0).collect();
-    let states: Vec<(Uuid, TrialState, i32, bool)> = sqlx::query_as(
-        "SELECT t.id, t.state, t.attempt,
-                s.budget_exhausted_at IS NOT NULL
-                OR EXISTS (SELECT 1 FROM instances i JOIN fleets f ON f.id = i.fleet_id
-                           WHERE i.worker_id = $2 AND f.budget_exhausted_at IS NOT NULL)
-         FROM trials t JOIN sweeps s ON s.id = t.sweep_id WHERE t.id = ANY($1)",
-    )
-    .bind(&ids)
-    .bind(worker)
-    .fetch_all(&mut *conn)
-    .await?;
-    let spent: std::collections::HashSet<Uuid> = states.iter().filter(|r| r.3).map(|r| r.0).collect();
-    let states: BTreeMap<Uuid, (TrialState, i32)> = states.into_iter().map(|(id, s, a, _)| (id, (s, a))).collect();
+        .await?
+        .into_iter()
+        .collect();
+    // Only a trial no longer held needs its state read (cancelled, or lost).
+    let gone: Vec<Uuid> = ids.iter().filter(|id| !held.contains_key(id)).copied().collect();
+    let states: BTreeMap<Uuid, (TrialState, i32)> = if gone.is_empty() {
+        BTreeMap::new()
+    } else {
+        sqlx::query_as::<_, (Uuid, TrialState, i32)>("SELECT id, state, attempt FROM trials WHERE id = ANY($1)")
+            .bind(&gone)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .map(|(id, s, a)| (id, (s, a)))
+            .collect()
+    };
     Ok(trials
         .iter()
-        .map(|(id, attempt)| {
-            if extended.contains(id) && spent.contains(id) {
-                Directive::HandBack
-            } else if extended.contains(id) {
-                Directive::Continue
-            } else if states.get(id).is_some_and(|(s, a)| *s == TrialState::Cancelled && a == attempt) {
+        .map(|(id, attempt)| match held.get(id) {
+            Some(true) => Directive::HandBack,
+            Some(false) => Directive::Continue,
+            None if states.get(id).is_some_and(|(s, a)| *s == TrialState::Cancelled && a == attempt) => {
                 Directive::Cancel
-            } else {
-                Directive::LeaseLost
             }
+            None => Directive::LeaseLost,
         })
         .collect())
+}
+
+/// The leases a spent budget covers: the trial's sweep's, or the fleet's of the worker
+/// holding it (on the `trials` row named `t`).
+const UNDER_SPENT_BUDGET: &str =
+    "(EXISTS (SELECT 1 FROM sweeps s WHERE s.id = t.sweep_id AND s.budget_exhausted_at IS NOT NULL)
+      OR EXISTS (SELECT 1 FROM instances i JOIN fleets f ON f.id = i.fleet_id
+                 WHERE i.worker_id = t.lease_owner AND f.budget_exhausted_at IS NOT NULL))";
+
+/// Asks back the leases a spent budget covers: they are extended no more. Run by every
+/// reconcile pass (and when a budget is set), so a lease claimed while the budget ran
+/// out is caught by the next. Returns the sweeps of the trials newly asked.
+pub async fn ask_back(db: impl PgExecutor<'_>) -> Result<Vec<Uuid>> {
+    let sql = format!(
+        "UPDATE trials t SET hand_back = true
+         WHERE t.state = {} AND NOT t.hand_back AND {UNDER_SPENT_BUDGET}
+         RETURNING t.sweep_id",
+        TrialState::Leased.sql()
+    );
+    let rows: Vec<(Uuid,)> = sqlx::query_as(&sql).fetch_all(db).await?;
+    let mut sweeps: Vec<Uuid> = rows.into_iter().map(|r| r.0).collect();
+    sweeps.sort();
+    sweeps.dedup();
+    Ok(sweeps)
+}
+
+/// Withdraws the hand-back asked of leases no spent budget covers any more (a budget was
+/// raised); they are extended again.
+pub async fn withdraw_ask(db: impl PgExecutor<'_>) -> Result<u64> {
+    let sql = format!(
+        "UPDATE trials t SET hand_back = false WHERE t.state = {} AND t.hand_back AND NOT {UNDER_SPENT_BUDGET}",
+        TrialState::Leased.sql()
+    );
+    Ok(sqlx::query(&sql).execute(db).await?.rows_affected())
 }
 
 /// Records one epoch's metrics (append-only, first write per epoch wins) and extends
@@ -234,14 +292,14 @@ pub async fn progress(
     let metrics = serde_json::to_value(metrics).expect("json");
     let sql = format!(
         "WITH t AS (
-             UPDATE trials SET epoch = $4, latest = $5, updated_at = now(),
-                    lease_expires_at = now() + make_interval(secs => $6::double precision / 1000)
-             WHERE {} RETURNING id),
+             UPDATE trials SET epoch = $4, latest = $5, updated_at = now(), lease_expires_at = {extend}
+             WHERE {fence} RETURNING id),
          ins AS (
              INSERT INTO trial_epochs (trial_id, attempt, epoch, metrics)
              SELECT id, $2, $4, $5 FROM t ON CONFLICT DO NOTHING)
          SELECT count(*) FROM t",
-        Fence::holds("trials")
+        extend = extended("trials", 6),
+        fence = Fence::holds("trials")
     );
     let q = sqlx::query(&sql);
     let row = f.bind(q).bind(epoch).bind(&metrics).bind(lease_ms as f64).fetch_one(&mut *conn).await?;
@@ -387,15 +445,18 @@ pub struct Reaped {
 }
 
 /// Returns expired leases to the queue, or marks a trial `dead` once it has lost
-/// `max_attempts` leases (at most 1,000 per call).
+/// `max_attempts` leases (at most 1,000 per call). A lease that ran out after a hand-back
+/// was asked of it (a spent budget) is no lost lease: its trial is queued again, uncounted.
 pub async fn reap(db: impl PgExecutor<'_>) -> Result<Vec<Reaped>> {
     let sql = format!(
         "UPDATE trials SET
-             lost_count = lost_count + 1,
-             state = CASE WHEN lost_count + 1 >= max_attempts THEN {dead} ELSE {queued} END,
-             finished_at = CASE WHEN lost_count + 1 >= max_attempts THEN now() END,
-             error = 'lease expired on attempt ' || attempt || ' (worker lost)',
-             lease_owner = NULL, lease_expires_at = NULL, not_before = now(), updated_at = now()
+             lost_count = lost_count + CASE WHEN hand_back THEN 0 ELSE 1 END,
+             state = CASE WHEN NOT hand_back AND lost_count + 1 >= max_attempts THEN {dead} ELSE {queued} END,
+             finished_at = CASE WHEN NOT hand_back AND lost_count + 1 >= max_attempts THEN now() END,
+             error = CASE WHEN hand_back
+                          THEN 'taken back when the lease of attempt ' || attempt || ' ran out (its budget is spent)'
+                          ELSE 'lease expired on attempt ' || attempt || ' (worker lost)' END,
+             lease_owner = NULL, lease_expires_at = NULL, not_before = now(), updated_at = now(), hand_back = false
          WHERE id IN (
              SELECT id FROM trials WHERE state = {leased} AND lease_expires_at <= now()
              ORDER BY lease_expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED)

@@ -3,6 +3,7 @@
 //! (`sqlx::query_as`) with every query covered by the tests in `coordinator/tests/api.rs`
 //! and the process tests in `worker/tests/`.
 
+pub mod blobs;
 pub mod budgets;
 pub mod costs;
 pub mod dashboard;

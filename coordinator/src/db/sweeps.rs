@@ -39,19 +39,22 @@ pub struct Submitted {
 
 /// Stores a sweep and its trials in the caller's transaction. A sweep is identified by
 /// its name and a trial by (sweep, config hash): submitting the same file again, or an
-/// extended grid, adds only the cells that are new.
+/// extended grid, adds only the cells that are new. A new sweep is owned by `owner` (the
+/// submitting token); an existing one changes only if `may_change` allows its owner.
 pub async fn submit(
     conn: &mut PgConnection,
     spec: &sweep_file::SweepSpec,
     spec_yaml: &str,
     data_blobs: &BTreeMap<String, String>,
     trials: &[sweep_file::Trial],
+    owner: Uuid,
+    may_change: impl Fn(&str, Option<Uuid>) -> Result<()>,
 ) -> Result<Submitted> {
     let data_blobs = serde_json::to_value(data_blobs).expect("json");
     let inserted: Option<(Uuid,)> = sqlx::query_as(
         "INSERT INTO sweeps (id, name, method, metric_name, metric_goal, spec_yaml, max_attempts, early_stop, data_blobs,
-                             max_cost_usd)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                             max_cost_usd, owner_token)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (name) DO NOTHING RETURNING id",
     )
     .bind(Uuid::new_v4())
@@ -64,16 +67,19 @@ pub async fn submit(
     .bind(spec.early_stop().map(|r| serde_json::to_value(r).expect("json")))
     .bind(&data_blobs)
     .bind(spec.budget().map(|b| b.max_cost_usd))
+    .bind(owner)
     .fetch_optional(&mut *conn)
     .await?;
     let (sweep_id, created) = match inserted {
         Some((id,)) => (id, true),
         None => {
-            let (id, metric_name, goal): (Uuid, String, String) =
-                sqlx::query_as("SELECT id, metric_name, metric_goal FROM sweeps WHERE name = $1 FOR UPDATE")
-                    .bind(spec.name())
-                    .fetch_one(&mut *conn)
-                    .await?;
+            let (id, metric_name, goal, owner): (Uuid, String, String, Option<Uuid>) = sqlx::query_as(
+                "SELECT id, metric_name, metric_goal, owner_token FROM sweeps WHERE name = $1 FOR UPDATE",
+            )
+            .bind(spec.name())
+            .fetch_one(&mut *conn)
+            .await?;
+            may_change(&format!("`{}`", spec.name()), owner)?;
             if metric_name != spec.metric().name || goal != spec.metric().goal.as_str() {
                 return Err(CoordinatorError::AlreadyExists(format!(
                     "sweep `{}` exists with objective {goal} {metric_name}; give the new objective a new sweep name",
@@ -190,6 +196,13 @@ pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<SweepRow> {
         .fetch_optional(db)
         .await?
         .ok_or_else(|| CoordinatorError::NotFound(format!("sweep {id}")))
+}
+
+/// Who owns a sweep (the token that submitted it; None for sweeps stored before owners).
+pub async fn owner(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Uuid>> {
+    let row: Option<(Option<Uuid>,)> =
+        sqlx::query_as("SELECT owner_token FROM sweeps WHERE id = $1").bind(id).fetch_optional(db).await?;
+    row.map(|r| r.0).ok_or_else(|| CoordinatorError::NotFound(format!("sweep {id}")))
 }
 
 pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<SweepRow>> {

@@ -81,13 +81,64 @@ pub async fn lookup(db: impl PgExecutor<'_>, token: &str) -> Result<Option<(Uuid
     }))
 }
 
-/// Revokes a token by id; returns whether one was live.
-pub async fn revoke(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
-    let r = sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
+/// Whether the token with this id is live (not revoked): what a long stream checks again.
+pub async fn live(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_tokens WHERE id = $1 AND revoked_at IS NULL)")
         .bind(id)
+        .fetch_one(db)
+        .await?)
+}
+
+/// How long a dashboard login lasts.
+pub const SESSION_DAYS: i32 = 7;
+
+/// Starts a dashboard session for token `token` (by id); returns the session id in
+/// clear (the cookie), stored as its hash.
+pub async fn start_session(db: impl PgExecutor<'_>, token: Uuid) -> Result<String> {
+    let session = generate("swp_session");
+    sqlx::query(
+        "INSERT INTO web_sessions (id_hash, token_id, expires_at) VALUES ($1, $2, now() + make_interval(days => $3))",
+    )
+    .bind(hash(&session))
+    .bind(token)
+    .bind(SESSION_DAYS)
+    .execute(db)
+    .await?;
+    Ok(session)
+}
+
+/// The (token id, role) behind a live session: not expired, not ended, its token not revoked.
+pub async fn session(db: impl PgExecutor<'_>, session: &str) -> Result<Option<(Uuid, Role)>> {
+    let row: Option<(Uuid, String)> = sqlx::query_as(
+        "SELECT t.id, t.role FROM web_sessions s JOIN api_tokens t ON t.id = s.token_id
+         WHERE s.id_hash = $1 AND s.expires_at > now() AND t.revoked_at IS NULL",
+    )
+    .bind(hash(session))
+    .fetch_optional(db)
+    .await?;
+    Ok(row.and_then(|(id, role)| role.parse().ok().map(|r| (id, r))))
+}
+
+/// Ends a session (logout), and any expired ones.
+pub async fn end_session(db: impl PgExecutor<'_>, session: &str) -> Result<()> {
+    sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1 OR expires_at <= now()")
+        .bind(hash(session))
         .execute(db)
         .await?;
-    Ok(r.rows_affected() == 1)
+    Ok(())
+}
+
+/// Revokes a token by id; returns whether one was live. Its dashboard sessions end with it.
+pub async fn revoke(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
+    let r = sqlx::query(
+        "WITH revoked AS (UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id),
+              ended AS (DELETE FROM web_sessions WHERE token_id IN (SELECT id FROM revoked))
+         SELECT count(*) FROM revoked",
+    )
+    .bind(id)
+    .fetch_one(db)
+    .await?;
+    Ok(sqlx::Row::get::<i64, _>(&r, 0) == 1)
 }
 
 #[derive(Debug, sqlx::FromRow)]

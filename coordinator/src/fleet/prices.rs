@@ -64,9 +64,14 @@ pub struct Price {
 
 /// `given` is `--price-per-hour` (0: not given). `spot` is what EC2's spot price history
 /// said for this spec (None: not asked, or nothing there).
+/// The highest price per instance-hour taken (the dearest EC2 instance costs about
+/// 400 USD an hour): a larger one is a typo, and an absurd one (1e308) would overflow
+/// the cost sums that every budget check runs.
+pub const MAX_USD_PER_HOUR: f64 = 10_000.0;
+
 pub fn price(spec: &FleetSpec, given: f64, spot: Option<(f64, String)>) -> Result<Price, String> {
-    if !given.is_finite() || given < 0.0 {
-        return Err(format!("price_per_hour: {given} (USD per instance-hour, 0 or more)"));
+    if !given.is_finite() || !(0.0..=MAX_USD_PER_HOUR).contains(&given) {
+        return Err(format!("price_per_hour: {given} (USD per instance-hour, 0 to {MAX_USD_PER_HOUR})"));
     }
     if given > 0.0 {
         return Ok(Price { usd_per_hour: given, source: "--price-per-hour".into() });
@@ -74,7 +79,7 @@ pub fn price(spec: &FleetSpec, given: f64, spot: Option<(f64, String)>) -> Resul
     if spec.provider == ProviderKind::Local {
         return Ok(Price { usd_per_hour: 0.0, source: "local instances, no --price-per-hour: counted as free".into() });
     }
-    if let Some((usd, where_)) = spot.filter(|s| s.0.is_finite() && s.0 > 0.0) {
+    if let Some((usd, where_)) = spot.filter(|s| s.0.is_finite() && s.0 > 0.0 && s.0 <= MAX_USD_PER_HOUR) {
         return Ok(Price { usd_per_hour: usd, source: format!("{SPOT_SOURCE}: {where_}") });
     }
     let t = &*TABLE;

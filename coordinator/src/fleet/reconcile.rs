@@ -377,6 +377,7 @@ impl Maintenance for Reconciler {
                 Err(e) => tracing::warn!(fleet = %id, error = %e, "fleet pass failed"),
             }
         }
+        crate::budget::enforce(&self.0).await?;
         Ok(report)
     }
 }

@@ -234,7 +234,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
             orphans.push(blob);
         }
         for blob in orphans {
-            if let Err(e) = self.state.blobs.delete(&blob).await {
+            if let Err(e) = self.state.blobs.delete_unreferenced(&self.state.db, &blob).await {
                 tracing::warn!(%blob, error = %e, "model blob not deleted");
             }
         }
@@ -319,7 +319,7 @@ impl pb::agent_service_server::AgentService for AgentApi {
         drop(conn);
         tracing::info!(%worker, epoch = r.epoch, "checkpoint recorded");
         if let Some(old) = replaced {
-            if let Err(e) = self.state.blobs.delete(&old).await {
+            if let Err(e) = self.state.blobs.delete_unreferenced(&self.state.db, &old).await {
                 tracing::warn!(blob = %old, error = %e, "replaced checkpoint not deleted");
             }
         }

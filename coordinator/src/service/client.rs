@@ -54,7 +54,12 @@ impl ClientApi {
             .collect())
     }
 
-    async fn submit(&self, req: pb::SubmitSweepRequest) -> Result<pb::SubmitSweepResponse> {
+    /// Refuses a change to sweep `id` unless `caller` submitted it or is an admin.
+    async fn owned(&self, caller: &auth::Caller, id: uuid::Uuid) -> Result<()> {
+        caller.check_owner(&id.to_string(), sweeps::owner(&self.state.db, id).await?)
+    }
+
+    async fn submit(&self, caller: auth::Caller, req: pb::SubmitSweepRequest) -> Result<pb::SubmitSweepResponse> {
         if req.spec_yaml.len() > MAX_SPEC_BYTES {
             return Err(CoordinatorError::ResourceExhausted(format!(
                 "spec_yaml: {} bytes, at most {MAX_SPEC_BYTES}",
@@ -83,7 +88,8 @@ impl ClientApi {
         .map_err(|e| anyhow::anyhow!("expansion task: {e}"))?
         .map_err(CoordinatorError::InvalidArgument)?;
         let mut tx = self.state.db.begin().await?;
-        let out = sweeps::submit(&mut tx, &spec, &req.spec_yaml, &uploaded, &trials).await?;
+        let may_change = |sweep: &str, owner| caller.check_owner(sweep, owner);
+        let out = sweeps::submit(&mut tx, &spec, &req.spec_yaml, &uploaded, &trials, caller.token, may_change).await?;
         tx.commit().await?;
         tracing::info!(sweep_id = %out.sweep_id, name = %spec.name(), added = out.added, total = out.total, "sweep submitted");
         self.state.work.notify_waiters();
@@ -106,8 +112,8 @@ impl pb::client_service_server::ClientService for ClientApi {
         &self,
         req: Request<pb::SubmitSweepRequest>,
     ) -> Result<Response<pb::SubmitSweepResponse>, Status> {
-        auth::client(&self.state.db, &req).await?;
-        Ok(Response::new(self.submit(req.into_inner()).await?))
+        let caller = auth::client(&self.state.db, &req).await?;
+        Ok(Response::new(self.submit(caller, req.into_inner()).await?))
     }
 
     #[instrument(skip_all)]
@@ -175,8 +181,9 @@ impl pb::client_service_server::ClientService for ClientApi {
         &self,
         req: Request<pb::CancelSweepRequest>,
     ) -> Result<Response<pb::CancelSweepResponse>, Status> {
-        auth::client(&self.state.db, &req).await?;
+        let caller = auth::client(&self.state.db, &req).await?;
         let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
+        self.owned(&caller, id).await?;
         let mut tx = self.state.db.begin().await.map_err(CoordinatorError::from)?;
         let n = sweeps::cancel(&mut tx, id).await?;
         tx.commit().await.map_err(CoordinatorError::from)?;
@@ -190,9 +197,10 @@ impl pb::client_service_server::ClientService for ClientApi {
         &self,
         req: Request<pb::RetryFailedRequest>,
     ) -> Result<Response<pb::RetryFailedResponse>, Status> {
-        auth::client(&self.state.db, &req).await?;
+        let caller = auth::client(&self.state.db, &req).await?;
         let r = req.into_inner();
         let id = parse_id("sweep_id", &r.sweep_id)?;
+        self.owned(&caller, id).await?;
         let states: Vec<TrialState> = [(r.failed, TrialState::Failed), (r.dead, TrialState::Dead)]
             .into_iter()
             .filter(|(on, _)| *on)
@@ -278,8 +286,10 @@ impl pb::client_service_server::ClientService for ClientApi {
         let r = req.get_ref();
         let (what, id) = match (r.sweep_id.is_empty(), r.fleet_id.is_empty()) {
             (false, true) => {
-                auth::client(&self.state.db, &req).await?;
-                (Budgeted::Sweep, parse_id("sweep_id", &r.sweep_id)?)
+                let caller = auth::client(&self.state.db, &req).await?;
+                let id = parse_id("sweep_id", &r.sweep_id)?;
+                self.owned(&caller, id).await?;
+                (Budgeted::Sweep, id)
             }
             (true, false) => {
                 auth::admin(&self.state.db, &req).await?;
@@ -304,7 +314,7 @@ impl pb::client_service_server::ClientService for ClientApi {
 
     #[instrument(skip_all)]
     async fn watch_sweep(&self, req: Request<pb::WatchSweepRequest>) -> Result<Response<EventStream>, Status> {
-        auth::client(&self.state.db, &req).await?;
+        let caller = auth::client(&self.state.db, &req).await?;
         let id = parse_id("sweep_id", &req.get_ref().sweep_id)?;
         let with_config = !req.get_ref().omit_config;
         self.sweep_summary(id).await?; // 404 before the stream starts
@@ -317,6 +327,11 @@ impl pb::client_service_server::ClientService for ClientApi {
             let mut since = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
             loop {
                 let event = async {
+                    // The token is checked again before every event (at most 2 s apart):
+                    // a revoked one ends the stream.
+                    if !crate::db::tokens::live(&state.db, caller.token).await? {
+                        return Err(CoordinatorError::Unauthenticated("token revoked: this stream ends".into()));
+                    }
                     let now = trials::db_now(&state.db).await?;
                     let first = since == chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
                     let changed = trials::changed_since(&state.db, id, since, with_config).await?;
@@ -329,7 +344,8 @@ impl pb::client_service_server::ClientService for ClientApi {
                     Ok::<_, CoordinatorError>(pb::SweepEvent { sweep: Some(sweep), changed, finished })
                 }
                 .await;
-                let finished = matches!(&event, Ok(e) if e.finished);
+                let finished = matches!(&event, Ok(e) if e.finished)
+                    || matches!(&event, Err(CoordinatorError::Unauthenticated(_)));
                 if tx.send(event.map_err(Status::from)).await.is_err() || finished {
                     return;
                 }

@@ -74,14 +74,18 @@ async fn overview(State(state): State<Arc<AppState>>, Token(t): Token) -> Answer
     Ok(Json(json!({"sweeps": out})))
 }
 
-pub(super) async fn get_sweep(state: &Arc<AppState>, token: &str, sweep_id: String) -> Result<pb::Sweep, ApiError> {
+pub(super) async fn get_sweep(
+    state: &Arc<AppState>,
+    token: &crate::auth::Caller,
+    sweep_id: String,
+) -> Result<pb::Sweep, ApiError> {
     let r = client(state).get_sweep(request(pb::GetSweepRequest { sweep_id }, token)).await;
     Ok(r?.into_inner())
 }
 
 async fn sweep_and_trials(
     state: &Arc<AppState>,
-    token: &str,
+    token: &crate::auth::Caller,
     sweep_id: String,
 ) -> Result<(pb::Sweep, Vec<pb::Trial>), ApiError> {
     let sweep = get_sweep(state, token, sweep_id.clone()).await?;

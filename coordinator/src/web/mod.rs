@@ -20,8 +20,8 @@ use axum::Router;
 
 use crate::state::AppState;
 
-/// The cookie holding the token after a login.
-const COOKIE: &str = "sweep_token";
+/// The cookie holding a login's session id (never the API token itself).
+const COOKIE: &str = "sweep_session";
 
 const SHELL: &str = include_str!("assets/index.html");
 const LOGIN: &str = include_str!("assets/login.html");
@@ -44,6 +44,12 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/assets/app.js", get(|_: Token| async { asset("text/javascript; charset=utf-8", APP_JS) }))
         .route("/assets/app.css", get(|_: Token| async { asset("text/css; charset=utf-8", APP_CSS) }))
         .merge(api::routes())
+        .layer(axum::middleware::map_response(|mut r: Response| async move {
+            // Every answer, JSON and event streams included: never sniffed, never cached.
+            r.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }))
         .with_state(state)
 }
 
@@ -52,37 +58,56 @@ pub fn sweep_path(sweep_id: &str) -> String {
     format!("/sweeps/{sweep_id}")
 }
 
-/// A caller's token, checked: an admin or client API token.
-pub struct Token(pub String);
+/// A caller, authenticated once: an admin or client API token as a `Bearer` header, or
+/// a live login session in the cookie.
+pub struct Token(pub crate::auth::Caller);
 
 impl FromRequestParts<Arc<AppState>> for Token {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        use crate::auth::Caller;
+        use crate::db::tokens::{self, Role};
         let api = parts.uri.path().starts_with("/api/");
-        let Some(token) = token_of(&parts.headers) else {
-            return Err(unauthorized(api, "sign in with an API token"));
+        let found = match credential_of(&parts.headers) {
+            None => return Err(unauthorized(api, "sign in with an API token")),
+            Some(Credential::Bearer(token)) => tokens::lookup(&state.db, &token).await,
+            Some(Credential::Session(session)) => tokens::session(&state.db, &session).await,
         };
-        match crate::auth::client(&state.db, &request((), &token)).await {
-            Ok(_) => Ok(Token(token)),
+        match found {
+            Ok(Some((token, role @ (Role::Admin | Role::Client)))) => Ok(Token(Caller { token, role })),
+            Ok(Some((_, Role::Join))) => Err(unauthorized(api, "a join token can only register workers")),
+            Ok(None) => Err(unauthorized(api, "unknown or revoked token, or the login ended: sign in again")),
             Err(e) => Err(unauthorized(api, &e.to_string())),
         }
     }
 }
 
-/// `Authorization: Bearer` first, else the login cookie.
-fn token_of(headers: &HeaderMap) -> Option<String> {
+/// What a request presents: a Bearer token, else the login cookie's session id.
+enum Credential {
+    Bearer(String),
+    Session(String),
+}
+
+fn credential_of(headers: &HeaderMap) -> Option<Credential> {
     let bearer =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let cookie = || {
+    if let Some(b) = bearer {
+        return plausible(b).map(Credential::Bearer);
+    }
+    session_of(headers).map(Credential::Session)
+}
+
+/// The login cookie's session id, if the request carries one.
+fn session_of(headers: &HeaderMap) -> Option<String> {
+    let found =
         headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(
             |c| {
                 let (k, v) = c.trim().split_once('=')?;
                 (k == COOKIE).then(|| v.to_string())
             },
-        )
-    };
-    plausible(&bearer.map(str::to_string).or_else(cookie)?)
+        )?;
+    plausible(&found)
 }
 
 /// A token as a header can carry it (visible ASCII, at most 256 bytes), or None.
@@ -91,11 +116,11 @@ fn plausible(token: &str) -> Option<String> {
     ok.then(|| token.to_string())
 }
 
-/// A client-service request carrying `token`, for calls made on a page's behalf.
-pub(crate) fn request<T>(msg: T, token: &str) -> tonic::Request<T> {
+/// A client-service request made on a page's behalf by `caller`, already authenticated
+/// (the service does not look the token up again).
+pub(crate) fn request<T>(msg: T, caller: &crate::auth::Caller) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
-    let value = format!("Bearer {token}").parse().expect("token_of admits only visible ASCII");
-    r.metadata_mut().insert("authorization", value);
+    r.extensions_mut().insert(crate::auth::Authenticated(*caller));
     r
 }
 
@@ -145,20 +170,63 @@ struct Login {
     token: String,
 }
 
-/// Checks the token and keeps it in an HttpOnly, SameSite=Strict cookie (Secure under TLS).
-async fn login(State(state): State<Arc<AppState>>, Form(f): Form<Login>) -> Response {
-    let Some(token) = plausible(f.token.trim()) else { return unauthorized(false, "that is not a token") };
-    if let Err(e) = crate::auth::client(&state.db, &request((), &token)).await {
-        return unauthorized(false, &e.to_string());
+/// Whether a login form comes from this dashboard's own page: a browser's `Origin` (or
+/// `Sec-Fetch-Site`) naming another site is refused, so no other site can sign a visitor
+/// in. A request with neither (curl, a script) is not a browser's cross-site post.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let text = |h| headers.get(h).and_then(|v: &HeaderValue| v.to_str().ok());
+    if text("sec-fetch-site").is_some_and(|s| s != "same-origin" && s != "none") {
+        return false;
     }
+    match (text(header::ORIGIN.as_str()), text(header::HOST.as_str())) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => {
+            origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host)
+        }
+        (Some(_), None) => false,
+    }
+}
+
+/// Checks the token and starts a session: its id (not the token) in an HttpOnly,
+/// SameSite=Strict cookie (Secure under TLS), expiring with the session.
+async fn login(State(state): State<Arc<AppState>>, headers: HeaderMap, Form(f): Form<Login>) -> Response {
+    if !same_origin(&headers) {
+        let mut r = html(&login_html("sign in from this dashboard's own login page"));
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        return r;
+    }
+    let Some(token) = plausible(f.token.trim()) else { return unauthorized(false, "that is not a token") };
+    let caller = match crate::auth::client(&state.db, &bearer_request(&token)).await {
+        Ok(caller) => caller,
+        Err(e) => return unauthorized(false, &e.to_string()),
+    };
+    let session = match crate::db::tokens::start_session(&state.db, caller.token).await {
+        Ok(s) => s,
+        Err(e) => return unauthorized(false, &e.to_string()),
+    };
     let secure = if state.settings.tls_cert.is_some() { "; Secure" } else { "" };
-    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=604800{secure}");
+    let max_age = crate::db::tokens::SESSION_DAYS * 86_400;
+    let cookie = format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}");
     let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
     r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("visible ASCII"));
     r
 }
 
-async fn logout() -> Response {
+/// A request carrying `token` as its Bearer credential (the login form's token).
+fn bearer_request(token: &str) -> tonic::Request<()> {
+    let mut r = tonic::Request::new(());
+    let value = format!("Bearer {token}").parse().expect("plausible admits only visible ASCII");
+    r.metadata_mut().insert("authorization", value);
+    r
+}
+
+/// Ends the session on the server (the cookie alone would outlive a cleared browser).
+async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(session) = session_of(&headers) {
+        if let Err(e) = crate::db::tokens::end_session(&state.db, &session).await {
+            tracing::warn!(error = %e, "session not ended");
+        }
+    }
     let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response();
     let clear = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
     r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&clear).expect("visible ASCII"));

@@ -661,3 +661,49 @@ async fn a_worker_failing_again_and_again_is_quarantined_until_cleared() {
     assert!(sweep_coordinator::db::workers::clear_quarantine(&app.db, id).await.unwrap());
     assert_eq!(app.lease(&bad, 1).await.len(), 1, "cleared, it leases again");
 }
+
+/// Issue 38's guard: with 10,000 trials queued, every form of the claim statement (one
+/// trial or a fused group; any sweep or a fleet's own) walks the queue's index in order and
+/// stops at the first claimable rows: no sequential scan of `trials`, no hash or merge join
+/// over it, and no sort outside a fused group, before statistics are gathered and after. (A `NOT EXISTS` over sweeps
+/// once turned into an anti-join that scanned and sorted the whole queue on every claim:
+/// a quarter of the throughput.) A plan, not a timing: it cannot flake.
+#[tokio::test]
+async fn the_claim_walks_the_queue_index_and_never_scans_the_queue() {
+    use sweep_coordinator::db::leases::claim_sql;
+    let app = app!();
+    let values: Vec<u32> = (0..100).collect();
+    let yaml = format!(
+        "name: big\nparameters:\n  train.seed: {{values: {values:?}}}\n  dataset.split_seed: {{values: {values:?}}}\n"
+    );
+    let sweep: uuid::Uuid = app.submit(&yaml).await.sweep_id.parse().unwrap();
+    app.worker("w").await;
+    let (worker,): (uuid::Uuid,) = sqlx::query_as("SELECT id FROM workers").fetch_one(&app.db).await.unwrap();
+    // A fused claim may sort its group (the trials sharing the head's fuse key, taken K
+    // at a time); the plain claim, the path of every unfused worker, sorts nothing.
+    fn walk(node: &serde_json::Value, fuse: bool, bad: &mut Vec<String>) {
+        let kind = node["Node Type"].as_str().unwrap_or_default();
+        let on_trials = node["Relation Name"].as_str() == Some("trials");
+        let sort = kind == "Sort" && !fuse;
+        if (on_trials && kind == "Seq Scan") || sort || kind == "Hash Join" || kind == "Merge Join" {
+            bad.push(format!("{kind} {}", node["Relation Name"].as_str().unwrap_or_default()));
+        }
+        for child in node["Plans"].as_array().into_iter().flatten() {
+            walk(child, fuse, bad);
+        }
+    }
+    for analyzed in [false, true] {
+        if analyzed {
+            sqlx::query("ANALYZE").execute(&app.db).await.unwrap();
+        }
+        for (fuse, only) in [(false, false), (true, false), (false, true), (true, true)] {
+            let sql = format!("EXPLAIN (FORMAT JSON) {}", claim_sql(fuse, only));
+            let q = sqlx::query_scalar::<_, serde_json::Value>(&sql).bind(worker).bind(4i64).bind(30_000f64);
+            let q = if only { q.bind(vec![sweep]) } else { q };
+            let plan = q.fetch_one(&app.db).await.unwrap();
+            let mut bad = Vec::new();
+            walk(&plan[0]["Plan"], fuse, &mut bad);
+            assert!(bad.is_empty(), "fuse {fuse}, a fleet's sweeps {only}, analyzed {analyzed}: {bad:?}\n{plan:#}");
+        }
+    }
+}

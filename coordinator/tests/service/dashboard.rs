@@ -93,8 +93,9 @@ async fn every_page_and_api_path_needs_a_token_and_the_api_prints_what_the_cli_p
             assert_eq!(a.status, 401, "{p} with {headers:?}: {a:?}");
             assert!(!a.body.contains(&sweep) && !a.body.contains("w1"), "{p}: a 401 says nothing about the sweeps");
         }
-        let cookie = format!("sweep_token={}", app.join);
-        assert_eq!(get(&addr, p, &[("Cookie", &cookie)]).await.status, 401, "{p} with a join token's cookie");
+        for cookie in [format!("sweep_session={}", app.join), format!("sweep_token={client}")] {
+            assert_eq!(get(&addr, p, &[("Cookie", &cookie)]).await.status, 401, "{p} with cookie {cookie}");
+        }
     }
     let bearer = format!("Bearer {client}");
     let auth = [("Authorization", bearer.as_str())];
@@ -136,35 +137,72 @@ async fn every_page_and_api_path_needs_a_token_and_the_api_prints_what_the_cli_p
     assert_eq!(ui["url"], format!("{url}/sweeps/{sweep}"));
 }
 
+/// Issue 32, item 7: the login cookie holds a session id of its own (not the token),
+/// opens the pages until logout ends it on the server or the token is revoked, and a
+/// login posted from another site is refused.
 #[tokio::test(flavor = "multi_thread")]
-async fn login_sets_an_http_only_strict_cookie_that_opens_the_pages() {
+async fn login_sets_an_http_only_strict_session_cookie_that_logout_and_revocation_end() {
     let app = app!();
     let addr = app.addr.to_string();
-    let (_, client) = tokens::create(&app.db, Role::Client, "dash").await.unwrap();
+    let (token_id, client) = tokens::create(&app.db, Role::Client, "dash").await.unwrap();
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
     let refused = post(&addr, "/login", &form, "token=swp_client_wrong").await;
     assert_eq!(refused.status, 401);
     assert!(refused.body.contains("unknown or revoked token"), "{}", refused.body);
     assert!(refused.header("set-cookie").is_none());
-    let ok = post(&addr, "/login", &form, &format!("token={client}")).await;
-    assert_eq!(ok.status, 303, "{ok:?}");
-    let cookie = ok.header("set-cookie").unwrap().to_string();
-    for part in [&format!("sweep_token={client}"), "HttpOnly", "SameSite=Strict", "Path=/"] {
+    // A form posted from another site (a browser says so in Origin or Sec-Fetch-Site).
+    let body = format!("token={client}");
+    for cross in [("Origin", "http://evil.example"), ("Sec-Fetch-Site", "cross-site")] {
+        let headers = [form[0], cross];
+        let a = post(&addr, "/login", &headers, &body).await;
+        assert_eq!(a.status, 403, "{cross:?}: {a:?}");
+        assert!(a.header("set-cookie").is_none(), "{cross:?} set no cookie");
+    }
+    let own_origin = format!("http://{addr}");
+    let login = |origin: bool| {
+        let (addr, body, own_origin) = (addr.clone(), body.clone(), own_origin.clone());
+        async move {
+            let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
+            if origin {
+                headers.push(("Origin", own_origin.as_str()));
+            }
+            let ok = post(&addr, "/login", &headers, &body).await;
+            assert_eq!(ok.status, 303, "{ok:?}");
+            ok.header("set-cookie").unwrap().to_string()
+        }
+    };
+    let cookie = login(true).await;
+    for part in ["sweep_session=swp_session_", "HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=604800"] {
         assert!(cookie.contains(part), "{cookie} lacks {part}");
     }
+    assert!(!cookie.contains(&client), "the cookie is not the API token: {cookie}");
     let pair = cookie.split(';').next().unwrap().to_string();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM web_sessions WHERE token_id = $1 AND id_hash <> $2")
+        .bind(token_id)
+        .bind(pair.trim_start_matches("sweep_session="))
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1, "the session is stored, by hash only");
     let page = get(&addr, "/", &[("Cookie", &pair)]).await;
     assert_eq!(page.status, 200);
     assert!(page.header("content-type").unwrap().starts_with("text/html"));
     assert!(page.header("content-security-policy").unwrap().contains("default-src 'self'"));
     assert!(page.body.contains("/assets/app.js") && !page.body.contains("http://") && !page.body.contains("https://"));
-    assert_eq!(get(&addr, "/api/v1/sweeps", &[("Cookie", &pair)]).await.status, 200);
+    let api = get(&addr, "/api/v1/sweeps", &[("Cookie", &pair)]).await;
+    assert_eq!(api.status, 200);
+    assert_eq!(api.header("x-content-type-options"), Some("nosniff"), "JSON is never sniffed");
+    assert_eq!(api.header("cache-control"), Some("no-store"), "JSON is never cached");
     let out = post(&addr, "/logout", &[("Cookie", &pair)], "").await;
     assert_eq!(out.status, 303);
     assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
-    // A revoked token's cookie opens nothing.
-    sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE role = 'client'").execute(&app.db).await.unwrap();
-    assert_eq!(get(&addr, "/", &[("Cookie", &pair)]).await.status, 401);
+    // Logout ended the session on the server: the old cookie, replayed, opens nothing.
+    assert_eq!(get(&addr, "/api/v1/sweeps", &[("Cookie", &pair)]).await.status, 401, "ended by logout");
+    // A second login (curl-like: no Origin), then the token revoked: its session ends.
+    let pair = login(false).await.split(';').next().unwrap().to_string();
+    assert_eq!(get(&addr, "/", &[("Cookie", &pair)]).await.status, 200);
+    assert!(tokens::revoke(&app.db, token_id).await.unwrap());
+    assert_eq!(get(&addr, "/", &[("Cookie", &pair)]).await.status, 401, "ended by revoking its token");
 }
 
 /// The event stream starts with every trial and then carries each change; a trial's

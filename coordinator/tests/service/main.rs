@@ -7,5 +7,6 @@ mod blobs;
 mod dashboard;
 mod deploy;
 mod fleet;
+mod security;
 mod tls;
 mod tpe;

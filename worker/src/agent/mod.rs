@@ -87,7 +87,8 @@ pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow
         cache_dir.clone(),
         settings.cache_max_bytes,
         pb::blob_service_client::BlobServiceClient::with_interceptor(channel, bearer),
-    )?;
+    )?
+    .confined_to(settings.data_dir.clone().unwrap_or_else(sweep_file::data_dir));
     let agent = Arc::new(Agent {
         api,
         blobs,

@@ -50,6 +50,12 @@ pub struct AgentSettings {
     /// single-use.
     #[arg(long, env = "SWEEP_WORKER_CREDENTIAL_FILE")]
     pub credential_file: Option<PathBuf>,
+    /// The only directory this worker reads data files named by path from (a sweep
+    /// submitted with --no-upload, on shared storage); uploaded files come by hash and
+    /// `s3://` objects from their store, and any other path is refused before it is
+    /// opened (default: $SWEEP_DATA_DIR, else ../shared/datasets).
+    #[arg(long = "data", env = "SWEEP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Where data files fetched by hash (and featurized text) are kept between trials and
     /// restarts (default: ~/.cache/sweep/blobs).
     #[arg(long, env = "SWEEP_CACHE_DIR")]

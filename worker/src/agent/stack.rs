@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use sweep_trainer::checkpoint::Checkpoint;
-use sweep_trainer::data::Dataset;
+use sweep_trainer::data::{Dataset, DatasetCache};
 use sweep_trainer::train::{self, EpochReport, TrainError, TrialResult};
 
 use super::member::Member;
@@ -18,14 +18,31 @@ enum Msg {
     Checkpoint(usize, u32, Vec<u8>),
 }
 
+/// Reads a dataset through the cache. Whatever goes wrong in reading it, a panic in a
+/// reader or a library under it included, is the data's fault (the trial's `user`
+/// failure), never the worker's: a bad file must not get a healthy worker quarantined.
+fn load(cache: &DatasetCache, d: &sweep_file::DatasetConfig) -> Result<Arc<Dataset>, TrainError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache.get(d))) {
+        Ok(loaded) => loaded.map_err(|e| TrainError::User(e.to_string())),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            let why: String = why.chars().take(300).collect();
+            Err(TrainError::User(format!("reading the dataset failed inside a reader ({why}): the data is malformed")))
+        }
+    }
+}
+
 impl Agent {
     /// The trial's dataset, loaded once per process (off the async threads).
     pub(super) async fn dataset(&self, cfg: &sweep_file::TrialConfig) -> Result<Arc<Dataset>, TrainError> {
         let (cache, dataset) = (self.cache.clone(), cfg.dataset.clone());
-        let loaded =
-            tokio::task::spawn_blocking(move || cache.get(&dataset).map_err(|e| TrainError::User(e.to_string())))
-                .await
-                .unwrap_or_else(|e| Err(TrainError::Transient(format!("dataset loader panicked: {e}"))));
+        let loaded = tokio::task::spawn_blocking(move || load(&cache, &dataset))
+            .await
+            .unwrap_or_else(|e| Err(TrainError::User(format!("reading the dataset failed: {e}"))));
         if cfg.dataset.kind() == sweep_file::DatasetKind::Text {
             // It may have written a featurized dataset into the cache directory.
             self.blobs.trim_to_limit();
@@ -58,8 +75,7 @@ impl Agent {
             if let ([cfg], [control]) = (&cfgs[..], &controls[..]) {
                 if cfg.dataset.cv_refit {
                     // Its folds and its model, one after another; no checkpoints.
-                    let load =
-                        |d: &sweep_file::DatasetConfig| cache.get(d).map_err(|e| TrainError::User(e.to_string()));
+                    let load = |d: &sweep_file::DatasetConfig| load(&cache, d);
                     let progress = &mut |r: &EpochReport| drop(tx.send(Msg::Epoch(0, r.clone())));
                     return vec![train::train_refit(cfg, &load, device, progress, control)];
                 }

@@ -442,3 +442,54 @@ async fn a_cancelled_trials_checkpoint_is_deleted() {
     }
     assert!(!file.exists(), "its blob is deleted");
 }
+
+/// Issue 32, item 1: a sweep submitted with --no-upload names files on the worker's host
+/// by path. The worker reads only under its data directory (--data): an absolute path
+/// elsewhere, a relative one climbing out with `..`, and a symbolic link inside pointing
+/// out are each refused before anything is opened, as the trial's own (user) failure,
+/// and no error quotes the file's contents. A file inside is read as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_reads_files_named_by_path_only_under_its_data_directory() {
+    let _serial = SERIAL.lock().await;
+    let c = cluster!();
+    let _coord = c.coordinator();
+    let data = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.tsv");
+    std::fs::write(&secret, "text\tlabels\nTOP-SECRET-LINE\ta\n").unwrap();
+    std::os::unix::fs::symlink(&secret, data.path().join("link.tsv")).unwrap();
+    let good = "text\tlabels\nred apple\ta\ngreen pear\tb\nred cherry\ta\nyellow pear\tb\n".repeat(20);
+    std::fs::write(data.path().join("good.tsv"), good).unwrap();
+    let climb =
+        format!("{}/../{}/secret.tsv", data.path().display(), outside.path().file_name().unwrap().to_str().unwrap());
+    let relative = format!("../{}/secret.tsv", outside.path().file_name().unwrap().to_str().unwrap());
+    let paths = [secret.display().to_string(), climb, relative, "link.tsv".into(), "good.tsv".into()];
+    let mut yaml = String::from("name: confined\nmax_attempts: 1\ndataset: {kind: text, train: good.tsv, test: good.tsv, \
+        text: text, labels: labels, features: {kind: tfidf}}\nmodel: {hidden: [8]}\ntrain: {epochs: 1}\nparameters:\n  dataset.train: {values: [");
+    yaml.push_str(&paths.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", "));
+    yaml.push_str("]}\n");
+    c.submit_yaml(&yaml);
+    let mut cmd = Command::new(bin("sweep-worker"));
+    cmd.env("SWEEP_DATA_DIR", data.path());
+    let _a = c.worker_with(cmd, "a", &c.addr(), &["--exit-when-idle-secs", "5"]);
+    c.settled(Duration::from_secs(120)).await;
+    let rows: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT params->>'dataset.train', state, error FROM trials ORDER BY seq")
+            .fetch_all(&c.db)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), paths.len());
+    for (path, state, error) in &rows {
+        if path == "good.tsv" {
+            assert_eq!(state, "succeeded", "{path}: {error:?}");
+            continue;
+        }
+        let error = error.clone().unwrap_or_default();
+        assert_eq!(state, "failed", "{path}: refused as the trial's own failure ({error})");
+        assert!(error.contains("data directory") && error.contains(path.as_str()), "{path}: {error}");
+        assert!(!error.contains("TOP-SECRET"), "no error quotes the file: {error}");
+    }
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM trial_attempts").fetch_one(&c.db).await.unwrap();
+    assert_eq!(attempts, paths.len() as i64, "refused at once, never retried");
+    c.check_invariants().await;
+}
