@@ -45,6 +45,9 @@ old_src=$target/compare/$sha-src
 if [ ! -f "$old_src/Cargo.toml" ]; then
   rm -rf "$old_src"; mkdir -p "$old_src"
   git archive "$sha" | tar -x -C "$old_src"
+  # Dated now, not at the commit: newer than anything built, so nothing of this
+  # checkout's build (seeded below) is taken for REV's.
+  find "$old_src" -type f -exec touch {} +
 fi
 # REV builds into a target directory of its own: cargo hashes workspace crates without
 # their path, and `git archive` dates REV's files to its commit, so two checkouts sharing

@@ -31,3 +31,48 @@ CREATE TABLE web_sessions (
     expires_at timestamptz NOT NULL
 );
 CREATE INDEX web_sessions_token ON web_sessions (token_id);
+
+-- The attempts history at a third of its cost per trial (issue 38: it took about a fifth
+-- of the control plane's throughput). A running attempt is the trial row itself (its
+-- `leased_at`, set by the claim in the same update); an attempt is written once, when it
+-- ends, into `attempt_records`; `trial_attempts` is now the view of both, so what reads
+-- it (costs, the dashboard, estimates) reads the same rows as before. The trigger runs
+-- only when a lease ends (WHEN), before the row is written (inline, not queued), and the
+-- foreign key's check per insert is gone: nothing deletes trials, and
+-- `sweep-coordinator check` reports an attempt without its trial.
+ALTER TABLE trials ADD COLUMN leased_at timestamptz;
+UPDATE trials t SET leased_at = a.started_at
+    FROM trial_attempts a
+    WHERE a.trial_id = t.id AND a.attempt = t.attempt AND a.ended_at IS NULL AND t.state = 'leased';
+DELETE FROM trial_attempts WHERE ended_at IS NULL;
+DROP TRIGGER trials_record_attempt ON trials;
+DROP FUNCTION record_trial_attempt();
+ALTER TABLE trial_attempts RENAME TO attempt_records;
+ALTER TABLE attempt_records DROP CONSTRAINT trial_attempts_trial_id_fkey;
+
+CREATE FUNCTION record_attempt_end() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.state <> 'leased' OR NEW.attempt <> OLD.attempt THEN
+        INSERT INTO attempt_records (trial_id, attempt, worker_id, started_at, ended_at, outcome, error)
+        VALUES (OLD.id, OLD.attempt, OLD.lease_owner, coalesce(OLD.leased_at, OLD.updated_at), now(),
+                CASE
+                    WHEN NEW.state NOT IN ('queued', 'leased') THEN NEW.state
+                    WHEN NEW.lost_count > OLD.lost_count THEN 'lost'
+                    WHEN NEW.preempted_count > OLD.preempted_count THEN 'preempted'
+                    WHEN NEW.error_count > OLD.error_count THEN 'error'
+                    ELSE 'released' END,
+                CASE WHEN NEW.error_count > OLD.error_count OR NEW.state IN ('failed', 'dead') THEN NEW.error END)
+        ON CONFLICT (trial_id, attempt) DO NOTHING;
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER trials_record_attempt_end BEFORE UPDATE OF state, attempt ON trials
+    FOR EACH ROW WHEN (OLD.state = 'leased')
+    EXECUTE FUNCTION record_attempt_end();
+
+CREATE VIEW trial_attempts AS
+    SELECT trial_id, attempt, worker_id, started_at, ended_at, outcome, error FROM attempt_records
+    UNION ALL
+    SELECT id, attempt, lease_owner, coalesce(leased_at, updated_at), NULL::timestamptz, NULL::text, NULL::text
+    FROM trials WHERE state = 'leased';

@@ -122,6 +122,12 @@ async fn run(case: &Case) -> anyhow::Result<()> {
         addrs.push(more.addr);
         tokio::spawn(more.run(app.shutdown.clone()));
     }
+    // One addition switched off for a run, to find what a change costs (bench/README.md):
+    // e.g. BENCH_SQL="ALTER TABLE trials DISABLE TRIGGER trials_record_attempt".
+    if let Ok(sql) = std::env::var("BENCH_SQL") {
+        sqlx::raw_sql(&sql).execute(&app.db).await?;
+        println!("(with BENCH_SQL: {sql})");
+    }
     let (total, submit) = submit_grid(&app, case.trials).await?;
     let (completed, drain, lat) = drain(&app, &addrs, case.agents, case.connections).await?;
     let (succeeded,): (i64,) =
@@ -146,7 +152,7 @@ async fn run(case: &Case) -> anyhow::Result<()> {
 }
 
 /// BENCH_TRIALS / BENCH_AGENTS size the first case (10,000 and 50); BENCH_SCALE=1 adds
-/// two coordinators and 1,000 agents on 100,000 trials.
+/// two coordinators and 1,000 agents on 100,000 trials; BENCH_SQL runs before the submit.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let (trials, agents) = (env_or("BENCH_TRIALS", 10_000), env_or("BENCH_AGENTS", 50));

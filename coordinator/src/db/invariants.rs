@@ -40,6 +40,11 @@ fn always() -> Vec<(&'static str, String)> {
                 .into(),
         ),
         (
+            "an attempt recorded for a trial that does not exist",
+            "SELECT a.trial_id::text FROM attempt_records a WHERE NOT EXISTS (SELECT 1 FROM trials t WHERE t.id = a.trial_id)"
+                .into(),
+        ),
+        (
             "two trials for one cell",
             "SELECT min(id::text) FROM trials GROUP BY sweep_id, params_hash HAVING count(*) > 1".into(),
         ),

@@ -95,7 +95,7 @@ pub fn claim_sql(fuse: bool, only_sweeps: bool) -> String {
         "UPDATE trials t
          SET state = {}, attempt = t.attempt + 1, lease_owner = $1,
              lease_expires_at = now() + make_interval(secs => $3::double precision / 1000),
-             updated_at = now(), error = NULL, hand_back = false
+             updated_at = now(), leased_at = now(), error = NULL, hand_back = false
          WHERE t.id IN ({chosen})
          RETURNING t.id, t.attempt, t.sweep_id, t.config, t.params, t.checkpoint_blob, t.checkpoint_epoch",
         TrialState::Leased.sql()
@@ -323,15 +323,22 @@ pub async fn complete(
 ) -> Result<Option<Recorded>> {
     let metrics_json = serde_json::to_value(metrics).expect("json");
     let (pruned_, succeeded) = (TrialState::Pruned.sql(), TrialState::Succeeded.sql());
+    // A success also ends the worker's run of infrastructure failures (the quarantine
+    // counts them in a row), in the same statement: no second round trip per trial.
     let sql = format!(
-        "UPDATE trials t SET state = CASE WHEN $6 THEN {pruned_} ELSE {succeeded} END, metrics = $4, result = $5,
-                model_blob = $7,
-                objective = ($4 ->> s.metric_name)::double precision,
-                lease_owner = NULL, lease_expires_at = NULL, finished_by = $3,
-                finished_at = now(), updated_at = now(), checkpoint_blob = NULL
-         FROM sweeps s, trials before
-         WHERE s.id = t.sweep_id AND before.id = t.id AND {fence}
-         RETURNING s.id AS sweep_id, s.method, before.checkpoint_blob AS checkpoint",
+        "WITH done AS (
+             UPDATE trials t SET state = CASE WHEN $6 THEN {pruned_} ELSE {succeeded} END, metrics = $4, result = $5,
+                    model_blob = $7,
+                    objective = ($4 ->> s.metric_name)::double precision,
+                    lease_owner = NULL, lease_expires_at = NULL, finished_by = $3,
+                    finished_at = now(), updated_at = now(), checkpoint_blob = NULL
+             FROM sweeps s, trials before
+             WHERE s.id = t.sweep_id AND before.id = t.id AND {fence}
+             RETURNING s.id AS sweep_id, s.method, before.checkpoint_blob AS checkpoint),
+         healthy AS (
+             UPDATE workers SET infra_failures_in_a_row = 0
+             WHERE id = $3 AND infra_failures_in_a_row <> 0 AND EXISTS (SELECT 1 FROM done))
+         SELECT * FROM done",
         fence = Fence::holds("t")
     );
     let q = sqlx::query_as(&sql);

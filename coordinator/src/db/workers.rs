@@ -102,15 +102,6 @@ pub async fn infra_failure(db: impl PgExecutor<'_>, id: Uuid, limit: u32) -> Res
     Ok(row.is_some_and(|(s,)| s == WorkerState::Quarantined))
 }
 
-/// A success ends the worker's run of infrastructure failures.
-pub async fn infra_success(db: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
-    sqlx::query("UPDATE workers SET infra_failures_in_a_row = 0 WHERE id = $1 AND infra_failures_in_a_row <> 0")
-        .bind(id)
-        .execute(db)
-        .await?;
-    Ok(())
-}
-
 /// Lets a quarantined worker lease again (an admin's call). Returns false when the
 /// worker is not quarantined.
 pub async fn clear_quarantine(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {

@@ -243,7 +243,6 @@ impl pb::agent_service_server::AgentService for AgentApi {
             if rec.method == sweep_file::Method::Tpe {
                 crate::propose::top_up_or_warn(&self.state, rec.sweep_id).await;
             }
-            workers::infra_success(&self.state.db, worker).await?;
             let state = if r.pruned { TrialState::Pruned } else { TrialState::Succeeded };
             tracing::info!(%worker, %state, "trial finished");
             crate::metrics::finished(state);

@@ -123,7 +123,8 @@ async fn budgets_stop_the_spend_within_a_pass_lose_nothing_and_a_raise_resumes()
     // A sweep's budget: 12 USD, a dozen seconds of trials.
     let file = c.dir.path().join("budget.yaml");
     std::fs::write(&file, slow_sweep("sweep-budget", 6, Some(12.0))).unwrap();
-    let sweep = ok(c.cli(&["submit", file.to_str().unwrap()])).trim().to_string();
+    // Submitted with a client token: its budget is then that token's to raise (below).
+    let sweep = ok(as_client(&c, &["submit", file.to_str().unwrap()])).trim().to_string();
     let up = ["fleet", "up", "--provider", "local", "--count", "1", "--idle-minutes", "5", "--price-per-hour", "3600"];
     let fleet = ok(c.cli(&[&up[..], &["--sweep", &sweep]].concat())).trim().to_string();
     until("the sweep's budget to run out", Duration::from_secs(120), || async {
