@@ -193,9 +193,25 @@ fn parse(path: &Path) -> Result<Parsed, DataError> {
         return Err(DataError(format!("{}: no @data section", path.display())));
     }
     let mut rows = Vec::new();
+    let budget = super::dense_budget(text.len() as u64);
     for (line, t) in lines {
         if t.is_empty() {
             continue;
+        }
+        // Rows are held densely: a sparse file declaring many attributes is refused at the
+        // row that would pass the budget, before its memory is taken.
+        if (rows.len() as u128 + 1) * attrs.len() as u128 * 8 > budget {
+            return Err(err_at(
+                path,
+                line,
+                format!(
+                "{} rows of {} attributes, held densely, would take more than this reader gives a file of {} bytes \
+                 (64 times its size, at least 1 GiB): refused",
+                rows.len() + 1,
+                attrs.len(),
+                text.len()
+            ),
+            ));
         }
         let mut row = Row { path, line, attrs: &attrs, values: vec![0.0; attrs.len()] };
         match t.strip_prefix('{') {
@@ -413,6 +429,9 @@ impl Layout {
             .collect();
         let d = self.features;
         let n = parsed.rows.len();
+        let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        super::check_dense(path, "rows x features", n, d, 4, file_bytes)?;
+        super::check_dense(path, "rows x labels", n, labels, 1, file_bytes)?;
         let (mut xs, mut ys) = (vec![0f32; n * d], vec![0u8; n * labels]);
         for (r, (line, row)) in parsed.rows.iter().enumerate() {
             let (x, y) = (&mut xs[r * d..(r + 1) * d], &mut ys[r * labels..(r + 1) * labels]);

@@ -7,6 +7,7 @@ mod data;
 mod determinism;
 mod featurize;
 mod fused;
+mod hostile;
 mod losses;
 mod refit;
 mod split;
