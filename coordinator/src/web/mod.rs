@@ -142,7 +142,9 @@ fn html(body: &str) -> Response {
 fn secure_headers(h: &mut HeaderMap) {
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: under it a browser sends `Origin: null` with the login form, and
+    // the login's origin check could not tell it from another site's post.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
@@ -175,8 +177,9 @@ struct Login {
 /// in. A request with neither (curl, a script) is not a browser's cross-site post.
 fn same_origin(headers: &HeaderMap) -> bool {
     let text = |h| headers.get(h).and_then(|v: &HeaderValue| v.to_str().ok());
-    if text("sec-fetch-site").is_some_and(|s| s != "same-origin" && s != "none") {
-        return false;
+    // Browsers of the last years say where a request comes from in Sec-Fetch-Site.
+    if let Some(site) = text("sec-fetch-site") {
+        return site == "same-origin" || site == "none";
     }
     match (text(header::ORIGIN.as_str()), text(header::HOST.as_str())) {
         (None, _) => true,

@@ -193,26 +193,12 @@ fn parse(path: &Path) -> Result<Parsed, DataError> {
         return Err(DataError(format!("{}: no @data section", path.display())));
     }
     let mut rows = Vec::new();
-    let budget = super::dense_budget(text.len() as u64);
     for (line, t) in lines {
         if t.is_empty() {
             continue;
         }
-        // Rows are held densely: a sparse file declaring many attributes is refused at the
-        // row that would pass the budget, before its memory is taken.
-        if (rows.len() as u128 + 1) * attrs.len() as u128 * 8 > budget {
-            return Err(err_at(
-                path,
-                line,
-                format!(
-                "{} rows of {} attributes, held densely, would take more than this reader gives a file of {} bytes \
-                 (64 times its size, at least 1 GiB): refused",
-                rows.len() + 1,
-                attrs.len(),
-                text.len()
-            ),
-            ));
-        }
+        // Rows are held densely: refused at the row that would pass the bound.
+        super::check_dense(path, Some(line), "rows x attributes", (rows.len() + 1, attrs.len(), 8), text.len() as u64)?;
         let mut row = Row { path, line, attrs: &attrs, values: vec![0.0; attrs.len()] };
         match t.strip_prefix('{') {
             Some(body) => row.sparse(body)?,
@@ -430,8 +416,8 @@ impl Layout {
         let d = self.features;
         let n = parsed.rows.len();
         let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        super::check_dense(path, "rows x features", n, d, 4, file_bytes)?;
-        super::check_dense(path, "rows x labels", n, labels, 1, file_bytes)?;
+        super::check_dense(path, None, "rows x features", (n, d, 4), file_bytes)?;
+        super::check_dense(path, None, "rows x labels", (n, labels, 1), file_bytes)?;
         let (mut xs, mut ys) = (vec![0f32; n * d], vec![0u8; n * labels]);
         for (r, (line, row)) in parsed.rows.iter().enumerate() {
             let (x, y) = (&mut xs[r * d..(r + 1) * d], &mut ys[r * labels..(r + 1) * labels]);

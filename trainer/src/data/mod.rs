@@ -148,33 +148,31 @@ pub fn err_at(path: &Path, line: usize, msg: impl std::fmt::Display) -> DataErro
     DataError(format!("{}:{line}: {msg}", path.display()))
 }
 
-/// The most memory a reader may give a matrix it holds densely: 64 times the bytes of the
-/// files it came from, or 1 GiB, whichever is more. A header declaring more than its file
-/// can hold (a 40-byte file declaring a trillion labels, a sparse file declaring millions
-/// of attributes) is refused before the memory is taken, not after the worker died.
-pub fn dense_budget(file_bytes: u64) -> u128 {
-    u128::from(file_bytes.saturating_mul(64).max(1 << 30))
-}
-
-/// Refuses `rows` x `cols` elements of `bytes_each` bytes beyond [`dense_budget`].
+/// Refuses `rows` x `cols` elements of `bytes_each` bytes held densely beyond what a
+/// reader may give a file of `file_bytes`: 64 times its bytes, or 1 GiB, whichever is
+/// more. A header declaring more than its file can hold (a 40-byte file declaring a
+/// trillion labels, a sparse file declaring millions of attributes) is refused before the
+/// memory is taken, not after the worker died; `line`, where one is being read.
 pub fn check_dense(
     path: &Path,
+    line: Option<usize>,
     what: &str,
-    rows: usize,
-    cols: usize,
-    bytes_each: usize,
+    (rows, cols, bytes_each): (usize, usize, usize),
     file_bytes: u64,
 ) -> Result<(), DataError> {
     let need = rows as u128 * cols as u128 * bytes_each as u128;
-    if need > dense_budget(file_bytes) {
-        return Err(DataError(format!(
-            "{}: {what}: {rows} x {cols} would take {} MiB, more than this reader gives a file of {file_bytes} \
-             bytes (64 times its size, at least 1 GiB): refused (does a header declare more than the file holds?)",
-            path.display(),
-            need >> 20
-        )));
+    if need <= u128::from(file_bytes.saturating_mul(64).max(1 << 30)) {
+        return Ok(());
     }
-    Ok(())
+    let msg = format!(
+        "{what}: {rows} x {cols} would take {} MiB, more than this reader gives a file of {file_bytes} bytes \
+         (64 times its size, at least 1 GiB): refused (does a header declare more than the file holds?)",
+        need >> 20
+    );
+    Err(match line {
+        Some(line) => err_at(path, line, msg),
+        None => DataError(format!("{}: {msg}", path.display())),
+    })
 }
 
 pub use sweep_file::data_dir;

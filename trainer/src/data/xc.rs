@@ -73,8 +73,8 @@ pub fn read_xc(train: &Path, test: &Path) -> Result<RawData, DataError> {
     // what the header declares is checked against the files before either is allocated.
     let bytes = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let file_bytes = bytes(train) + bytes(test);
-    super::check_dense(train, "rows x labels", a.rows.len() + b.rows.len(), l, 1, file_bytes)?;
-    super::check_dense(train, "label names", 1, l, 32, file_bytes)?;
+    super::check_dense(train, None, "rows x labels", (a.rows.len() + b.rows.len(), l, 1), file_bytes)?;
+    super::check_dense(train, None, "label names", (1, l, 32), file_bytes)?;
     if d > 100_000_000 {
         return Err(DataError(format!(
             "{}: {d} features are more than the first layer takes (100,000,000)",
