@@ -148,11 +148,15 @@ pub fn err_at(path: &Path, line: usize, msg: impl std::fmt::Display) -> DataErro
     DataError(format!("{}:{line}: {msg}", path.display()))
 }
 
+/// What any file may be given densely, however small: 64 MiB.
+pub const DENSE_FLOOR: u64 = 64 << 20;
+
 /// Refuses `rows` x `cols` elements of `bytes_each` bytes held densely beyond what a
-/// reader may give a file of `file_bytes`: 64 times its bytes, or 1 GiB, whichever is
-/// more. A header declaring more than its file can hold (a 40-byte file declaring a
-/// trillion labels, a sparse file declaring millions of attributes) is refused before the
-/// memory is taken, not after the worker died; `line`, where one is being read.
+/// reader may give a file of `file_bytes`: 64 times its bytes, or [`DENSE_FLOOR`],
+/// whichever is more (a sparse MULAN file held densely takes 12-56 times its bytes). A
+/// header declaring more than its file can hold (a 40-byte file declaring a trillion
+/// labels, a sparse file declaring millions of attributes) is refused before the memory
+/// is taken, not after the worker died; `line`, where one is being read.
 pub fn check_dense(
     path: &Path,
     line: Option<usize>,
@@ -161,12 +165,12 @@ pub fn check_dense(
     file_bytes: u64,
 ) -> Result<(), DataError> {
     let need = rows as u128 * cols as u128 * bytes_each as u128;
-    if need <= u128::from(file_bytes.saturating_mul(64).max(1 << 30)) {
+    if need <= u128::from(file_bytes.saturating_mul(64).max(DENSE_FLOOR)) {
         return Ok(());
     }
     let msg = format!(
         "{what}: {rows} x {cols} would take {} MiB, more than this reader gives a file of {file_bytes} bytes \
-         (64 times its size, at least 1 GiB): refused (does a header declare more than the file holds?)",
+         (64 times its size, at least 64 MiB): refused (does a header declare more than the file holds?)",
         need >> 20
     );
     Err(match line {

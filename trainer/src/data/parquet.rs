@@ -42,10 +42,28 @@ fn label(f: &Field) -> Option<String> {
     }
 }
 
+/// Every row of a Parquet file. The rows its footer declares are checked against the
+/// file's size before any is read, and a panic inside the Parquet crate (it has panicked
+/// on malformed files) is this file's error, not the process's.
 pub fn read_parquet(path: &Path, fields: &Fields) -> Result<Vec<TextRow>, DataError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_rows(path, fields))).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        Err(DataError(format!("{}: not a Parquet file this reader can read ({why})", path.display())))
+    })
+}
+
+fn read_rows(path: &Path, fields: &Fields) -> Result<Vec<TextRow>, DataError> {
     let err = |e: &dyn std::fmt::Display| DataError(format!("{}: {e}", path.display()));
     let file = std::fs::File::open(path).map_err(|e| err(&e))?;
+    let file_bytes = file.metadata().map_err(|e| err(&e))?.len();
     let reader = SerializedFileReader::new(file).map_err(|e| err(&e))?;
+    let declared = reader.metadata().file_metadata().num_rows();
+    let declared = usize::try_from(declared).map_err(|_| err(&format!("the footer declares {declared} rows")))?;
+    super::check_dense(path, None, "declared rows", (declared, 1, std::mem::size_of::<TextRow>()), file_bytes)?;
     let header: Vec<String> = reader
         .metadata()
         .file_metadata()

@@ -268,7 +268,8 @@ impl Labels {
         Ok(None)
     }
 
-    /// The rows' 0/1 label matrix; labels without a column are counted in `unseen`.
+    /// The rows' 0/1 label matrix; labels without a column are counted in `unseen`. Held
+    /// densely, so bounded by the file's size (many rows times many distinct labels).
     pub fn matrix(
         &self,
         path: &Path,
@@ -276,6 +277,8 @@ impl Labels {
         unseen: &mut BTreeMap<String, usize>,
     ) -> Result<Vec<u8>, DataError> {
         let l = self.names.len();
+        let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+        super::check_dense(path, None, "rows x labels", (rows.len(), l, 1), bytes)?;
         let mut y = vec![0u8; rows.len() * l];
         for (r, row) in rows.iter().enumerate() {
             for label in &row.labels {
@@ -310,7 +313,8 @@ pub fn read_text(cfg: &TextData, files: TextFiles) -> Result<RawData, DataError>
     }
     let y_train = labels.matrix(files.train, &train_rows, &mut BTreeMap::new())?;
     let docs = |rows: &[TextRow]| rows.iter().map(|r| r.text.clone()).collect::<Vec<_>>();
-    let (fitted, x_train) = Fitted::fit_transform(&cfg.features, &docs(&train_rows))?;
+    let (fitted, x_train) =
+        Fitted::fit_transform(&cfg.features, &docs(&train_rows)).map_err(|e| io_err(files.train, e))?;
     let mut unseen = BTreeMap::new();
     let mut split_of = |path: &Path, rows: &[TextRow]| -> Result<Split, DataError> {
         let y = labels.matrix(path, rows, &mut unseen)?;

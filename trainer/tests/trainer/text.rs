@@ -64,7 +64,7 @@ fn write(path: &Path, format: TextFormat, rows: &[(String, Vec<String>)]) {
 }
 
 /// A Parquet file with a `text` string column and a `labels` list<string> column.
-fn write_parquet(path: &Path, rows: &[(String, Vec<String>)]) {
+pub(crate) fn write_parquet(path: &Path, rows: &[(String, Vec<String>)]) {
     use parquet::data_type::{ByteArray, ByteArrayType};
     use parquet::file::properties::WriterProperties;
     use parquet::file::writer::SerializedFileWriter;

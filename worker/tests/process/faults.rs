@@ -493,3 +493,77 @@ async fn a_worker_reads_files_named_by_path_only_under_its_data_directory() {
     assert_eq!(attempts, paths.len() as i64, "refused at once, never retried");
     c.check_invariants().await;
 }
+
+/// Issue 32, item 5: hostile files (a 40-byte XC header declaring a trillion labels, a
+/// sparse ARFF declaring 300,000 attributes, a TSV whose rows name 20,000 distinct
+/// labels) fail their own trials as the data's fault, with their file, and never
+/// quarantine the worker that read them (quarantine after 2 here): a good trial still
+/// runs on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_data_files_fail_their_trials_and_never_quarantine_the_worker() {
+    let _serial = SERIAL.lock().await;
+    let c = cluster!();
+    let _coord = c.coordinator_with(sweep_testkit::procs::LEASE_MS, 500, &["--quarantine-after", "2"]);
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    std::fs::write(d.join("trillion.txt"), "1 10 1000000000000\n0 1:1\n").unwrap();
+    let mut arff = String::from("@relation hostile\n");
+    for i in 0..300_000 {
+        arff.push_str(&format!("@attribute a{i} {{0,1}}\n"));
+    }
+    arff.push_str("@data\n");
+    arff.push_str(&"{0 1}\n".repeat(2000));
+    std::fs::write(d.join("wide.arff"), &arff).unwrap();
+    std::fs::write(
+        d.join("wide.xml"),
+        "<labels xmlns=\"http://mulan.sourceforge.net/labels\"><label name=\"a0\"/></labels>",
+    )
+    .unwrap();
+    // 20,000 rows of one distinct label each: 400 MB as a dense 0/1 matrix from 300 kB.
+    let many: String = (0..20_000).map(|i| format!("w{i}\tlabel{i}\n")).collect();
+    std::fs::write(d.join("labels.tsv"), format!("text\tlabels\n{many}")).unwrap();
+    let good = "text\tlabels\nred apple\ta\ngreen pear\tb\nred cherry\ta\nyellow pear\tb\n".repeat(20);
+    std::fs::write(d.join("good.tsv"), good).unwrap();
+    let base = "max_attempts: 1\nmodel: {hidden: [8]}\ntrain: {epochs: 1}\n";
+    c.submit_yaml(&format!("name: h-xc\n{base}dataset: {{kind: xc, train: trillion.txt, test: trillion.txt}}\n"));
+    c.submit_yaml(&format!(
+        "name: h-arff\n{base}dataset: {{kind: mulan, train: wide.arff, test: wide.arff, xml: wide.xml}}\n"
+    ));
+    c.submit_yaml(&format!(
+        "name: h-tsv\n{base}dataset: {{kind: text, train: labels.tsv, test: labels.tsv, text: text, labels: labels}}\n"
+    ));
+    c.submit_yaml(&format!(
+        "name: h-good\n{base}dataset: {{kind: text, train: good.tsv, test: good.tsv, text: text, labels: labels}}\n"
+    ));
+    // One worker runs all four: were the hostile three its own faults, it would be
+    // quarantined after two and the rest would never settle.
+    let mut cmd = Command::new(bin("sweep-worker"));
+    cmd.env("SWEEP_DATA_DIR", d);
+    let _a = c.worker_with(cmd, "a", &c.addr(), &["--exit-when-idle-secs", "5"]);
+    c.settled(Duration::from_secs(120)).await;
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT s.name, t.state, t.error FROM trials t JOIN sweeps s ON s.id = t.sweep_id ORDER BY s.name",
+    )
+    .fetch_all(&c.db)
+    .await
+    .unwrap();
+    let named: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(named, ["h-arff", "h-good", "h-tsv", "h-xc"]);
+    for (name, state, error) in &rows {
+        let error = error.clone().unwrap_or_default();
+        let (file, says) = match name.as_str() {
+            "h-good" => {
+                assert_eq!(state, "succeeded", "the worker still runs trials: {error}");
+                continue;
+            }
+            "h-xc" => ("trillion.txt", "refused"),
+            "h-arff" => ("wide.arff:", "refused"),
+            _ => ("labels.tsv", "rows x labels: 20000 x 20000"),
+        };
+        assert_eq!(state, "failed", "{name}: the data's fault ({error})");
+        assert!(error.contains(file) && error.contains(says), "{name}: {error}");
+    }
+    let states: Vec<String> = sqlx::query_scalar("SELECT state FROM workers").fetch_all(&c.db).await.unwrap();
+    assert!(!states.iter().any(|s| s == "quarantined"), "no worker quarantined: {states:?}");
+    c.check_invariants().await;
+}
