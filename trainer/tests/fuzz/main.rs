@@ -13,6 +13,9 @@
 //! This is a mutation fuzzer without coverage feedback: libFuzzer needs a nightly
 //! compiler and sanitizers over a crate that links libtorch.
 
+#[path = "../common/parquet_rows.rs"]
+mod parquet_rows;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -100,50 +103,13 @@ fn parquet_seeds() -> Vec<Case> {
     let test = [("fine", vec!["anger"])];
     let ids = [("love it", vec!["0", "2"]), ("hm", vec!["1"])];
     vec![
-        vec![("test.parquet".into(), write_parquet(&test)), ("train.parquet".into(), write_parquet(&rows))],
+        vec![("test.parquet".into(), parquet_rows::bytes(&test)), ("train.parquet".into(), parquet_rows::bytes(&rows))],
         vec![
             ("labels.txt".into(), b"joy\nanger\nneutral\n".to_vec()),
-            ("test.parquet".into(), write_parquet(&ids[..1])),
-            ("train.parquet".into(), write_parquet(&ids)),
+            ("test.parquet".into(), parquet_rows::bytes(&ids[..1])),
+            ("train.parquet".into(), parquet_rows::bytes(&ids)),
         ],
     ]
-}
-
-fn write_parquet(rows: &[(&str, Vec<&str>)]) -> Vec<u8> {
-    use parquet::data_type::{ByteArray, ByteArrayType};
-    use parquet::file::properties::WriterProperties;
-    use parquet::file::writer::SerializedFileWriter;
-    use parquet::schema::parser::parse_message_type;
-    let schema = parse_message_type(
-        "message rows { REQUIRED BINARY text (UTF8); OPTIONAL group labels (LIST) { REPEATED group list { OPTIONAL BINARY element (UTF8); } } }",
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    let mut w = SerializedFileWriter::new(&mut out, schema.into(), WriterProperties::builder().build().into()).unwrap();
-    let mut group = w.next_row_group().unwrap();
-    let texts: Vec<ByteArray> = rows.iter().map(|(t, _)| ByteArray::from(*t)).collect();
-    let mut col = group.next_column().unwrap().unwrap();
-    col.typed::<ByteArrayType>().write_batch(&texts, None, None).unwrap();
-    col.close().unwrap();
-    // Levels: an empty list is def 1; an element is def 3 (list, group, element present).
-    let (mut values, mut def, mut rep) = (Vec::new(), Vec::new(), Vec::new());
-    for (_, labels) in rows {
-        if labels.is_empty() {
-            def.push(1);
-            rep.push(0);
-        }
-        for (i, l) in labels.iter().enumerate() {
-            values.push(ByteArray::from(*l));
-            def.push(3);
-            rep.push(i16::from(i != 0));
-        }
-    }
-    let mut col = group.next_column().unwrap().unwrap();
-    col.typed::<ByteArrayType>().write_batch(&values, Some(&def), Some(&rep)).unwrap();
-    col.close().unwrap();
-    group.close().unwrap();
-    w.close().unwrap();
-    out
 }
 
 /// Tokens that readers parse: sizes, separators, markers, bad UTF-8.

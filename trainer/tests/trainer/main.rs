@@ -9,6 +9,8 @@ mod featurize;
 mod fused;
 mod hostile;
 mod losses;
+#[path = "../common/parquet_rows.rs"]
+mod parquet_rows;
 mod refit;
 mod split;
 mod text;

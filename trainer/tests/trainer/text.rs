@@ -65,39 +65,7 @@ fn write(path: &Path, format: TextFormat, rows: &[(String, Vec<String>)]) {
 
 /// A Parquet file with a `text` string column and a `labels` list<string> column.
 pub(crate) fn write_parquet(path: &Path, rows: &[(String, Vec<String>)]) {
-    use parquet::data_type::{ByteArray, ByteArrayType};
-    use parquet::file::properties::WriterProperties;
-    use parquet::file::writer::SerializedFileWriter;
-    use parquet::schema::parser::parse_message_type;
-    let schema = parse_message_type(
-        "message rows { REQUIRED BINARY text (UTF8); OPTIONAL group labels (LIST) { REPEATED group list { OPTIONAL BINARY element (UTF8); } } }",
-    )
-    .unwrap();
-    let file = std::fs::File::create(path).unwrap();
-    let mut w = SerializedFileWriter::new(file, schema.into(), WriterProperties::builder().build().into()).unwrap();
-    let mut group = w.next_row_group().unwrap();
-    let texts: Vec<ByteArray> = rows.iter().map(|(t, _)| ByteArray::from(t.as_str())).collect();
-    let mut col = group.next_column().unwrap().unwrap();
-    col.typed::<ByteArrayType>().write_batch(&texts, None, None).unwrap();
-    col.close().unwrap();
-    // Levels: an empty list is def 1; an element is def 3 (list, group, element present).
-    let (mut values, mut def, mut rep) = (Vec::new(), Vec::new(), Vec::new());
-    for (_, labels) in rows {
-        if labels.is_empty() {
-            def.push(1);
-            rep.push(0);
-        }
-        for (i, l) in labels.iter().enumerate() {
-            values.push(ByteArray::from(l.as_str()));
-            def.push(3);
-            rep.push(if i == 0 { 0 } else { 1 });
-        }
-    }
-    let mut col = group.next_column().unwrap().unwrap();
-    col.typed::<ByteArrayType>().write_batch(&values, Some(&def), Some(&rep)).unwrap();
-    col.close().unwrap();
-    group.close().unwrap();
-    w.close().unwrap();
+    std::fs::write(path, crate::parquet_rows::bytes(rows)).unwrap();
 }
 
 fn text_config(dir: &Path, ext: &str) -> DatasetConfig {
