@@ -415,9 +415,9 @@ impl Layout {
             .collect();
         let d = self.features;
         let n = parsed.rows.len();
-        let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        super::check_dense(path, None, "rows x features", (n, d, 4), file_bytes)?;
-        super::check_dense(path, None, "rows x labels", (n, labels, 1), file_bytes)?;
+        // One-hot nominal columns can outnumber the attributes `parse` bounded its rows by;
+        // the labels (a byte each, among those attributes) are within that bound already.
+        super::check_dense(path, None, "rows x features", (n, d, 4), super::file_bytes(path))?;
         let (mut xs, mut ys) = (vec![0f32; n * d], vec![0u8; n * labels]);
         for (r, (line, row)) in parsed.rows.iter().enumerate() {
             let (x, y) = (&mut xs[r * d..(r + 1) * d], &mut ys[r * labels..(r + 1) * labels]);

@@ -148,6 +148,18 @@ pub fn err_at(path: &Path, line: usize, msg: impl std::fmt::Display) -> DataErro
     DataError(format!("{}:{line}: {msg}", path.display()))
 }
 
+/// A file's size in bytes for [`check_dense`]; one that cannot be read counts as empty
+/// (its reader reports it).
+pub fn file_bytes(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// A panic's message, when it has one, for the error that reports it (a reader's, or the
+/// worker's).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<&str> {
+    payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+}
+
 /// What any file may be given densely, however small: 64 MiB.
 pub const DENSE_FLOOR: u64 = 64 << 20;
 

@@ -47,11 +47,7 @@ fn label(f: &Field) -> Option<String> {
 /// on malformed files) is this file's error, not the process's.
 pub fn read_parquet(path: &Path, fields: &Fields) -> Result<Vec<TextRow>, DataError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_rows(path, fields))).unwrap_or_else(|panic| {
-        let why = panic
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| panic.downcast_ref::<&str>().copied())
-            .unwrap_or("no message");
+        let why = super::panic_message(panic.as_ref()).unwrap_or("no message");
         Err(DataError(format!("{}: not a Parquet file this reader can read ({why})", path.display())))
     })
 }

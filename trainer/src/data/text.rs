@@ -277,8 +277,7 @@ impl Labels {
         unseen: &mut BTreeMap<String, usize>,
     ) -> Result<Vec<u8>, DataError> {
         let l = self.names.len();
-        let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
-        super::check_dense(path, None, "rows x labels", (rows.len(), l, 1), bytes)?;
+        super::check_dense(path, None, "rows x labels", (rows.len(), l, 1), super::file_bytes(path))?;
         let mut y = vec![0u8; rows.len() * l];
         for (r, row) in rows.iter().enumerate() {
             for label in &row.labels {

@@ -71,8 +71,7 @@ pub fn read_xc(train: &Path, test: &Path) -> Result<RawData, DataError> {
     }
     // The label matrix is dense (a byte per row and label) and every label gets a name:
     // what the header declares is checked against the files before either is allocated.
-    let bytes = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let file_bytes = bytes(train) + bytes(test);
+    let file_bytes = super::file_bytes(train) + super::file_bytes(test);
     super::check_dense(train, None, "rows x labels", (a.rows.len() + b.rows.len(), l, 1), file_bytes)?;
     super::check_dense(train, None, "label names", (1, l, 32), file_bytes)?;
     if d > 100_000_000 {

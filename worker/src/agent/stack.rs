@@ -25,11 +25,7 @@ fn load(cache: &DatasetCache, d: &sweep_file::DatasetConfig) -> Result<Arc<Datas
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache.get(d))) {
         Ok(loaded) => loaded.map_err(|e| TrainError::User(e.to_string())),
         Err(panic) => {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".into());
+            let why = sweep_trainer::data::panic_message(panic.as_ref()).unwrap_or("a panic");
             let why: String = why.chars().take(300).collect();
             Err(TrainError::User(format!("reading the dataset failed inside a reader ({why}): the data is malformed")))
         }
