@@ -120,9 +120,12 @@ async fn budgets_stop_the_spend_within_a_pass_lose_nothing_and_a_raise_resumes()
     let rate = 3600.0 / 3600.0; // USD per second of one instance (one slot)
     let bound = rate * f64::from(PASS_MS) / 1000.0;
 
-    // A sweep's budget: 12 USD, a dozen seconds of trials.
+    // A sweep's budget: 5 USD. Its cost is its attempts' time, and a budget runs out when
+    // one lease and one pass more (3.3 s) would pass it: 1.7 s into the first trial (about
+    // 3.5 s long), so that trial is running and is handed back. (At 12 USD the end fell
+    // at a random point of the third trial, which could finish before the hand-back.)
     let file = c.dir.path().join("budget.yaml");
-    std::fs::write(&file, slow_sweep("sweep-budget", 6, Some(12.0))).unwrap();
+    std::fs::write(&file, slow_sweep("sweep-budget", 6, Some(5.0))).unwrap();
     // Submitted with a client token: its budget is then that token's to raise (below).
     let sweep = ok(as_client(&c, &["submit", file.to_str().unwrap()])).trim().to_string();
     let up = ["fleet", "up", "--provider", "local", "--count", "1", "--idle-minutes", "5", "--price-per-hour", "3600"];
@@ -141,7 +144,7 @@ async fn budgets_stop_the_spend_within_a_pass_lose_nothing_and_a_raise_resumes()
         .await;
     tokio::time::sleep(Duration::from_millis(3 * u64::from(PASS_MS))).await;
     let (state, spent, budget) = sweep_status(&c, &sweep);
-    assert_eq!((state.as_str(), budget), ("budget_exhausted", 12.0));
+    assert_eq!((state.as_str(), budget), ("budget_exhausted", 5.0));
     assert!(spent <= budget + bound, "the sweep spent {spent} USD of {budget}: more than one pass ({bound} USD) over");
     let (handed, lost, errors) = hand_backs(&c, &sweep).await;
     assert_eq!((lost, errors), (0, 0), "nothing lost, no error");
@@ -158,11 +161,11 @@ async fn budgets_stop_the_spend_within_a_pass_lose_nothing_and_a_raise_resumes()
         .await
         .unwrap();
     assert_eq!(reason, "its sweeps' budgets are spent");
-    eprintln!("sweep budget 12 USD: spent {spent:.2} USD, {handed} trial(s) handed back, {queued} queued");
+    eprintln!("sweep budget 5 USD: spent {spent:.2} USD, {handed} trial(s) handed back, {queued} queued");
     // `sweep watch` keeps following a sweep whose budget is spent (a raise resumes it) and
     // says so, with the command that raises it.
     let said = watch_line(&c, &sweep, "budget spent");
-    assert!(said.contains(&format!("budget spent ({spent:.2} of 12.00 USD)")), "{said}");
+    assert!(said.contains(&format!("budget spent ({spent:.2} of 5.00 USD)")), "{said}");
     assert!(said.contains(&format!("`sweep budget {sweep} USD` raises it")), "{said}");
     // Bad budgets: one line, nothing changed.
     for (arg, says) in [("-3", "-3 is out of range"), ("0", "0 is out of range"), ("abc", "`abc` is not a number")] {
