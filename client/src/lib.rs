@@ -4,6 +4,7 @@
 //! The worker and the CLI connect through [`connect`]; the coordinator uses
 //! [`telemetry`] and [`signal`].
 
+pub mod archive;
 pub mod blobs;
 pub mod connect;
 pub mod files;

@@ -71,14 +71,54 @@ impl Default for Metric {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// Hidden layer widths; empty means a linear model.
+    /// `mlp`, or `encoder`: a pretrained encoder at `path` with this MLP as its head.
+    #[serde(skip_serializing_if = "crate::encoder::is_default")]
+    pub kind: crate::encoder::ModelKind,
+    /// Hidden layer widths; empty means a linear model (or head).
     pub hidden: Vec<u32>,
     pub dropout: f64,
+    /// The encoder's Hugging Face model directory (`config.json`, `model.safetensors`,
+    /// `tokenizer.json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Train only the head on embeddings computed once (the cheap tier).
+    #[serde(skip_serializing_if = "crate::encoder::is_default")]
+    pub freeze: bool,
+    #[serde(skip_serializing_if = "crate::encoder::is_default")]
+    pub pooling: crate::encoder::Pooling,
+    /// Tokens per text, special tokens included.
+    #[serde(skip_serializing_if = "crate::encoder::is_default_max_length")]
+    pub max_length: u32,
+    #[serde(skip_serializing_if = "crate::encoder::is_default")]
+    pub truncation: crate::encoder::Truncation,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { hidden: vec![512], dropout: 0.2 }
+        ModelConfig {
+            kind: Default::default(),
+            hidden: vec![512],
+            dropout: 0.2,
+            path: None,
+            freeze: false,
+            pooling: Default::default(),
+            max_length: crate::encoder::default_max_length(),
+            truncation: Default::default(),
+        }
+    }
+}
+
+impl ModelConfig {
+    /// An encoder model's frozen featurizer, with its settings; `None` for an MLP or a
+    /// fine-tuned encoder.
+    pub fn frozen_features(&self) -> Option<crate::encoder::EncoderFeatures> {
+        (self.kind == crate::encoder::ModelKind::Encoder && self.freeze).then(|| crate::encoder::EncoderFeatures {
+            path: self.path.clone(),
+            pooling: self.pooling,
+            max_length: self.max_length,
+            truncation: self.truncation,
+            batch_size: 32,
+        })
     }
 }
 
@@ -326,6 +366,9 @@ impl TrialConfig {
         if t.batch_size == 0 || t.batch_size > 1 << 20 {
             bad.push(("train.batch_size".into(), format!("{} is out of range: must be in [1, 1048576]", t.batch_size)));
         }
+        if m.max_length < 2 || m.max_length > 8192 {
+            bad.push(("model.max_length".into(), format!("{} is out of range: must be in [2, 8192]", m.max_length)));
+        }
         if m.hidden.len() > 16 || m.hidden.iter().any(|&h| h == 0 || h > 65_536) {
             bad.push(("model.hidden".into(), "at most 16 layers, each of width 1 to 65536".into()));
         }
@@ -343,7 +386,41 @@ impl TrialConfig {
         }
         let mut bad = Vec::new();
         self.dataset.resolve(&mut bad);
+        self.resolve_encoder(&mut bad);
         bad
+    }
+
+    /// A frozen encoder becomes the text dataset's featurizer (unless the dataset already
+    /// has it: a bound config, or one resolved before).
+    fn resolve_encoder(&mut self, bad: &mut Vec<(String, String)>) {
+        use crate::encoder::ModelKind;
+        let m = &self.model;
+        if m.kind != ModelKind::Encoder {
+            if m.path.is_some() {
+                bad.push((
+                    "model.path".into(),
+                    "a path is for `kind: encoder` (a pretrained encoder's directory)".into(),
+                ));
+            }
+            return;
+        }
+        let kind = self.dataset.kind();
+        let bound = self.dataset.blobs.contains_key("encoder");
+        let crate::DataSource::Text(t) = &mut self.dataset.source else {
+            let msg = format!("an encoder reads raw text: dataset.kind is {}, not text", kind.as_str());
+            return bad.push(("model.kind".into(), msg));
+        };
+        if m.path.is_none() && !bound && t.encoder.as_ref().is_none_or(|e| e.path.is_none()) {
+            let msg = "an encoder needs `path`: its Hugging Face model directory (config.json, model.safetensors, tokenizer.json)";
+            bad.push(("model.path".into(), msg.into()));
+        }
+        if !m.freeze {
+            let msg = "fine-tuning an encoder (freeze: false) is not built yet: set freeze: true to train heads on its frozen embeddings";
+            return bad.push(("model.freeze".into(), msg.into()));
+        }
+        if t.encoder.is_none() {
+            t.encoder = m.frozen_features();
+        }
     }
 }
 

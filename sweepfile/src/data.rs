@@ -55,7 +55,11 @@ pub fn data_files(d: &DatasetConfig) -> Vec<(&'static str, String)> {
         },
         DataSource::Xc(x) => named(&[("train", &x.train), ("test", &x.test)]),
         DataSource::Text(t) => {
-            named(&[("train", &t.train), ("val", &t.val), ("test", &t.test), ("label_names", &t.label_names)])
+            let encoder = t.encoder.as_ref().and_then(|e| e.path.clone());
+            let mut v =
+                named(&[("train", &t.train), ("val", &t.val), ("test", &t.test), ("label_names", &t.label_names)]);
+            v.extend(encoder.map(|p| ("encoder", p)));
+            v
         }
     }
 }
@@ -73,6 +77,10 @@ pub fn set_data_file(d: &mut DatasetConfig, role: &str, path: String) -> Result<
         (DataSource::Text(t), "val") => t.val = p,
         (DataSource::Text(t), "test") => t.test = p,
         (DataSource::Text(t), "label_names") => t.label_names = p,
+        (DataSource::Text(t), "encoder") => match &mut t.encoder {
+            Some(e) => e.path = p,
+            None => return Err("dataset.blobs: `encoder` given, but the trial has no frozen encoder".into()),
+        },
         (_, other) => return Err(format!("dataset.blobs: a {} dataset has no file `{other}`", d.kind().as_str())),
     }
     Ok(())
@@ -85,7 +93,12 @@ fn clear_paths(d: &mut DatasetConfig) {
         DataSource::Synthetic(_) => {}
         DataSource::Mulan(m) => (m.train, m.test, m.xml) = (None, None, None),
         DataSource::Xc(x) => (x.train, x.test) = (None, None),
-        DataSource::Text(t) => (t.train, t.val, t.test, t.label_names) = (None, None, None, None),
+        DataSource::Text(t) => {
+            (t.train, t.val, t.test, t.label_names) = (None, None, None, None);
+            if let Some(e) = &mut t.encoder {
+                e.path = None;
+            }
+        }
     }
 }
 

@@ -215,6 +215,10 @@ pub struct TextData {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label_names: Option<String>,
     pub features: Featurizer,
+    /// A frozen encoder in place of `features` (set from `model: {kind: encoder,
+    /// freeze: true}` when the config is resolved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<crate::EncoderFeatures>,
 }
 
 impl Default for TextData {
@@ -229,6 +233,7 @@ impl Default for TextData {
             label_sep: ",".into(),
             label_names: None,
             features: Featurizer::default(),
+            encoder: None,
         }
     }
 }

@@ -411,3 +411,43 @@ fn a_budget_is_positive_dollars_and_changes_no_trial() {
         assert!(e.contains(want), "for {tail:?}\n got: {e}\nwant: {want}");
     }
 }
+
+#[test]
+fn a_frozen_encoder_is_the_text_datasets_featurizer_and_bad_ones_say_where() {
+    let yaml = "name: e\ndataset: {kind: text, train: t/train.tsv, test: t/test.tsv}\n\
+        model: {kind: encoder, path: models/bert, freeze: true, pooling: mean, max_length: 256, hidden: []}\n\
+        parameters:\n  loss.focal_gamma: {values: [0, 2, 3]}\n";
+    let trials = parse(yaml, "e.yaml", Limits::default()).unwrap().expand().unwrap();
+    assert_eq!(trials.len(), 3);
+    for t in &trials {
+        let sweep_file::DataSource::Text(d) = &t.config.dataset.source else { panic!("text") };
+        let e = d.encoder.as_ref().expect("the encoder is the featurizer");
+        assert_eq!((e.path.as_deref(), e.pooling, e.max_length), (Some("models/bert"), sweep_file::Pooling::Mean, 256));
+        assert_eq!(sweep_file::data_files(&t.config.dataset).last().unwrap(), &("encoder", "models/bert".to_string()));
+    }
+    let keys: std::collections::HashSet<_> = trials.iter().map(|t| sweep_file::FuseKey::of(&t.config)).collect();
+    assert_eq!(keys.len(), 1, "the frozen tier's trials share one stack");
+    // Bound to its uploaded archive, the path is gone and the hash is the identity.
+    let mut bound = trials.clone();
+    let uploaded = [("t/train.tsv", "a"), ("t/test.tsv", "b"), ("models/bert", "c")]
+        .map(|(p, h)| (p.to_string(), h.repeat(64)))
+        .into_iter()
+        .collect();
+    sweep_file::bind_data(&mut bound, &uploaded).unwrap();
+    assert_eq!(bound[0].config.dataset.blobs["encoder"], "c".repeat(64));
+    assert!(sweep_file::data_files(&bound[0].config.dataset).is_empty());
+
+    let e = err("name: e\ndataset: {kind: mulan, name: yeast}\nmodel: {kind: encoder, path: m, freeze: true}\n");
+    assert!(e.contains("s.yaml:3: model.kind: an encoder reads raw text: dataset.kind is mulan, not text"), "{e}");
+    let text = "name: e\ndataset: {kind: text, train: a.tsv, test: b.tsv}\n";
+    let e = err(&format!("{text}model: {{kind: encoder, freeze: true}}\n"));
+    assert!(e.contains("s.yaml:3: model.path: an encoder needs `path`"), "{e}");
+    let e = err(&format!("{text}model: {{kind: encoder, path: m}}\n"));
+    assert!(e.contains("model.freeze: fine-tuning an encoder (freeze: false) is not built yet"), "{e}");
+    let e = err(&format!("{text}model: {{path: m}}\n"));
+    assert!(e.contains("model.path: a path is for `kind: encoder`"), "{e}");
+    let e = err(&format!("{text}model: {{kind: encoder, path: m, freeze: true, max_length: 1}}\n"));
+    assert!(e.contains("model.max_length: 1 is out of range"), "{e}");
+    let e = err(&format!("{text}model: {{kind: gpt, path: m}}\n"));
+    assert!(e.contains("unknown variant `gpt`"), "{e}");
+}

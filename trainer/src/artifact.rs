@@ -67,6 +67,9 @@ impl ModelFiles {
 pub struct Loaded {
     pub manifest: Manifest,
     pub mlp: Mlp,
+    /// The model's directory and the device it was loaded on.
+    pub dir: std::path::PathBuf,
+    pub device: Device,
 }
 
 pub fn load(dir: &Path, device: Device) -> anyhow::Result<Loaded> {
@@ -77,10 +80,15 @@ pub fn load(dir: &Path, device: Device) -> anyhow::Result<Loaded> {
     let saved = tch::Tensor::read_safetensors(dir.join(WEIGHTS))
         .with_context(|| format!("read {}", dir.join(WEIGHTS).display()))?;
     let (features, labels) = (manifest.features as i64, manifest.label_names.len() as i64);
-    let sparse = matches!(manifest.config.dataset.kind(), DatasetKind::Xc | DatasetKind::Text);
+    // Text is sparse, unless a frozen encoder embedded it.
+    let sparse = match manifest.config.dataset.kind() {
+        DatasetKind::Xc => true,
+        DatasetKind::Text => manifest.columns.encoder.is_none(),
+        DatasetKind::Mulan | DatasetKind::Synthetic => false,
+    };
     let mlp = Mlp::from_named(&saved, features, &manifest.config.model.hidden, labels, device, sparse)
         .with_context(|| format!("{}: not this model's weights", dir.join(WEIGHTS).display()))?;
-    Ok(Loaded { manifest, mlp })
+    Ok(Loaded { manifest, mlp, dir: dir.to_path_buf(), device })
 }
 
 /// Reads rows to score from a file in the format the model's dataset came in (MULAN
@@ -92,7 +100,6 @@ fn read_rows(loaded: &Loaded, input: &Path) -> anyhow::Result<Split> {
         DataSource::Mulan(_) => data::read_arff_rows(input, &m.label_names, &m.columns.nominal)?,
         DataSource::Xc(_) => data::read_xc_rows(input, m.features, m.label_names.len())?,
         DataSource::Text(t) => {
-            let fitted = m.columns.text.as_ref().context("the model has no fitted featurizer")?;
             let format = t.format.or_else(|| TextFormat::from_path(&input.to_string_lossy())).with_context(|| {
                 format!("{}: cannot tell its format (the model's data had none recorded)", input.display())
             })?;
@@ -100,7 +107,7 @@ fn read_rows(loaded: &Loaded, input: &Path) -> anyhow::Result<Split> {
             let labels = text::Labels::from_names(m.label_names.clone(), t.label_names.is_some());
             let y = labels.matrix(input, &rows, &mut Default::default())?;
             let docs: Vec<String> = rows.into_iter().map(|r| r.text).collect();
-            Split { n: docs.len(), x: Features::Sparse(fitted.transform(&docs)), y }
+            Split { n: docs.len(), x: text_columns(loaded, t, &docs)?, y }
         }
         DataSource::Synthetic(_) => anyhow::bail!("a model trained on synthetic data has no input file format"),
     };
@@ -118,6 +125,31 @@ fn read_rows(loaded: &Loaded, input: &Path) -> anyhow::Result<Split> {
         m.features
     );
     Ok(split)
+}
+
+/// Where a frozen encoder's model directory is for `predict`: `encoder/` beside the
+/// model's files (where `sweep model get` puts it), else the path the trial read it from.
+pub const ENCODER_DIR: &str = "encoder";
+
+/// The texts' columns as training made them: the fitted featurizer, or the frozen
+/// encoder's pooled embeddings.
+fn text_columns(loaded: &Loaded, t: &sweep_file::TextData, docs: &[String]) -> anyhow::Result<Features> {
+    let m = &loaded.manifest;
+    if let Some(settings) = &m.columns.encoder {
+        let beside = loaded.dir.join(ENCODER_DIR);
+        let dir = if beside.is_dir() {
+            beside
+        } else {
+            let path = t.encoder.as_ref().and_then(|e| e.path.as_deref()).with_context(|| {
+                format!("the model's frozen encoder is not at {} (sweep model get puts it there)", beside.display())
+            })?;
+            data::resolve(path)
+        };
+        let embedder = crate::encoder::Embedder::load(&dir, settings, loaded.device)?;
+        return Ok(Features::Dense(embedder.embed(docs)?));
+    }
+    let fitted = m.columns.text.as_ref().context("the model has no fitted featurizer")?;
+    Ok(Features::Sparse(fitted.transform(docs)))
 }
 
 /// How `predict_file` decides labels.

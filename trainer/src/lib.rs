@@ -7,6 +7,7 @@
 pub mod artifact;
 pub mod checkpoint;
 pub mod data;
+pub mod encoder;
 pub mod epoch;
 pub mod loss;
 pub mod metrics;

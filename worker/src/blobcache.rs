@@ -67,6 +67,26 @@ impl BlobCache {
         Ok(path)
     }
 
+    /// A model directory uploaded as one archive (`sweep_client::archive`), unpacked once
+    /// beside the blobs (`<sha>.d`; the archive may then be trimmed from the cache, the
+    /// directory stays for the trials that follow).
+    pub async fn model_dir(&self, sha: &str) -> Result<PathBuf, TrainError> {
+        let dir = self.dir.join(format!("{sha}.d"));
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let archive = self.path(sha).await?;
+        let out = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            sweep_client::archive::unpack_model_dir(&archive, &sweep_file::ENCODER_FILES, &out)
+        })
+        .await
+        .map_err(|e| TrainError::Transient(format!("unpack {sha}: {e}")))?
+        .map_err(|e| TrainError::User(format!("model.path: {e:#}")))?;
+        tracing::info!(%sha, dir = %dir.display(), "model directory unpacked");
+        Ok(dir)
+    }
+
     /// Puts local paths in place of a dataset's blobs (fetched into the cache) and of
     /// its `s3://` files (read from the object store): what a worker does before anything
     /// checks or reads the config.
@@ -83,8 +103,8 @@ impl BlobCache {
             sweep_file::set_data_file(d, role, path).map_err(TrainError::User)?;
         }
         for (role, sha) in std::mem::take(&mut d.blobs) {
-            let path = local(self.path(&sha).await?);
-            sweep_file::set_data_file(d, &role, path).map_err(TrainError::User)?;
+            let path = if role == "encoder" { self.model_dir(&sha).await? } else { self.path(&sha).await? };
+            sweep_file::set_data_file(d, &role, local(path)).map_err(TrainError::User)?;
         }
         Ok(())
     }

@@ -41,12 +41,29 @@ pub async fn run(cmd: Cmd, conn: &Conn, fmt: Format) -> anyhow::Result<()> {
     for f in ["model.json", "model.safetensors"] {
         anyhow::ensure!(out.join(f).exists(), "the model archive has no {f}");
     }
+    fetch_encoder(&t.config_json, &out, conn).await?;
     match fmt {
         Format::Json => {
             output::print_json(&json!({"trial_id": t.trial_id, "model_sha256": t.model_sha256, "out": out}))
         }
         Format::Table => eprintln!("model of trial {} written to {}", t.trial_id, out.display()),
     }
+    Ok(())
+}
+
+/// A model trained on a frozen encoder needs the encoder to score text: its archive
+/// (the trial's `encoder` blob, in its config as stored) is fetched and unpacked into
+/// `out/encoder`.
+async fn fetch_encoder(config_json: &str, out: &std::path::Path, conn: &Conn) -> anyhow::Result<()> {
+    let config: serde_json::Value = serde_json::from_str(config_json)?;
+    let Some(sha) = config["dataset"]["blobs"]["encoder"].as_str() else { return Ok(()) };
+    let tar_path = out.join(".encoder.tar");
+    let mut blobs = conn.blobs().await?;
+    sweep_client::blobs::download(&mut blobs, sha, &tar_path).await?;
+    let dir = out.join("encoder");
+    let _ = std::fs::remove_dir_all(&dir);
+    sweep_client::archive::unpack_model_dir(&tar_path, &sweep_file::ENCODER_FILES, &dir)?;
+    std::fs::remove_file(&tar_path)?;
     Ok(())
 }
 

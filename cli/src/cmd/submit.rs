@@ -89,7 +89,14 @@ pub(super) async fn upload_data(
                 data_dir.display()
             );
         };
-        let (sha, size) = sweep_client::blobs::upload(&mut blobs, &local).await?;
+        let (sha, size) = if local.is_dir() {
+            // A model directory: its files as one archive.
+            let packed = tempfile::NamedTempFile::new()?;
+            sweep_client::archive::pack_model_dir(&local, &sweep_file::ENCODER_FILES, packed.path())?;
+            sweep_client::blobs::upload(&mut blobs, packed.path()).await?
+        } else {
+            sweep_client::blobs::upload(&mut blobs, &local).await?
+        };
         eprintln!("data {p}: {size} bytes, sha256 {}", &sha[..12]);
         out.insert(p, sha);
     }

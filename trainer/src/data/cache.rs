@@ -31,11 +31,26 @@ fn sha256_file(path: &Path) -> Result<String, DataError> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// A model directory's content: the SHA-256 of each file an encoder reads.
+fn sha256_dir(dir: &Path) -> Result<String, DataError> {
+    let mut h = Sha256::new();
+    for name in sweep_file::ENCODER_FILES {
+        h.update(format!("{name} {}\n", sha256_file(&dir.join(name))?));
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
 /// The content address of a dataset's featurized form.
 pub fn key(cfg: &DatasetConfig) -> Result<String, DataError> {
     let mut source = serde_json::to_value(&cfg.source).expect("json");
     for (role, path) in sweep_file::data_files(cfg) {
-        source[role] = serde_json::json!(sha256_file(&super::resolve(&path))?);
+        let path = super::resolve(&path);
+        let sha = if path.is_dir() { sha256_dir(&path)? } else { sha256_file(&path)? };
+        if role == "encoder" {
+            source["encoder"]["path"] = serde_json::json!(sha);
+        } else {
+            source[role] = serde_json::json!(sha);
+        }
     }
     Ok(hex::encode(Sha256::digest(serde_json::to_vec(&source).expect("json"))))
 }
@@ -47,14 +62,18 @@ struct Header {
     label_names: Vec<String>,
     columns: Columns,
     unseen_labels: BTreeMap<String, usize>,
-    /// (rows, entries) of train, test and, if present, val.
+    /// (rows, entries) of train, test and, if present, val (entries: rows x features
+    /// when dense).
     splits: Vec<(usize, usize)>,
+    /// Dense rows (a frozen encoder's embeddings) rather than sparse ones.
+    #[serde(default)]
+    dense: bool,
 }
 
-fn sparse(s: &Split) -> &Csr {
+fn entries(s: &Split) -> usize {
     match &s.x {
-        Features::Sparse(c) => c,
-        Features::Dense(_) => unreachable!("featurized text is sparse"),
+        Features::Sparse(c) => c.nnz(),
+        Features::Dense(x) => x.len(),
     }
 }
 
@@ -66,7 +85,8 @@ fn write(path: &Path, raw: &RawData) -> std::io::Result<()> {
         label_names: raw.label_names.clone(),
         columns: raw.columns.clone(),
         unseen_labels: raw.unseen_labels.clone(),
-        splits: splits.iter().map(|s| (s.n, sparse(s).nnz())).collect(),
+        splits: splits.iter().map(|s| (s.n, entries(s))).collect(),
+        dense: raw.dense,
     };
     let head = serde_json::to_vec(&header)?;
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
@@ -75,10 +95,14 @@ fn write(path: &Path, raw: &RawData) -> std::io::Result<()> {
     w.write_all(&(head.len() as u64).to_le_bytes())?;
     w.write_all(&head)?;
     for s in splits {
-        let c = sparse(s);
-        c.offsets.iter().try_for_each(|v| w.write_all(&v.to_le_bytes()))?;
-        c.indices.iter().try_for_each(|v| w.write_all(&v.to_le_bytes()))?;
-        c.values.iter().try_for_each(|v| w.write_all(&v.to_le_bytes()))?;
+        match &s.x {
+            Features::Sparse(c) => {
+                c.offsets.iter().try_for_each(|v| w.write_all(&v.to_le_bytes()))?;
+                c.indices.iter().try_for_each(|v| w.write_all(&v.to_le_bytes()))?;
+                c.values.iter().try_for_each(|v| w.write_all(&v.to_le_bytes()))?;
+            }
+            Features::Dense(x) => x.iter().try_for_each(|v| w.write_all(&v.to_le_bytes()))?,
+        }
         w.write_all(&s.y)?;
     }
     w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
@@ -111,9 +135,19 @@ fn read(path: &Path) -> Option<RawData> {
     let l = h.label_names.len();
     let mut splits = Vec::new();
     for &(n, nnz) in &h.splits {
-        let csr = Csr { cols: h.features, offsets: b.i64s(n + 1)?, indices: b.i64s(nnz)?, values: b.f32s(nnz)? };
+        let x = if h.dense {
+            (nnz == n * h.features).then_some(())?;
+            Features::Dense(b.f32s(nnz)?)
+        } else {
+            Features::Sparse(Csr {
+                cols: h.features,
+                offsets: b.i64s(n + 1)?,
+                indices: b.i64s(nnz)?,
+                values: b.f32s(nnz)?,
+            })
+        };
         let y = b.take(n * l)?.to_vec();
-        splits.push(Split { n, x: Features::Sparse(csr), y });
+        splits.push(Split { n, x, y });
     }
     b.0.is_empty().then_some(())?;
     let mut it = splits.into_iter();
@@ -125,7 +159,7 @@ fn read(path: &Path) -> Option<RawData> {
         train,
         val,
         test,
-        dense: false,
+        dense: h.dense,
         columns: h.columns,
         unseen_labels: h.unseen_labels,
     })

@@ -103,6 +103,10 @@ pub struct Columns {
     /// Text: the fitted featurizer (vocabulary, idf, settings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<featurize::Fitted>,
+    /// Text through a frozen encoder: its settings (the model directory is the
+    /// dataset's `encoder` file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<sweep_file::EncoderFeatures>,
 }
 
 #[derive(Debug)]
@@ -193,7 +197,7 @@ pub fn check_dense(
 
 pub use sweep_file::data_dir;
 
-fn resolve(p: &str) -> PathBuf {
+pub(crate) fn resolve(p: &str) -> PathBuf {
     let p = PathBuf::from(p);
     if p.is_absolute() || p.exists() {
         p

@@ -312,12 +312,11 @@ pub fn read_text(cfg: &TextData, files: TextFiles) -> Result<RawData, DataError>
     }
     let y_train = labels.matrix(files.train, &train_rows, &mut BTreeMap::new())?;
     let docs = |rows: &[TextRow]| rows.iter().map(|r| r.text.clone()).collect::<Vec<_>>();
-    let (fitted, x_train) =
-        Fitted::fit_transform(&cfg.features, &docs(&train_rows)).map_err(|e| io_err(files.train, e))?;
+    let (columnize, x_train) = Columnize::fit(cfg, files.train, &docs(&train_rows))?;
     let mut unseen = BTreeMap::new();
     let mut split_of = |path: &Path, rows: &[TextRow]| -> Result<Split, DataError> {
         let y = labels.matrix(path, rows, &mut unseen)?;
-        Ok(Split { n: rows.len(), x: Features::Sparse(fitted.transform(&docs(rows))), y })
+        Ok(Split { n: rows.len(), x: columnize.transform(&docs(rows))?, y })
     };
     let test = split_of(files.test, &test_rows)?;
     let val = val_rows.map(|(p, rows)| split_of(p, &rows)).transpose()?;
@@ -329,15 +328,72 @@ pub fn read_text(cfg: &TextData, files: TextFiles) -> Result<RawData, DataError>
     let name = files.train.file_stem().and_then(|s| s.to_str()).unwrap_or("text").to_string();
     Ok(RawData {
         name,
-        features: fitted.columns(),
+        features: columnize.columns(),
         label_names: labels.names,
-        train: Split { n: train_rows.len(), x: Features::Sparse(x_train), y: y_train },
+        train: Split { n: train_rows.len(), x: x_train, y: y_train },
         val,
         test,
-        dense: false,
-        columns: super::Columns { text: Some(fitted), ..Default::default() },
+        dense: columnize.dense(),
+        columns: columnize.into_columns(),
         unseen_labels: unseen,
     })
+}
+
+/// How texts become the model's columns: the featurizer fitted on the training texts,
+/// or a frozen encoder's pooled embeddings (dense, standardised like numeric features).
+enum Columnize {
+    Fitted(Fitted),
+    Encoder(Box<crate::encoder::Embedder>, sweep_file::EncoderFeatures),
+}
+
+impl Columnize {
+    /// The columnizer and the training texts' rows.
+    fn fit(cfg: &TextData, train: &Path, docs: &[String]) -> Result<(Columnize, Features), DataError> {
+        match &cfg.encoder {
+            None => {
+                let (fitted, x) = Fitted::fit_transform(&cfg.features, docs).map_err(|e| io_err(train, e))?;
+                Ok((Columnize::Fitted(fitted), Features::Sparse(x)))
+            }
+            Some(e) => {
+                let dir = e
+                    .path
+                    .as_deref()
+                    .map(super::resolve)
+                    .ok_or_else(|| DataError("model.path: the frozen encoder's directory is missing".into()))?;
+                let device = tch::Device::cuda_if_available();
+                let embedder =
+                    crate::encoder::Embedder::load(&dir, e, device).map_err(|e| DataError(format!("{e:#}")))?;
+                let columnize = Columnize::Encoder(Box::new(embedder), e.clone());
+                let x = columnize.transform(docs)?;
+                Ok((columnize, x))
+            }
+        }
+    }
+
+    fn transform(&self, docs: &[String]) -> Result<Features, DataError> {
+        match self {
+            Columnize::Fitted(f) => Ok(Features::Sparse(f.transform(docs))),
+            Columnize::Encoder(e, _) => Ok(Features::Dense(e.embed(docs).map_err(|e| DataError(format!("{e:#}")))?)),
+        }
+    }
+
+    fn columns(&self) -> usize {
+        match self {
+            Columnize::Fitted(f) => f.columns(),
+            Columnize::Encoder(e, _) => e.columns(),
+        }
+    }
+
+    fn dense(&self) -> bool {
+        matches!(self, Columnize::Encoder(..))
+    }
+
+    fn into_columns(self) -> super::Columns {
+        match self {
+            Columnize::Fitted(f) => super::Columns { text: Some(f), ..Default::default() },
+            Columnize::Encoder(_, e) => super::Columns { encoder: Some(e), ..Default::default() },
+        }
+    }
 }
 
 /// The local files of a text dataset.

@@ -5,6 +5,7 @@
 mod checkpoint;
 mod data;
 mod determinism;
+mod encoder;
 mod featurize;
 mod fused;
 mod hostile;

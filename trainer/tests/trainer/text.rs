@@ -13,7 +13,7 @@ use tch::Device;
 
 /// Deterministic rows: label j is signalled by its words `w{j}a`, `w{j}b`; every row has
 /// filler words, and some a comma or quote (CSV quoting).
-fn corpus(rows: usize, seed: u64) -> Vec<(String, Vec<String>)> {
+pub(crate) fn corpus(rows: usize, seed: u64) -> Vec<(String, Vec<String>)> {
     let mut x = seed;
     let mut next = move || {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -34,7 +34,7 @@ fn corpus(rows: usize, seed: u64) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-fn write(path: &Path, format: TextFormat, rows: &[(String, Vec<String>)]) {
+pub(crate) fn write(path: &Path, format: TextFormat, rows: &[(String, Vec<String>)]) {
     let mut out = String::new();
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     match format {

@@ -5,6 +5,7 @@ mod blobs;
 mod confirm;
 mod dashboard;
 mod e2e;
+mod encoder;
 mod faults;
 mod fused;
 mod gpu_script;

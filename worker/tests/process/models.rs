@@ -9,7 +9,7 @@ use std::time::Duration;
 use sweep_testkit::procs::{bin, Cluster, LEASE_MS};
 
 /// F1 from predict's JSON lines, by scikit-learn: `micro` or `macro`.
-const SKLEARN_F1: &str = r#"
+pub(crate) const SKLEARN_F1: &str = r#"
 import json, sys
 from sklearn.metrics import f1_score
 from sklearn.preprocessing import MultiLabelBinarizer
@@ -92,7 +92,7 @@ async fn the_best_model_comes_out_and_predicts_what_its_trial_reported() {
 }
 
 /// Text with label ids: label j is signalled by the words `w{j}a` / `w{j}b` among filler.
-fn write_text(path: &std::path::Path, rows: usize, seed: u64) {
+pub(crate) fn write_text(path: &std::path::Path, rows: usize, seed: u64) {
     let mut x = seed;
     let mut next = move || {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
