@@ -11,6 +11,7 @@
 #      trial-samples/s and the largest test micro-F1 difference from sequential
 #   4. text through the sparse first layer (GoEmotions, when present): one trial alone and
 #      9 fused, samples/s and the largest difference between them
+#   5. a pretrained encoder's frozen tier (bench/encoder.sh), when transformers is there
 #   bench/gpu-all.sh [--device cuda|cpu] [--tiny] [--out FILE]
 # --device cpu --tiny is the dry run the test suite makes (tiny sizes, so the script
 # cannot rot before a GPU is lent). WORKER=path/to/sweep-worker (default: the build
@@ -131,6 +132,12 @@ PY
   run "K = 27" bench/fused.sh --device "$DEVICE" --dataset "$fd" --epochs "$fe" --seeds "$FUSED_SEEDS_27"
   section "4. Text through the sparse first layer (GoEmotions, 50k TF-IDF columns)"
   run "text" text_check
+  section "5. A pretrained encoder's frozen tier (bench/encoder.sh: BERT-base shaped, random)"
+  if $PYTHON -c 'import transformers' 2>/dev/null; then
+    run "encoder" bench/encoder.sh --device "$DEVICE" --out "$work/encoder.md" $( [ "$TINY" = 1 ] && echo "--tiny --docs 200 --steps 2" )
+  else
+    echo "no transformers in $PYTHON: skipped (pip install transformers==5.25.0 where the network is)"
+  fi
   echo; [ "$failed" = 0 ] && echo "all checks ran" || echo "SOME CHECKS FAILED"
 } | tee "$OUT"
 exit "$failed"

@@ -373,7 +373,20 @@ impl TrialConfig {
             bad.push(("model.hidden".into(), "at most 16 layers, each of width 1 to 65536".into()));
         }
         self.dataset.check(&mut bad);
+        self.check_encoder(&mut bad);
         bad
+    }
+
+    /// A frozen encoder is the text dataset's featurizer once resolved; a config written
+    /// by hand that names one the dataset does not use would train something else.
+    fn check_encoder(&self, bad: &mut Vec<(String, String)>) {
+        let frozen = self.model.kind == crate::encoder::ModelKind::Encoder && self.model.freeze;
+        let used = matches!(&self.dataset.source, crate::DataSource::Text(t) if t.encoder.is_some());
+        if frozen && !used && self.dataset.kind() == crate::DatasetKind::Text {
+            let msg = "a frozen encoder, but the dataset has no `encoder` featurizer: a trial config is resolved \
+                       (`sweep validate FILE -o json` prints resolved configs)";
+            bad.push(("model.kind".into(), msg.into()));
+        }
     }
 
     /// Fills in the defaults that depend on other fields, before [`TrialConfig::check`]:

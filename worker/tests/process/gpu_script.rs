@@ -21,9 +21,15 @@ fn the_gpu_script_dry_runs_on_the_cpu() {
         .unwrap();
     let results = std::fs::read_to_string(&out).unwrap_or_default();
     assert!(run.status.success(), "{results}\n{}", String::from_utf8_lossy(&run.stderr));
-    for line in
-        ["--fuse auto's K and its memory: ok", "parity: ok", "K = 9: ok", "K = 27: ok", "text: ok", "all checks ran"]
-    {
+    for line in [
+        "--fuse auto's K and its memory: ok",
+        "parity: ok",
+        "K = 9: ok",
+        "K = 27: ok",
+        "text: ok",
+        "encoder: ok",
+        "all checks ran",
+    ] {
         assert!(results.contains(line), "no `{line}` in:\n{results}");
     }
     let doctor = results.lines().find(|l| l.starts_with('{')).expect("doctor's JSON");
