@@ -73,6 +73,7 @@ impl BlobCache {
     pub async fn model_dir(&self, sha: &str) -> Result<PathBuf, TrainError> {
         let dir = self.dir.join(format!("{sha}.d"));
         if dir.is_dir() {
+            touch_dir(&dir);
             return Ok(dir);
         }
         let archive = self.path(sha).await?;
@@ -188,30 +189,55 @@ impl BlobCache {
 
     /// Removes the least recently used files until the cache fits (never `keep`).
     fn trim(&self, keep: &Path) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
-        let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
-            .flatten()
-            .filter_map(|e| {
-                let m = e.metadata().ok()?;
-                m.is_file().then(|| (m.modified().unwrap_or(std::time::UNIX_EPOCH), m.len(), e.path()))
-            })
-            .collect();
-        let mut total: u64 = files.iter().map(|f| f.1).sum();
-        files.sort();
-        for (_, len, path) in files {
-            if total <= self.max_bytes {
-                break;
+        trim_dir(&self.dir, self.max_bytes, keep);
+    }
+}
+
+/// Removes the least recently used files and unpacked model directories of `dir` until
+/// they take at most `max_bytes` (never `keep`).
+fn trim_dir(dir: &Path, max_bytes: u64, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    // Files, and the model directories unpacked from archives (`<sha>.d`), by size.
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            let modified = m.modified().unwrap_or(std::time::UNIX_EPOCH);
+            if m.is_dir() && e.file_name().to_string_lossy().ends_with(".d") {
+                return Some((modified, dir_bytes(&e.path()), e.path()));
             }
-            if path != keep && std::fs::remove_file(&path).is_ok() {
-                tracing::info!(file = %path.display(), "cache over its limit: removed");
-                total -= len;
-            }
+            m.is_file().then(|| (modified, m.len(), e.path()))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    files.sort();
+    for (_, len, path) in files {
+        if total <= max_bytes {
+            break;
+        }
+        let remove = |p: &Path| if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) };
+        if path != keep && remove(&path).is_ok() {
+            tracing::info!(file = %path.display(), "cache over its limit: removed");
+            total -= len;
         }
     }
 }
 
 /// Uploads in flight get their own temporary names.
 static UPLOADS: AtomicU64 = AtomicU64::new(0);
+
+/// Marks an unpacked model directory as used now.
+fn touch_dir(dir: &Path) {
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+}
+
+/// The bytes of the files directly in `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    entries.filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()
+}
 
 /// Marks a cached file as used now (its modification time orders the LRU).
 fn touch(path: &Path) {
@@ -270,4 +296,31 @@ pub fn confine(d: &mut sweep_file::DatasetConfig, root: &Path) -> Result<(), Tra
         sweep_file::set_data_file(d, role, real.to_string_lossy().into_owned()).map_err(TrainError::User)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trimming_removes_the_least_recently_used_files_and_model_directories_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |secs: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 + secs);
+        let file = |name: &str, secs: u64| {
+            std::fs::write(dir.path().join(name), vec![0u8; 100]).unwrap();
+            std::fs::File::options().append(true).open(dir.path().join(name)).unwrap().set_modified(at(secs)).unwrap();
+        };
+        let model = dir.path().join("ab.d");
+        std::fs::create_dir(&model).unwrap();
+        std::fs::write(model.join("model.safetensors"), vec![0u8; 250]).unwrap();
+        std::fs::File::open(&model).unwrap().set_modified(at(1)).unwrap();
+        file("old", 0);
+        file("new", 5);
+        file("kept", 0);
+        // 550 bytes against a limit of 300: `old` (oldest, 100) then the directory (250) go;
+        // `kept` is kept although as old.
+        trim_dir(dir.path(), 300, &dir.path().join("kept"));
+        assert!(!dir.path().join("old").exists() && !model.exists());
+        assert!(dir.path().join("new").exists() && dir.path().join("kept").exists());
+    }
 }

@@ -69,6 +69,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     }
     let (cfgs, stems) = read_configs(a.configs)?;
     let device = train::device(a.device)?;
+    sweep_trainer::encoder::use_device(device);
     let cache = a.cache_dir.map_or_else(data::DatasetCache::default, |d| data::DatasetCache::with_dir(d.to_path_buf()));
     let datasets = load_datasets(&cfgs, device, &cache)?;
     if a.fused && datasets.len() > 1 {

@@ -360,7 +360,7 @@ impl Columnize {
                     .as_deref()
                     .map(super::resolve)
                     .ok_or_else(|| DataError("model.path: the frozen encoder's directory is missing".into()))?;
-                let device = tch::Device::cuda_if_available();
+                let device = crate::encoder::device();
                 let embedder =
                     crate::encoder::Embedder::load(&dir, e, device).map_err(|e| DataError(format!("{e:#}")))?;
                 let columnize = Columnize::Encoder(Box::new(embedder), e.clone());

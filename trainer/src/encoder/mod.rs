@@ -234,6 +234,20 @@ pub fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> Tensor {
     }
 }
 
+/// The device frozen encoders embed on, as the process chose it (`--device`); until
+/// chosen, CUDA when libtorch sees a GPU.
+static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+
+/// Sets the device frozen encoders embed on (once per process; later calls are ignored).
+pub fn use_device(device: Device) {
+    let _ = DEVICE.set(device);
+}
+
+/// Where frozen encoders embed.
+pub fn device() -> Device {
+    *DEVICE.get_or_init(Device::cuda_if_available)
+}
+
 /// A model directory must have the three files; one line names the first missing.
 pub fn check_dir(dir: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(dir.is_dir(), "{}: not a directory (a Hugging Face model directory)", dir.display());

@@ -68,6 +68,7 @@ struct Agent {
 /// Runs the agent until `shutdown` fires (then drains) or it has been idle long enough.
 pub async fn run(settings: AgentSettings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let device = train::device(&settings.device)?;
+    sweep_trainer::encoder::use_device(device);
     let fuse = Fuse::parse(&settings.fuse, device)?;
     if let Some(n) = settings.threads {
         anyhow::ensure!(n > 0, "--threads must be at least 1");
