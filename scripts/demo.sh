@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-scripts/setup.sh
+t0=$SECONDS
+scripts/setup.sh --demo
+t1=$SECONDS
 cargo build --release --workspace --bins
+echo "demo: set-up took $((t1 - t0)) s, the build $((SECONDS - t1)) s" >&2
 exec target/release/sweep local ${1:+"$1"} --workers "${SWEEP_WORKERS:-2}" --report "${SWEEP_REPORT:-sweep-report.html}"

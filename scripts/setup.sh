@@ -12,6 +12,19 @@ if ! "$SWEEP_VENV/bin/python" -c "import torch, sklearn, numpy, yaml; assert tor
   "$SWEEP_VENV/bin/pip" install -q "torch==$TORCH_VERSION" numpy scikit-learn pyyaml
 fi
 
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  echo "setup: installing PostgreSQL from the OS packages" >&2
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq postgresql >/dev/null
+fi
+
+# `--demo`: only what the README's demo runs (the torch venv and PostgreSQL, above); the
+# rest is what the tests and benchmarks use (their tools and emulators, a browser,
+# transformers).
+if [ "${1:-}" = --demo ]; then
+  exit 0
+fi
+
 # The encoder tests (trainer/tests/reference/make_encoders.py): Hugging Face transformers
 # and tokenizers build tiny random models and the reference outputs; no weights download.
 if ! "$SWEEP_VENV/bin/python" -c "import transformers, tokenizers, safetensors" 2>/dev/null; then
@@ -49,10 +62,4 @@ if ! command -v chromium >/dev/null 2>&1; then
   echo "setup: installing chromium (for the report test)" >&2
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null; }
-fi
-
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
-  echo "setup: installing PostgreSQL from the OS packages" >&2
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq postgresql >/dev/null
 fi

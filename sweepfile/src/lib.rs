@@ -4,7 +4,8 @@
 //! fixed sections (`dataset`, `model`, `train`, `loss`) and `parameters:` whose keys
 //! are dotted paths into those sections. [`parse`] validates a file and returns a
 //! [`SweepSpec`]; [`SweepSpec::expand`] turns it into trials ([`parse_and_expand`]
-//! does both). Nothing here does IO.
+//! does both). Nothing here does IO but reading a model directory's headers
+//! ([`check_model_dir`]).
 
 mod budget;
 mod config;
@@ -16,6 +17,7 @@ mod expand;
 mod features;
 mod fuse;
 mod locate;
+mod model_dir;
 mod objective;
 mod parse;
 mod spec;
@@ -29,6 +31,9 @@ pub use encoder::{EncoderFeatures, ModelKind, Pooling, Truncation, ENCODER_FILES
 pub use error::{SpecError, SpecErrors};
 pub use expand::{config_hash, parse_and_expand};
 pub use fuse::{fuse_mismatch, FuseKey};
+pub use model_dir::{
+    check_model_dir, safetensors_shapes, tokenizer_ids, weights_prefix, Activation, Arch, EncoderConfig,
+};
 pub use objective::{dominates, feasible, pareto_front, violation, Bound, Constraint};
 pub use parse::parse;
 pub use spec::{Distribution, Limits, Method, ParamSpec, SweepSpec, Trial, METRICS};

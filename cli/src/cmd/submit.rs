@@ -79,6 +79,7 @@ pub(super) async fn upload_data(
     if paths.is_empty() {
         return Ok(out);
     }
+    check_encoders(trials, sweep_file, sweep_dir, data_dir)?;
     let mut blobs = conn.blobs().await?;
     for p in paths {
         let Some(local) = locate(&p, sweep_dir, data_dir) else {
@@ -101,6 +102,33 @@ pub(super) async fn upload_data(
         out.insert(p, sha);
     }
     Ok(out)
+}
+
+/// Every frozen encoder's model directory held against its config and the trial's
+/// `max_length` before anything is uploaded: a directory that cannot work is one line
+/// here, not a failed trial on a worker.
+fn check_encoders(
+    trials: &[sweep_file::Trial],
+    sweep_file: &Path,
+    sweep_dir: &Path,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    let encoders: BTreeSet<(String, u32)> = trials
+        .iter()
+        .filter_map(|t| match &t.config.dataset.source {
+            sweep_file::DataSource::Text(d) => d.encoder.as_ref(),
+            _ => None,
+        })
+        .filter_map(|e| Some((e.path.clone()?, e.max_length)))
+        .filter(|(p, _)| !sweep_file::is_remote(p))
+        .collect();
+    for (path, max_length) in encoders {
+        if let Some(dir) = locate(&path, sweep_dir, data_dir) {
+            sweep_file::check_model_dir(&dir, max_length)
+                .map_err(|e| anyhow::anyhow!("{}: model.path `{path}`: {e}", sweep_file.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// `--estimate`: the coordinator prices the file; nothing is uploaded or stored.

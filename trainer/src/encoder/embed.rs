@@ -19,17 +19,12 @@ pub struct Embedder {
 }
 
 impl Embedder {
-    /// Loads the model directory `dir`; `max_length` beyond its position table is refused.
+    /// Loads the model directory `dir` ([`sweep_file::check_model_dir`] first).
     pub fn load(dir: &Path, settings: &EncoderFeatures, device: Device) -> anyhow::Result<Embedder> {
+        // What `sweep submit` checked already, in the same words, before the weights load.
+        sweep_file::check_model_dir(dir, settings.max_length).map_err(anyhow::Error::msg)?;
         let encoder = Encoder::load(dir, device)?;
         let tokenizer = TextTokenizer::load(&dir.join("tokenizer.json"), encoder.vocab())?;
-        let max = encoder.config.max_tokens();
-        anyhow::ensure!(
-            i64::from(settings.max_length) <= max,
-            "model.max_length: {} is beyond {}'s position table ({max} tokens, special tokens included)",
-            settings.max_length,
-            dir.join("config.json").display()
-        );
         Ok(Embedder { encoder, tokenizer, settings: settings.clone(), device })
     }
 

@@ -9,7 +9,6 @@
 //! where each document's pooled embedding is computed once ([`Embedder`]) and the trials
 //! train heads on those. Fine-tuning the encoder itself is not built yet.
 
-mod config;
 mod embed;
 mod tokenize;
 
@@ -18,11 +17,9 @@ use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};
 
-pub use config::{Activation, Arch, EncoderConfig};
 pub use embed::Embedder;
+pub use sweep_file::{Activation, Arch, EncoderConfig};
 pub use tokenize::TextTokenizer;
-
-use sweep_file::ENCODER_FILES as FILES;
 
 /// `y = x W^T + b`.
 struct Linear {
@@ -79,11 +76,8 @@ impl Weights {
             .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e}", file.display()))?
             .into_iter()
             .collect();
-        let anchor = "embeddings.word_embeddings.weight";
-        let prefix = ["", "bert.", "roberta.", "distilbert.", "model."]
-            .into_iter()
-            .find(|p| named.contains_key(&format!("{p}{anchor}")))
-            .ok_or_else(|| anyhow::anyhow!("{}: missing tensor `{anchor}`", file.display()))?;
+        let prefix = sweep_file::weights_prefix(|n| named.contains_key(n))
+            .ok_or_else(|| anyhow::anyhow!("{}: missing tensor `embeddings.word_embeddings.weight`", file.display()))?;
         Ok(Weights { file: file.to_path_buf(), named, prefix: prefix.to_string(), device })
     }
 
@@ -120,8 +114,7 @@ impl Weights {
 impl Encoder {
     /// Loads `dir`'s `config.json` and `model.safetensors`.
     pub fn load(dir: &Path, device: Device) -> anyhow::Result<Encoder> {
-        check_dir(dir)?;
-        let config = EncoderConfig::read(&dir.join("config.json"))?;
+        let config = EncoderConfig::read(&dir.join("config.json")).map_err(anyhow::Error::msg)?;
         let w = Weights::read(&dir.join("model.safetensors"), device)?;
         let (h, f) = (config.hidden, config.intermediate);
         let emb = "embeddings";
@@ -246,18 +239,4 @@ pub fn use_device(device: Device) {
 /// Where frozen encoders embed.
 pub fn device() -> Device {
     *DEVICE.get_or_init(Device::cuda_if_available)
-}
-
-/// A model directory must have the three files; one line names the first missing.
-pub fn check_dir(dir: &Path) -> anyhow::Result<()> {
-    anyhow::ensure!(dir.is_dir(), "{}: not a directory (a Hugging Face model directory)", dir.display());
-    for f in FILES {
-        anyhow::ensure!(
-            dir.join(f).is_file(),
-            "{}: no {f} (a model directory needs {}; save it with save_pretrained and tokenizer.save_pretrained)",
-            dir.display(),
-            FILES.join(", ")
-        );
-    }
-    Ok(())
 }

@@ -25,12 +25,12 @@ impl TextTokenizer {
         // What the file may say about truncation and padding is replaced by the trial's.
         tok.with_truncation(None).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         tok.with_padding(None);
-        let size = tok.get_vocab_size(true);
+        let ids = tok.get_vocab(true).values().max().map_or(0, |&m| i64::from(m) + 1);
         anyhow::ensure!(
-            size as i64 <= vocab,
-            "{}: a vocabulary of {size} tokens, but the model's embedding table has {vocab} rows \
-             (a tokenizer of another model?)",
-            file.display()
+            ids <= vocab,
+            "{}: ids up to {}, but the model's embedding table has {vocab} rows (a tokenizer of another model?)",
+            file.display(),
+            ids - 1
         );
         let special = tok.get_post_processor().map_or(0, |p| p.added_tokens(false));
         Ok(TextTokenizer { tok, file: file.to_path_buf(), special })

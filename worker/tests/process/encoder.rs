@@ -35,15 +35,49 @@ async fn a_frozen_encoder_grid_trains_as_one_stack_and_its_model_predicts_raw_te
         parameters:\n  loss.class_weight.cap: {values: [1, 3, 7]}\n  loss.focal_gamma: {values: [0, 1, 3]}\n";
     std::fs::write(project.path().join("sweep.yaml"), yaml).unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
-    let out = Command::new(bin("sweep"))
-        .current_dir(elsewhere.path())
-        .arg("submit")
-        .arg(project.path().join("sweep.yaml"))
-        .args(["--coordinator", &c.addr()])
-        .env("SWEEP_TOKEN_FILE", &c.token)
-        .env_remove("SWEEP_DATA_DIR")
-        .output()
-        .unwrap();
+    let submit = |file: &str| {
+        Command::new(bin("sweep"))
+            .current_dir(elsewhere.path())
+            .arg("submit")
+            .arg(project.path().join(file))
+            .args(["--coordinator", &c.addr()])
+            .env("SWEEP_TOKEN_FILE", &c.token)
+            .env_remove("SWEEP_DATA_DIR")
+            .output()
+            .unwrap()
+    };
+    // A directory whose tokenizer is another model's: one line, nothing uploaded or stored.
+    let bad = project.path().join("models/mixed");
+    std::fs::create_dir(&bad).unwrap();
+    for (f, from) in [("config.json", "distilbert"), ("model.safetensors", "distilbert"), ("tokenizer.json", "roberta")]
+    {
+        std::fs::copy(project.path().join("models").join(from).join(f), bad.join(f)).unwrap();
+    }
+    std::fs::write(project.path().join("bad.yaml"), yaml.replace("models/distilbert", "models/mixed")).unwrap();
+    let files = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        let mut all = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    todo.push(e.path())
+                } else {
+                    all.push(e.path())
+                }
+            }
+        }
+        all
+    };
+    let refused = submit("bad.yaml");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        said.contains("bad.yaml: model.path `models/mixed`: ") && said.contains("tokenizer.json: ids up to"),
+        "{said}"
+    );
+    let sweeps: i64 = sqlx::query_scalar("SELECT count(*) FROM sweeps").fetch_one(&c.db).await.unwrap();
+    assert_eq!((sweeps, files(&store)), (0, vec![]), "nothing stored");
+    let out = submit("sweep.yaml");
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("data models/distilbert: "), "the model directory is uploaded as one blob: {said}");
