@@ -107,40 +107,27 @@ impl EncoderConfig {
                 format!("{}: position_embedding_type `{kind}` is not supported (absolute)", path.display())
             })?;
         }
-        let cfg = if arch == Arch::DistilBert {
-            EncoderConfig {
-                arch,
-                vocab: int(&v, path, "vocab_size")?,
-                hidden: int(&v, path, "dim")?,
-                layers: int(&v, path, "n_layers")? as usize,
-                heads: int(&v, path, "n_heads")?,
-                intermediate: int(&v, path, "hidden_dim")?,
-                positions: int(&v, path, "max_position_embeddings")?,
-                type_vocab: 0,
-                eps: 1e-12,
-                pad_token_id: v.get("pad_token_id").and_then(Value::as_i64).unwrap_or(0),
-                activation: activation(path, v.get("activation").and_then(Value::as_str).unwrap_or("gelu"))?,
-                hidden_dropout: float_or(&v, "dropout", 0.1),
-                attention_dropout: float_or(&v, "attention_dropout", 0.1),
-                model_type,
-            }
-        } else {
-            EncoderConfig {
-                arch,
-                vocab: int(&v, path, "vocab_size")?,
-                hidden: int(&v, path, "hidden_size")?,
-                layers: int(&v, path, "num_hidden_layers")? as usize,
-                heads: int(&v, path, "num_attention_heads")?,
-                intermediate: int(&v, path, "intermediate_size")?,
-                positions: int(&v, path, "max_position_embeddings")?,
-                type_vocab: int(&v, path, "type_vocab_size")?,
-                eps: float_or(&v, "layer_norm_eps", 1e-12),
-                pad_token_id: v.get("pad_token_id").and_then(Value::as_i64).unwrap_or(0),
-                activation: activation(path, v.get("hidden_act").and_then(Value::as_str).unwrap_or("gelu"))?,
-                hidden_dropout: float_or(&v, "hidden_dropout_prob", 0.1),
-                attention_dropout: float_or(&v, "attention_probs_dropout_prob", 0.1),
-                model_type,
-            }
+        // DistilBERT names the same sizes its own way, and has no token types.
+        let distil = arch == Arch::DistilBert;
+        let key = |bert: &'static str, distilbert: &'static str| if distil { distilbert } else { bert };
+        let cfg = EncoderConfig {
+            arch,
+            vocab: int(&v, path, "vocab_size")?,
+            hidden: int(&v, path, key("hidden_size", "dim"))?,
+            layers: int(&v, path, key("num_hidden_layers", "n_layers"))? as usize,
+            heads: int(&v, path, key("num_attention_heads", "n_heads"))?,
+            intermediate: int(&v, path, key("intermediate_size", "hidden_dim"))?,
+            positions: int(&v, path, "max_position_embeddings")?,
+            type_vocab: if distil { 0 } else { int(&v, path, "type_vocab_size")? },
+            eps: if distil { 1e-12 } else { float_or(&v, "layer_norm_eps", 1e-12) },
+            pad_token_id: v.get("pad_token_id").and_then(Value::as_i64).unwrap_or(0),
+            activation: activation(
+                path,
+                v.get(key("hidden_act", "activation")).and_then(Value::as_str).unwrap_or("gelu"),
+            )?,
+            hidden_dropout: float_or(&v, key("hidden_dropout_prob", "dropout"), 0.1),
+            attention_dropout: float_or(&v, key("attention_probs_dropout_prob", "attention_dropout"), 0.1),
+            model_type,
         };
         ensure(cfg.heads > 0 && cfg.hidden > 0 && cfg.hidden % cfg.heads == 0, || {
             format!("{}: hidden size {} is not a multiple of {} attention heads", path.display(), cfg.hidden, cfg.heads)
