@@ -48,6 +48,7 @@ impl Embedder {
         let mut out = vec![0f32; docs.len() * h];
         let pad = self.encoder.config.pad_token_id;
         let _no_grad = tch::no_grad_guard();
+        let (started, mut last_log, mut done) = (std::time::Instant::now(), std::time::Instant::now(), 0usize);
         for chunk in order.chunks(self.settings.batch_size.max(1) as usize) {
             let width = chunk.iter().map(|&i| ids[i].len()).max().unwrap_or(1).max(1);
             let mut flat = Vec::with_capacity(chunk.len() * width);
@@ -66,6 +67,13 @@ impl Embedder {
             let pooled = Vec::<f32>::try_from(pooled.to_kind(Kind::Float).to_device(Device::Cpu).flatten(0, -1))?;
             for (k, &i) in chunk.iter().enumerate() {
                 out[i * h..(i + 1) * h].copy_from_slice(&pooled[k * h..(k + 1) * h]);
+            }
+            done += chunk.len();
+            // A big encoder on a CPU takes minutes over a corpus: say how far it is.
+            if last_log.elapsed().as_secs() >= 10 {
+                last_log = std::time::Instant::now();
+                let seconds = started.elapsed().as_secs_f64();
+                tracing::info!(done, of = docs.len(), seconds, "embedding texts with the frozen encoder");
             }
         }
         Ok(out)
