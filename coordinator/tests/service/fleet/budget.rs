@@ -10,12 +10,17 @@ const PASS_MS: u32 = 300;
 
 /// A sweep of `trials` trials of a few seconds each on one slot.
 fn slow_sweep(name: &str, trials: usize, budget: Option<f64>) -> String {
+    sweep_of_epochs(name, trials, budget, 150)
+}
+
+/// `trials` trials of `epochs` epochs each (150: about 3.5 s on an idle machine).
+fn sweep_of_epochs(name: &str, trials: usize, budget: Option<f64>, epochs: u32) -> String {
     let seeds: Vec<usize> = (0..trials).collect();
     let budget = budget.map(|b| format!("budget: {{max_cost_usd: {b}}}\n")).unwrap_or_default();
     format!(
         "name: {name}\n{budget}\
          dataset: {{kind: synthetic, labels: 30, features: 16, train_samples: 4000, test_samples: 200, max_positives: 200}}\n\
-         model: {{hidden: [32]}}\ntrain: {{epochs: 150, patience: 0}}\n\
+         model: {{hidden: [32]}}\ntrain: {{epochs: {epochs}, patience: 0}}\n\
          parameters:\n  train.seed: {{values: {seeds:?}}}\n"
     )
 }
@@ -121,11 +126,13 @@ async fn budgets_stop_the_spend_within_a_pass_lose_nothing_and_a_raise_resumes()
     let bound = rate * f64::from(PASS_MS) / 1000.0;
 
     // A sweep's budget: 5 USD. Its cost is its attempts' time, and a budget runs out when
-    // one lease and one pass more (3.3 s) would pass it: 1.7 s into the first trial (about
-    // 3.5 s long), so that trial is running and is handed back. (At 12 USD the end fell
-    // at a random point of the third trial, which could finish before the hand-back.)
+    // one lease and one pass more (3.3 s) would pass it: 1.7 s into the first trial, so that
+    // trial is running and is handed back. Its trials are long (600 epochs, about 14 s on
+    // an idle machine) so the hand-back has seconds to arrive even when passes run late on a
+    // loaded machine. (At 12 USD the end fell at a random point of the third trial, which
+    // could finish first; at 150 epochs, 3.5 s a trial, it failed once under the suite's load.)
     let file = c.dir.path().join("budget.yaml");
-    std::fs::write(&file, slow_sweep("sweep-budget", 6, Some(5.0))).unwrap();
+    std::fs::write(&file, sweep_of_epochs("sweep-budget", 3, Some(5.0), 600)).unwrap();
     // Submitted with a client token: its budget is then that token's to raise (below).
     let sweep = ok(as_client(&c, &["submit", file.to_str().unwrap()])).trim().to_string();
     let up = ["fleet", "up", "--provider", "local", "--count", "1", "--idle-minutes", "5", "--price-per-hour", "3600"];
@@ -217,7 +224,7 @@ async fn budgets_stop_the_spend_within_a_pass_lose_nothing_and_a_raise_resumes()
 /// `sweep submit --estimate` on the finished sweep's file grown by two cells: two trials
 /// to run, at the mean time its succeeded attempts took, priced as asked; nothing stored.
 async fn estimates(c: &Cluster, file: &std::path::Path) {
-    std::fs::write(file, slow_sweep("sweep-budget", 8, Some(12.0))).unwrap();
+    std::fs::write(file, sweep_of_epochs("sweep-budget", 5, Some(12.0), 600)).unwrap();
     let f = file.to_str().unwrap();
     let e: serde_json::Value =
         serde_json::from_str(&ok(c.cli(&["submit", f, "--estimate", "--price-per-hour", "3600", "-o", "json"])))
@@ -230,7 +237,7 @@ async fn estimates(c: &Cluster, file: &std::path::Path) {
     .fetch_one(&c.db)
     .await
     .unwrap();
-    assert_eq!((e["trials"].as_u64(), e["trials_done"].as_u64()), (Some(2), Some(6)), "{e}");
+    assert_eq!((e["trials"].as_u64(), e["trials_done"].as_u64()), (Some(2), Some(3)), "{e}");
     assert!((e["trial_minutes"].as_f64().unwrap() - mean).abs() < 1e-9, "{e} vs {mean}");
     let usd = 2.0 * mean / 60.0 * 3600.0;
     assert!((e["cost_usd"].as_f64().unwrap() - usd).abs() < 1e-6, "{e}");
@@ -249,7 +256,7 @@ async fn estimates(c: &Cluster, file: &std::path::Path) {
         "--trial-minutes",
         "30",
     ]));
-    assert!(table.contains("2 trial(s) to run (6 of the file's cells already done); 30.0 min each (given"), "{table}");
+    assert!(table.contains("2 trial(s) to run (3 of the file's cells already done); 30.0 min each (given"), "{table}");
     assert!(table.contains("0.50 instance-hours, 0.10 h of wall time"), "{table}");
     assert!(table.contains("on-demand table"), "{table}");
     // A new sweep has nothing to measure; an unpriced type is refused; nothing is stored.
