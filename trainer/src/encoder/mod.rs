@@ -125,34 +125,45 @@ impl Encoder {
             _ => Some(w.get(&format!("{emb}.token_type_embeddings.weight"), &[config.type_vocab, h])?),
         };
         let emb_norm = w.norm(&format!("{emb}.LayerNorm"), h)?;
+        // Each layout's names: the layer's prefix, then q, k, v, the attention's output,
+        // its norm, the feed-forward up and down projections, and their norm.
+        let names = match config.arch {
+            Arch::DistilBert => [
+                "transformer.layer",
+                "attention.q_lin",
+                "attention.k_lin",
+                "attention.v_lin",
+                "attention.out_lin",
+                "sa_layer_norm",
+                "ffn.lin1",
+                "ffn.lin2",
+                "output_layer_norm",
+            ],
+            Arch::Bert | Arch::Roberta => [
+                "encoder.layer",
+                "attention.self.query",
+                "attention.self.key",
+                "attention.self.value",
+                "attention.output.dense",
+                "attention.output.LayerNorm",
+                "intermediate.dense",
+                "output.dense",
+                "output.LayerNorm",
+            ],
+        };
         let blocks = (0..config.layers)
-            .map(|i| match config.arch {
-                Arch::DistilBert => {
-                    let p = format!("transformer.layer.{i}");
-                    Ok(Block {
-                        q: w.linear(&format!("{p}.attention.q_lin"), h, h)?,
-                        k: w.linear(&format!("{p}.attention.k_lin"), h, h)?,
-                        v: w.linear(&format!("{p}.attention.v_lin"), h, h)?,
-                        out: w.linear(&format!("{p}.attention.out_lin"), h, h)?,
-                        attn_norm: w.norm(&format!("{p}.sa_layer_norm"), h)?,
-                        up: w.linear(&format!("{p}.ffn.lin1"), f, h)?,
-                        down: w.linear(&format!("{p}.ffn.lin2"), h, f)?,
-                        ffn_norm: w.norm(&format!("{p}.output_layer_norm"), h)?,
-                    })
-                }
-                Arch::Bert | Arch::Roberta => {
-                    let p = format!("encoder.layer.{i}");
-                    Ok(Block {
-                        q: w.linear(&format!("{p}.attention.self.query"), h, h)?,
-                        k: w.linear(&format!("{p}.attention.self.key"), h, h)?,
-                        v: w.linear(&format!("{p}.attention.self.value"), h, h)?,
-                        out: w.linear(&format!("{p}.attention.output.dense"), h, h)?,
-                        attn_norm: w.norm(&format!("{p}.attention.output.LayerNorm"), h)?,
-                        up: w.linear(&format!("{p}.intermediate.dense"), f, h)?,
-                        down: w.linear(&format!("{p}.output.dense"), h, f)?,
-                        ffn_norm: w.norm(&format!("{p}.output.LayerNorm"), h)?,
-                    })
-                }
+            .map(|i| {
+                let n = |k: usize| format!("{}.{i}.{}", names[0], names[k]);
+                Ok(Block {
+                    q: w.linear(&n(1), h, h)?,
+                    k: w.linear(&n(2), h, h)?,
+                    v: w.linear(&n(3), h, h)?,
+                    out: w.linear(&n(4), h, h)?,
+                    attn_norm: w.norm(&n(5), h)?,
+                    up: w.linear(&n(6), f, h)?,
+                    down: w.linear(&n(7), h, f)?,
+                    ffn_norm: w.norm(&n(8), h)?,
+                })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Encoder { config, words, positions, types, emb_norm, blocks })

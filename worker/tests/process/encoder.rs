@@ -107,27 +107,8 @@ async fn a_frozen_encoder_grid_trains_as_one_stack_and_its_model_predicts_raw_te
     for f in sweep_file::ENCODER_FILES {
         assert!(dir.join("encoder").join(f).is_file(), "the encoder comes with the model: {f}");
     }
-    let pred = elsewhere.path().join("pred.jsonl");
-    let scored = Command::new(bin("sweep-worker"))
-        .args(["predict", "--device", "cpu", "--model"])
-        .arg(&dir)
-        .arg("--input")
-        .arg(project.path().join("data/test.tsv"))
-        .arg("--out")
-        .arg(&pred)
-        .output()
-        .unwrap();
-    assert!(scored.status.success(), "{}", String::from_utf8_lossy(&scored.stderr));
-    assert_eq!(std::fs::read_to_string(&pred).unwrap().lines().count(), 200);
-    let f1 = Command::new(&python)
-        .args(["-c", crate::models::SKLEARN_F1])
-        .arg(dir.join("model.json"))
-        .arg(&pred)
-        .arg("micro")
-        .output()
-        .unwrap();
-    assert!(f1.status.success(), "{}", String::from_utf8_lossy(&f1.stderr));
-    let sklearn: f64 = String::from_utf8(f1.stdout).unwrap().trim().parse().unwrap();
+    let test = project.path().join("data/test.tsv");
+    let sklearn = crate::models::predicted_micro_f1(&python, &dir, &test, elsewhere.path(), 200);
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
     let reported = manifest["metrics"]["test.f1_micro_tuned"].as_f64().unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use sweep_testkit::procs::{bin, Cluster, LEASE_MS};
 
 /// F1 from predict's JSON lines, by scikit-learn: `micro` or `macro`.
-pub(crate) const SKLEARN_F1: &str = r#"
+const SKLEARN_F1: &str = r#"
 import json, sys
 from sklearn.metrics import f1_score
 from sklearn.preprocessing import MultiLabelBinarizer
@@ -91,6 +91,38 @@ async fn the_best_model_comes_out_and_predicts_what_its_trial_reported() {
     }
 }
 
+/// `sweep-worker predict` with the model in `dir` on the raw texts of `input` (`rows` of
+/// them), and scikit-learn's micro-F1 of its predictions.
+pub(crate) fn predicted_micro_f1(
+    python: &str,
+    dir: &std::path::Path,
+    input: &std::path::Path,
+    scratch: &std::path::Path,
+    rows: usize,
+) -> f64 {
+    let pred = scratch.join("pred.jsonl");
+    let scored = Command::new(bin("sweep-worker"))
+        .args(["predict", "--device", "cpu", "--model"])
+        .arg(dir)
+        .arg("--input")
+        .arg(input)
+        .arg("--out")
+        .arg(&pred)
+        .output()
+        .unwrap();
+    assert!(scored.status.success(), "{}", String::from_utf8_lossy(&scored.stderr));
+    assert_eq!(std::fs::read_to_string(&pred).unwrap().lines().count(), rows);
+    let f1 = Command::new(python)
+        .args(["-c", SKLEARN_F1])
+        .arg(dir.join("model.json"))
+        .arg(&pred)
+        .arg("micro")
+        .output()
+        .unwrap();
+    assert!(f1.status.success(), "{}", String::from_utf8_lossy(&f1.stderr));
+    String::from_utf8(f1.stdout).unwrap().trim().parse().unwrap()
+}
+
 /// Text with label ids: label j is signalled by the words `w{j}a` / `w{j}b` among filler.
 pub(crate) fn write_text(path: &std::path::Path, rows: usize, seed: u64) {
     let mut x = seed;
@@ -170,27 +202,7 @@ async fn a_text_model_predicts_raw_text_as_its_trial_scored_it() {
         manifest["columns"]["text"]["vocabulary"].as_array().is_some_and(|v| !v.is_empty()),
         "the fitted vocabulary travels"
     );
-    let pred = elsewhere.path().join("pred.jsonl");
-    let scored = Command::new(bin("sweep-worker"))
-        .args(["predict", "--device", "cpu", "--model"])
-        .arg(&dir)
-        .arg("--input")
-        .arg(project.path().join("data/test.tsv"))
-        .arg("--out")
-        .arg(&pred)
-        .output()
-        .unwrap();
-    assert!(scored.status.success(), "{}", String::from_utf8_lossy(&scored.stderr));
-    assert_eq!(std::fs::read_to_string(&pred).unwrap().lines().count(), 200);
-    let f1 = Command::new(&python)
-        .args(["-c", SKLEARN_F1])
-        .arg(dir.join("model.json"))
-        .arg(&pred)
-        .arg("micro")
-        .output()
-        .unwrap();
-    assert!(f1.status.success(), "{}", String::from_utf8_lossy(&f1.stderr));
-    let sklearn: f64 = String::from_utf8(f1.stdout).unwrap().trim().parse().unwrap();
+    let sklearn = predicted_micro_f1(&python, &dir, &project.path().join("data/test.tsv"), elsewhere.path(), 200);
     let reported = manifest["metrics"]["test.f1_micro_tuned"].as_f64().unwrap();
     assert!((sklearn - reported).abs() < 1e-6, "scikit-learn {sklearn} vs reported {reported}");
     assert!(reported > 0.5, "the signal words are learnt: {reported}");
